@@ -1,0 +1,33 @@
+# The two set-up commands of the README: `make run` and `make test`.
+# Both create .venv, install a CPU build of torch (no multi-GB CUDA download on a machine
+# without a GPU) and the project in editable mode, then run.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+TORCH_VERSION ?= 2.13.0
+# GPU users: `make install TORCH_INDEX=https://download.pytorch.org/whl/cu128`
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+
+.PHONY: install run test docker-image
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	@# Try PyTorch's own index (the CPU build by default); where it is unreachable, fall back
+	@# to the configured package index. Fail fast: --retries 0.
+	$(PIP) install -q --retries 0 --timeout 15 --index-url $(TORCH_INDEX) "torch==$(TORCH_VERSION)" \
+	  || $(PIP) install -q "torch==$(TORCH_VERSION)"
+	$(PIP) install -q -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(VENV)/bin/olmo-tui --preset tiny-cpu
+
+test: install
+	$(VENV)/bin/pytest
+
+docker-image:
+	docker build --build-arg CUDA_VERSION=$(or $(CUDA_VERSION),12.8.1) \
+	  --build-arg TORCH_VERSION=$(TORCH_VERSION) --build-arg TORCH_CUDA=$(or $(TORCH_CUDA),cu128) \
+	  -t olmo-tui:latest .

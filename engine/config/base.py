@@ -1,0 +1,78 @@
+"""Shared building blocks of the experiment schema: the strict base model, dtypes and Duration."""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Config(BaseModel):
+    """Base of every config section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_enum_values=False)
+
+
+class DType(str, Enum):
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+    @property
+    def num_bytes(self) -> int:
+        return 4 if self is DType.float32 else 2
+
+
+class DurationUnit(str, Enum):
+    steps = "steps"
+    tokens = "tokens"
+    epochs = "epochs"
+
+
+_DURATION_TEXT = re.compile(r"^\s*([0-9][0-9_.eE+]*)\s*([a-z]+)\s*$")
+_UNIT_ALIASES = {"step": "steps", "steps": "steps", "token": "tokens", "tokens": "tokens",
+                 "epoch": "epochs", "epochs": "epochs", "ep": "epochs"}
+
+
+class Duration(Config):
+    """A length of training: `value` steps, tokens or epochs."""
+
+    value: int = Field(gt=0, description="How many units (an integer > 0).")
+    unit: DurationUnit = Field(DurationUnit.steps, description="Unit of `value`: steps, tokens or epochs.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, data: Any) -> Any:
+        # "100 steps", "2e9tokens", "1 epoch" read better on a command line than a mapping.
+        if isinstance(data, str):
+            match = _DURATION_TEXT.match(data.lower())
+            if not match or match.group(2) not in _UNIT_ALIASES:
+                raise ValueError(
+                    f"cannot read duration {data!r}: write '<n> steps', '<n> tokens' or '<n> epochs',"
+                    " or {value: <n>, unit: steps|tokens|epochs}"
+                )
+            number = float(match.group(1).replace("_", ""))
+            if number != int(number):
+                raise ValueError(f"duration {data!r} must be a whole number")
+            return {"value": int(number), "unit": _UNIT_ALIASES[match.group(2)]}
+        if isinstance(data, dict) and isinstance(data.get("value"), float) and data["value"].is_integer():
+            # YAML reads 1e9 as a float; a whole float is a fine token count.
+            return {**data, "value": int(data["value"])}
+        return data
+
+    def __str__(self) -> str:
+        return f"{self.value:,} {self.unit.value}"
+
+    @classmethod
+    def steps(cls, n: int) -> "Duration":
+        return cls(value=n, unit=DurationUnit.steps)
+
+    @classmethod
+    def tokens(cls, n: int) -> "Duration":
+        return cls(value=n, unit=DurationUnit.tokens)
+
+    @classmethod
+    def epochs(cls, n: int) -> "Duration":
+        return cls(value=n, unit=DurationUnit.epochs)

@@ -1,0 +1,38 @@
+"""User-facing config errors: each issue names the dotted field path(s) it is about."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Tuple
+
+# Documented exit code for usage and config errors (headless CLI and olmo-train).
+EXIT_CONFIG_ERROR = 2
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One problem in a config. `paths` are dotted field names; cross-field rules name several."""
+
+    paths: Tuple[str, ...]
+    message: str
+
+    def __str__(self) -> str:
+        where = ", ".join(self.paths) if self.paths else "config"
+        return f"{where}: {self.message}"
+
+
+@dataclass
+class ConfigError(Exception):
+    """Raised for any user mistake in presets, overrides or config files."""
+
+    issues: list[Issue] = field(default_factory=list)
+
+    @classmethod
+    def one(cls, path: str, message: str) -> "ConfigError":
+        return cls([Issue((path,) if path else (), message)])
+
+    def __str__(self) -> str:
+        return "\n".join(str(issue) for issue in self.issues)
+
+    def lines(self) -> Iterable[str]:
+        return (f"error: {issue}" for issue in self.issues)

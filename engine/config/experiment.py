@@ -1,0 +1,183 @@
+"""The whole experiment: the contract between the app and the engine.
+
+Single-section rules live on each section; rules that relate fields of different sections
+are in `cross_field_issues`, so the app can show one error beside every field it involves.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional
+
+from pydantic import Field, ValidationError, ValidationInfo, model_validator
+
+from .base import Config, DurationUnit
+from .data import DataLoaderConfig, DatasetConfig
+from .errors import ConfigError, Issue
+from .launch import LaunchConfig
+from .model import ModelConfig
+from .train_module import TrainModuleConfig
+from .trainer import TrainerConfig
+
+_SKIP_CROSS = "skip_cross_field"
+
+
+class ExperimentConfig(Config):
+    """Everything needed to reproduce a training run."""
+
+    run_name: str = Field("run", min_length=1, description="Name of the run (used in the run id and logs).")
+    init_seed: int = Field(0, ge=0, description="Seed of the weight init and other randomness.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="Transformer architecture.")
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig, description="Training data.")
+    data_loader: DataLoaderConfig = Field(default_factory=DataLoaderConfig, description="Batching.")
+    train_module: TrainModuleConfig = Field(default_factory=TrainModuleConfig, description="Training step.")
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig, description="Training loop and callbacks.")
+    launch: LaunchConfig = Field(default_factory=LaunchConfig, description="Where the run executes.")
+
+    @model_validator(mode="after")
+    def _cross_fields(self, info: ValidationInfo) -> "ExperimentConfig":
+        if info.context and info.context.get(_SKIP_CROSS):
+            return self
+        issues = cross_field_issues(self)
+        if issues:
+            raise ValueError("; ".join(str(issue) for issue in issues))
+        return self
+
+    # ---- derived quantities used by the engine and the estimates --------------------------
+    @property
+    def tp_degree(self) -> int:
+        return self.train_module.tp_config.degree if self.train_module.tp_config else 1
+
+    @property
+    def dp_world_size(self) -> int:
+        return max(self.launch.world_size // self.tp_degree, 1)
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.data_loader.global_batch_size
+
+    def steps_for(self, duration) -> Optional[int]:
+        """Steps a Duration amounts to; None for epochs (depends on the dataset's size)."""
+        if duration.unit == DurationUnit.steps:
+            return duration.value
+        if duration.unit == DurationUnit.tokens:
+            return -(-duration.value // self.tokens_per_step)
+        return None
+
+
+def cross_field_issues(cfg: ExperimentConfig) -> List[Issue]:
+    issues: List[Issue] = []
+    tm, dl, ds, model = cfg.train_module, cfg.data_loader, cfg.dataset, cfg.model
+    seq = ds.sequence_length
+
+    def add(paths: tuple, message: str) -> None:
+        issues.append(Issue(paths, message))
+
+    if tm.rank_microbatch_size % seq:
+        add(("train_module.rank_microbatch_size", "dataset.sequence_length"),
+            f"micro-batch ({tm.rank_microbatch_size} tokens) must be a multiple of the sequence length ({seq})")
+    per_step = tm.rank_microbatch_size * cfg.dp_world_size
+    if dl.global_batch_size % per_step:
+        add(("data_loader.global_batch_size", "train_module.rank_microbatch_size"),
+            f"global batch ({dl.global_batch_size} tokens) must be divisible by micro-batch "
+            f"({tm.rank_microbatch_size}) x data-parallel size ({cfg.dp_world_size}) = {per_step}")
+    if seq > tm.max_sequence_length:
+        add(("dataset.sequence_length", "train_module.max_sequence_length"),
+            f"sequence length {seq} exceeds train_module.max_sequence_length {tm.max_sequence_length}")
+    if ds.tokenizer.vocab_size > model.vocab_size:
+        add(("dataset.tokenizer.vocab_size", "model.vocab_size"),
+            f"tokenizer emits {ds.tokenizer.vocab_size} ids but the model embeds only {model.vocab_size}")
+    if ds.kind == "numpy" and not ds.paths:
+        add(("dataset.paths", "dataset.kind"), "dataset.kind = 'numpy' needs at least one path")
+    if dl.prefetch_factor is not None and dl.num_workers == 0:
+        add(("data_loader.prefetch_factor", "data_loader.num_workers"),
+            "prefetch_factor needs num_workers > 0")
+
+    ckpt = cfg.trainer.callbacks.checkpointer
+    if ckpt.ephemeral_save_interval is not None and ckpt.ephemeral_save_interval >= ckpt.save_interval:
+        add(("trainer.callbacks.checkpointer.ephemeral_save_interval", "trainer.callbacks.checkpointer.save_interval"),
+            f"ephemeral interval ({ckpt.ephemeral_save_interval}) must be below the save interval ({ckpt.save_interval})")
+
+    if tm.ac_config and tm.ac_config.mode == "budget" and not tm.compile_model:
+        add(("train_module.ac_config.mode", "train_module.compile_model"),
+            "activation checkpointing mode 'budget' needs train_module.compile_model = true")
+
+    if tm.tp_config:
+        degree = tm.tp_config.degree
+        for name, value in (("n_heads", model.n_heads), ("n_kv_heads", model.kv_heads)):
+            if value % degree:
+                add(("train_module.tp_config.degree", f"model.{name}"),
+                    f"tensor-parallel degree {degree} must divide model.{name} ({value})")
+        if cfg.launch.world_size % degree:
+            add(("train_module.tp_config.degree", "launch.nproc_per_node"),
+                f"tensor-parallel degree {degree} must divide the world size ({cfg.launch.world_size})")
+
+    dp = tm.dp_config
+    if dp and dp.name == "hsdp" and dp.shard_degree and cfg.dp_world_size % dp.shard_degree:
+        add(("train_module.dp_config.shard_degree", "launch.nproc_per_node"),
+            f"HSDP shard degree {dp.shard_degree} must divide the data-parallel size ({cfg.dp_world_size})")
+
+    if cfg.trainer.hard_stop and cfg.trainer.hard_stop.unit == cfg.trainer.max_duration.unit:
+        if cfg.trainer.hard_stop.value > cfg.trainer.max_duration.value:
+            add(("trainer.hard_stop", "trainer.max_duration"),
+                f"hard_stop ({cfg.trainer.hard_stop}) is past max_duration ({cfg.trainer.max_duration})")
+
+    if cfg.launch.backend == "beaker" and cfg.launch.beaker is None:
+        add(("launch.beaker", "launch.backend"), "launch.backend = 'beaker' needs a [launch.beaker] section")
+    return issues
+
+
+def _loc_to_path(loc: tuple) -> str:
+    # pydantic puts validator names such as 'function-after[...]' into locs; keep field names only.
+    return ".".join(str(part) for part in loc if not str(part).startswith(("function-", "tagged-union")))
+
+
+def _describe(error: dict) -> str:
+    kind, given = error["type"], error.get("input")
+    expected = {
+        "int_parsing": "an integer", "int_type": "an integer", "int_from_float": "a whole number",
+        "float_parsing": "a number", "float_type": "a number", "bool_parsing": "true or false",
+        "bool_type": "true or false", "string_type": "a string", "list_type": "a list",
+        "dict_type": "a mapping", "model_type": "a mapping", "model_attributes_type": "a mapping",
+        "tuple_type": "a list", "missing": None, "extra_forbidden": None,
+    }
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind in ("literal_error", "enum"):
+        allowed = error.get("ctx", {}).get("expected", "")
+        return f"got {given!r}, allowed values: {allowed}"
+    if kind in expected:
+        return f"got {given!r}, expected {expected[kind]}"
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    if kind.startswith(("greater", "less", "too_short", "too_long")):
+        return f"got {given!r}: {message[0].lower()}{message[1:]}"
+    return message
+
+
+def issues_from_validation_error(exc: ValidationError) -> List[Issue]:
+    return [Issue((path,) if (path := _loc_to_path(e["loc"])) else (), _describe(e)) for e in exc.errors()]
+
+
+def validate_experiment(data: Any) -> tuple[Optional[ExperimentConfig], List[Issue]]:
+    """Validate raw data; return the config (None if invalid) and every issue found.
+
+    Field-level errors come first; cross-field rules are checked only once the fields are valid,
+    and each of their issues names all the fields involved.
+    """
+    try:
+        cfg = ExperimentConfig.model_validate(data, context={_SKIP_CROSS: True})
+    except ValidationError as exc:
+        return None, issues_from_validation_error(exc)
+    issues = cross_field_issues(cfg)
+    return (None if issues else cfg), issues
+
+
+def load_experiment(data: Any) -> ExperimentConfig:
+    """Like validate_experiment but raises ConfigError."""
+    cfg, issues = validate_experiment(data)
+    if cfg is None:
+        raise ConfigError(issues)
+    return cfg

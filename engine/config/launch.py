@@ -1,0 +1,95 @@
+"""Where and how a run is launched: locally with torchrun, or on a Beaker cluster."""
+
+from __future__ import annotations
+
+import re
+from typing import Dict, List, Literal, Optional
+
+from pydantic import Field, field_validator
+
+from ..hardware import BY_NAME
+from .base import Config
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class MountConfig(Config):
+    """A shared filesystem mounted into the Beaker job."""
+
+    kind: Literal["weka", "nfs"] = Field("weka", description="weka: a Weka bucket. nfs: an NFS host path.")
+    source: str = Field(description="Weka bucket name, or the NFS path on the host.")
+    mount_path: Optional[str] = Field(None, description="Where it appears in the container; unset = /weka/<bucket> or the same path.")
+
+
+class SecretConfig(Config):
+    """A Beaker secret exposed as an environment variable. Only names travel; values stay in Beaker."""
+
+    env_var: str = Field(description="Environment variable inside the job.")
+    secret: str = Field(description="Name of the secret in the Beaker workspace.")
+
+    @field_validator("env_var")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        if not _ENV_NAME.match(value):
+            raise ValueError(f"'{value}' is not a valid environment variable name")
+        return value
+
+
+class BeakerConfig(Config):
+    """Beaker experiment settings (backend = beaker)."""
+
+    workspace: Optional[str] = Field(None, description="Beaker workspace, e.g. ai2/my-team; unset = your default.")
+    budget: Optional[str] = Field(None, description="Budget account charged for the job, e.g. ai2/oe-training.")
+    clusters: List[str] = Field(default_factory=list, description="Clusters the job may run on, e.g. ai2/jupiter.")
+    gpus: int = Field(1, ge=0, description="GPUs per node.")
+    nodes: int = Field(1, gt=0, description="Number of nodes (replicas).")
+    priority: Literal["low", "normal", "high", "urgent"] = Field("normal", description="Scheduling priority.")
+    preemptible: bool = Field(True, description="Allow the job to be preempted (and followed to its replacement).")
+    image: str = Field("olmo-tui", description="Beaker image holding CUDA torch and this project (see Dockerfile).")
+    mounts: List[MountConfig] = Field(default_factory=list, description="Weka / NFS mounts.")
+    env: Dict[str, str] = Field(default_factory=dict, description="Extra environment variables (not secret).")
+    secrets: List[SecretConfig] = Field(default_factory=list, description="Secrets by name, exposed as env vars.")
+    shared_memory: str = Field("10GiB", description="Shared memory (/dev/shm) size, e.g. 10GiB.")
+    retries: int = Field(0, ge=0, description="Times Beaker retries a failed job.")
+    description: Optional[str] = Field(None, description="Experiment description.")
+    allow_dirty: bool = Field(False, description="Launch from a git tree with uncommitted changes.")
+    git_ref: Optional[str] = Field(None, description="Commit to clone on the node; unset = the current HEAD.")
+    code_in_image: bool = Field(False, description="The image already holds the code at the right commit (no clone).")
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, value: Dict[str, str]) -> Dict[str, str]:
+        for name in value:
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"'{name}' is not a valid environment variable name")
+        return value
+
+
+class LaunchConfig(Config):
+    """Launch settings (used by the app and the headless launcher, not by the training loop)."""
+
+    backend: Literal["local", "beaker"] = Field("local", description="local: torchrun on this machine. beaker: a Beaker job.")
+    nproc_per_node: int = Field(1, gt=0, description="Processes (GPUs) per node for torchrun.")
+    accelerator: Optional[str] = Field(
+        None, description=f"GPU type for memory and wall-time estimates: {', '.join(BY_NAME)}; unset = CPU."
+    )
+    debug: bool = Field(False, description="Troubleshooting: CUDA_LAUNCH_BLOCKING=1, NCCL_DEBUG=INFO, "
+                        "TORCH_DISTRIBUTED_DEBUG=DETAIL.")
+    beaker: Optional[BeakerConfig] = Field(None, description="Beaker settings (backend = beaker).")
+
+    @field_validator("accelerator")
+    @classmethod
+    def _known_accelerator(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and value not in BY_NAME:
+            raise ValueError(f"unknown accelerator '{value}'; known: {', '.join(BY_NAME)}")
+        return value
+
+    @property
+    def num_nodes(self) -> int:
+        return self.beaker.nodes if self.backend == "beaker" and self.beaker else 1
+
+    @property
+    def world_size(self) -> int:
+        if self.backend == "beaker" and self.beaker:
+            return self.beaker.nodes * max(self.beaker.gpus, 1)
+        return self.nproc_per_node

@@ -1,0 +1,124 @@
+"""Optimizer, LR schedule and parallelism configs: everything the TrainModule owns."""
+
+from __future__ import annotations
+
+from typing import List, Literal, Optional, Tuple
+
+from pydantic import Field, model_validator
+
+from .base import Config, DType
+
+
+class ParamGroupOverride(Config):
+    """Different optimizer settings for the parameters whose names match `params`."""
+
+    params: List[str] = Field(description="Glob patterns over parameter names, e.g. 'embeddings.weight' or '*.norm.*'.")
+    lr: Optional[float] = Field(None, ge=0, description="Learning rate for this group; unset = optim.lr.")
+    weight_decay: Optional[float] = Field(None, ge=0, description="Weight decay for this group; unset = optim.weight_decay.")
+
+
+class OptimConfig(Config):
+    """AdamW (decoupled weight decay) or Adam."""
+
+    name: Literal["adamw", "adam"] = Field("adamw", description="Optimizer.")
+    lr: float = Field(1e-3, gt=0, description="Peak learning rate.")
+    betas: Tuple[float, float] = Field((0.9, 0.95), description="Adam (beta1, beta2).")
+    eps: float = Field(1e-8, gt=0, description="Adam epsilon.")
+    weight_decay: float = Field(0.1, ge=0, description="Weight decay (decoupled, AdamW).")
+    fused: Optional[bool] = Field(None, description="Use torch's fused kernel; unset = fused on GPU, foreach on CPU.")
+    group_overrides: List[ParamGroupOverride] = Field(
+        default_factory=list, description="Per-parameter-group overrides, e.g. no weight decay on embeddings."
+    )
+
+    @model_validator(mode="after")
+    def _betas(self) -> "OptimConfig":
+        if not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas {self.betas} must each lie in [0, 1)")
+        return self
+
+
+class SchedulerConfig(Config):
+    """Learning-rate schedule over max_duration (hard_stop does not change it)."""
+
+    name: Literal["constant", "linear", "cosine", "wsd"] = Field(
+        "cosine", description="constant, linear decay, cosine decay, or WSD (warmup-stable-decay)."
+    )
+    warmup_steps: int = Field(0, ge=0, description="Linear warm-up from 0, in steps.")
+    final_lr_ratio: float = Field(0.1, ge=0, le=1, description="LR at the end as a fraction of the peak.")
+    decay_fraction: float = Field(
+        0.2, gt=0, le=1, description="WSD only: share of the run spent decaying at the end."
+    )
+
+
+class DataParallelConfig(Config):
+    """How data-parallel ranks share the model."""
+
+    name: Literal["ddp", "fsdp", "hsdp"] = Field(
+        "fsdp", description="ddp: full replicas. fsdp: params/grads/optimizer sharded over all ranks. "
+        "hsdp: sharded within groups of shard_degree ranks, replicated across groups."
+    )
+    param_dtype: Optional[DType] = Field(
+        None, description="Dtype params are gathered and computed in (e.g. bfloat16); unset = model.dtype."
+    )
+    reduce_dtype: DType = Field(DType.float32, description="Dtype of the gradient reduction.")
+    shard_degree: Optional[int] = Field(
+        None, gt=0, description="hsdp: ranks per shard group; unset = GPUs per node."
+    )
+
+
+class TensorParallelConfig(Config):
+    """Megatron-style tensor parallelism (column/row-wise attention and MLP)."""
+
+    degree: int = Field(2, gt=0, description="Ranks that split each layer; must divide heads and KV heads.")
+
+
+class ActivationCheckpointingConfig(Config):
+    """Trade compute for memory by recomputing activations in backward."""
+
+    mode: Literal["full", "selected_blocks", "selected_modules", "budget"] = Field(
+        "full", description="full: every block. selected_blocks: every block_interval-th block. "
+        "selected_modules: modules matching `modules`. budget: let torch.compile choose (needs compile_model)."
+    )
+    block_interval: Optional[int] = Field(None, gt=0, description="selected_blocks: checkpoint every Nth block.")
+    modules: Optional[List[str]] = Field(
+        None, description="selected_modules: glob patterns over module names, e.g. 'blocks.*.mlp'."
+    )
+    activation_memory_budget: Optional[float] = Field(
+        None, ge=0, le=1, description="budget: 0 = recompute everything, 1 = recompute nothing."
+    )
+
+    @model_validator(mode="after")
+    def _mode_fields(self) -> "ActivationCheckpointingConfig":
+        needs = {"selected_blocks": "block_interval", "selected_modules": "modules",
+                 "budget": "activation_memory_budget"}
+        field = needs.get(self.mode)
+        if field and getattr(self, field) is None:
+            raise ValueError(f"ac_config.mode = '{self.mode}' needs ac_config.{field}")
+        return self
+
+
+class TrainModuleConfig(Config):
+    """The training step: micro-batching, optimizer, schedule, precision and parallelism."""
+
+    rank_microbatch_size: int = Field(
+        4 * 256, gt=0, description="Tokens per forward/backward on one rank; gradients accumulate "
+        "until the global batch is reached. Must be a multiple of the sequence length."
+    )
+    max_sequence_length: int = Field(256, gt=0, description="Longest sequence the step will see, in tokens.")
+    optim: OptimConfig = Field(default_factory=OptimConfig, description="Optimizer.")
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig, description="LR schedule.")
+    max_grad_norm: Optional[float] = Field(None, gt=0, description="Clip the total gradient norm to this; unset = no clipping.")
+    z_loss_multiplier: Optional[float] = Field(
+        None, gt=0, description="Weight of the z-loss (logsumexp^2 of the logits), e.g. 1e-5; unset = off."
+    )
+    compile_model: bool = Field(False, description="torch.compile each transformer block.")
+    autocast_dtype: Optional[DType] = Field(
+        None, description="Autocast dtype for the forward pass on GPU when params stay fp32; unset = none."
+    )
+    dp_config: Optional[DataParallelConfig] = Field(None, description="Data parallelism; unset = DDP when "
+                                                    "there are several ranks.")
+    tp_config: Optional[TensorParallelConfig] = Field(None, description="Tensor parallelism; unset = off.")
+    ac_config: Optional[ActivationCheckpointingConfig] = Field(
+        None, description="Activation checkpointing; unset = off."
+    )
+    label_ignore_index: int = Field(-100, description="Label id excluded from the loss.")

@@ -1,0 +1,120 @@
+"""Trainer config: durations, checkpoint loading and the named callbacks."""
+
+from __future__ import annotations
+
+from typing import List, Literal, Optional
+
+from pydantic import Field
+
+from .base import Config, Duration
+
+
+class CallbackConfig(Config):
+    enabled: bool = Field(True, description="Run this callback.")
+
+
+class ConsoleLoggerConfig(CallbackConfig):
+    log_interval: Optional[int] = Field(None, gt=0, description="Steps between log lines; unset = "
+                                        "trainer.metrics_collect_interval.")
+
+
+class SpeedMonitorConfig(CallbackConfig):
+    num_warmup_steps: int = Field(2, ge=0, description="Steps left out of throughput averages (compile, "
+                                  "allocator warm-up).")
+
+
+class MetricsWriterConfig(CallbackConfig):
+    """Writes metrics.jsonl in the run directory (the app reads it)."""
+
+
+class CheckpointerConfig(CallbackConfig):
+    save_interval: int = Field(1000, gt=0, description="Steps between permanent checkpoints.")
+    ephemeral_save_interval: Optional[int] = Field(
+        None, gt=0, description="Steps between ephemeral checkpoints (only the newest is kept); unset = none."
+    )
+    keep: int = Field(3, ge=0, description="Permanent checkpoints to keep (newest first); 0 = keep all.")
+    save_async: bool = Field(True, description="Write checkpoints in the background on GPU.")
+
+
+class GarbageCollectorConfig(CallbackConfig):
+    gc_interval: int = Field(1000, gt=0, description="Steps between manual garbage collections (automatic GC "
+                             "is paused so it cannot stall a step at random).")
+
+
+class LMEvaluatorConfig(CallbackConfig):
+    eval_interval: int = Field(1000, gt=0, description="Steps between held-out perplexity evaluations.")
+    eval_batches: int = Field(8, gt=0, description="Micro-batches evaluated each time.")
+
+
+class DownstreamEvaluatorConfig(CallbackConfig):
+    enabled: bool = Field(False, description="Run this callback.")
+    eval_interval: int = Field(1000, gt=0, description="Steps between downstream evaluations.")
+    tasks: List[str] = Field(default_factory=lambda: ["sample-mc"],
+                             description="Multiple-choice tasks: built-in names or paths to JSONL files.")
+
+
+class ProfilerConfig(CallbackConfig):
+    enabled: bool = Field(False, description="Run this callback.")
+    skip_first: int = Field(5, ge=0, description="Steps before the profiler's schedule starts.")
+    wait: int = Field(1, ge=0, description="Idle steps in each cycle.")
+    warmup: int = Field(2, ge=0, description="Traced-but-discarded steps in each cycle.")
+    active: int = Field(3, gt=0, description="Recorded steps in each cycle.")
+    repeat: int = Field(1, ge=1, description="Cycles to record.")
+    ranks: List[int] = Field(default_factory=lambda: [0], description="Ranks that write a trace.")
+
+
+class GPUMonitorConfig(CallbackConfig):
+    """GPU memory (active/reserved, peak per interval); silent on CPU."""
+
+
+class WandBConfig(CallbackConfig):
+    enabled: bool = Field(False, description="Run this callback.")
+    project: str = Field("olmo-tui", description="W&B project.")
+    entity: Optional[str] = Field(None, description="W&B entity (team or user).")
+    group: Optional[str] = Field(None, description="W&B run group.")
+    tags: List[str] = Field(default_factory=list, description="W&B tags.")
+    mode: Literal["online", "offline"] = Field("offline", description="offline writes local files only; "
+                                                "online needs WANDB_API_KEY in the environment.")
+
+
+class ConfigSaverConfig(CallbackConfig):
+    """Writes the resolved config into every checkpoint."""
+
+
+class CallbacksConfig(Config):
+    """Callbacks by name; each can be switched off with `enabled = false`."""
+
+    console_logger: ConsoleLoggerConfig = Field(default_factory=ConsoleLoggerConfig, description="One readable line per log interval.")
+    speed_monitor: SpeedMonitorConfig = Field(default_factory=SpeedMonitorConfig, description="Tokens/s, MFU and data-loading share.")
+    metrics_writer: MetricsWriterConfig = Field(default_factory=MetricsWriterConfig, description="metrics.jsonl in the run dir.")
+    checkpointer: CheckpointerConfig = Field(default_factory=CheckpointerConfig, description="Distributed checkpoints.")
+    garbage_collector: GarbageCollectorConfig = Field(default_factory=GarbageCollectorConfig, description="Scheduled garbage collection.")
+    lm_evaluator: LMEvaluatorConfig = Field(default_factory=LMEvaluatorConfig, description="Held-out perplexity.")
+    downstream_evaluator: DownstreamEvaluatorConfig = Field(default_factory=DownstreamEvaluatorConfig, description="Multiple-choice accuracy.")
+    profiler: ProfilerConfig = Field(default_factory=ProfilerConfig, description="torch.profiler Chrome traces.")
+    gpu_monitor: GPUMonitorConfig = Field(default_factory=GPUMonitorConfig, description="GPU memory use.")
+    wandb: WandBConfig = Field(default_factory=WandBConfig, description="Weights & Biases logging.")
+    config_saver: ConfigSaverConfig = Field(default_factory=ConfigSaverConfig, description="Config copy in each checkpoint.")
+
+
+class TrainerConfig(Config):
+    """The fit loop."""
+
+    save_folder: Optional[str] = Field(
+        None, description="Where checkpoints go; unset = <run dir>/checkpoints. Rerunning with the same "
+        "folder resumes from its latest complete checkpoint."
+    )
+    load_path: Optional[str] = Field(
+        None, description="Checkpoint to load weights from when save_folder has none (fine-tuning); "
+        "ignored once the run has its own checkpoint."
+    )
+    max_duration: Duration = Field(default_factory=lambda: Duration.steps(200),
+                                   description="Length of training; drives the LR schedule.")
+    hard_stop: Optional[Duration] = Field(
+        None, description="Stop early at this point without changing the LR schedule; unset = max_duration."
+    )
+    metrics_collect_interval: int = Field(10, gt=0, description="Steps between metric collection (one "
+                                          "host-device sync each).")
+    no_checkpoints: bool = Field(False, description="Save no checkpoints at all.")
+    no_evals: bool = Field(False, description="Run no in-loop evaluations.")
+    callbacks: CallbacksConfig = Field(default_factory=CallbacksConfig, description="Callbacks by name.")
