@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 run: install
-	$(VENV)/bin/olmo-tui --preset tiny-cpu
+	$(VENV)/bin/olmo-train tiny-cpu --preset tiny-cpu
 
 test: install
 	$(VENV)/bin/pytest
