@@ -1,0 +1,109 @@
+"""The Backend protocol: what the run manager, the screens and the headless CLI need from a
+place that runs jobs (this machine through torchrun, or a Beaker cluster).
+
+A backend never writes the registry itself: every method takes a RunRecord and returns an
+updated copy (dataclasses.replace), and the caller saves the fields that changed. That keeps
+all SQLite writes in one place (registry.py) and lets a backend be tested without one.
+
+Status values (RunStatus): queued -> starting -> running -> succeeded | failed | cancelled,
+plus preempted (Beaker: the job was taken back; its replacement is followed) and lost (the
+process vanished without recording how it ended, or the backend no longer knows the job).
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from typing import TYPE_CHECKING, Dict, Iterator, List, Mapping, Optional, Protocol, runtime_checkable
+
+if TYPE_CHECKING:  # engine.config is torch-free, but keep import time small for `olmo-tui runs`
+    from engine.config import ExperimentConfig
+
+    from ..registry import RunRecord
+
+
+class RunStatus:
+    QUEUED = "queued"
+    STARTING = "starting"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    PREEMPTED = "preempted"
+    LOST = "lost"
+
+    ALL = (QUEUED, STARTING, RUNNING, SUCCEEDED, FAILED, CANCELLED, PREEMPTED, LOST)
+    # Finished for good: refresh() is not called again for these.
+    TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED, LOST})
+    ACTIVE = frozenset(ALL) - TERMINAL
+
+
+class BackendError(Exception):
+    """The backend could not do what was asked (torchrun missing, Beaker unreachable, ...).
+    The message is one line for the user; the headless CLI exits with code 3 (LAUNCH)."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str  # "local" or "beaker": the value stored in RunRecord.backend
+
+    def command(self, run: "RunRecord", cfg: "ExperimentConfig") -> List[str]:
+        """The exact command the job will run (shown in the monitor header and --dry-run)."""
+
+    def launch(self, run: "RunRecord", cfg: "ExperimentConfig", secrets: Mapping[str, str]) -> "RunRecord":
+        """Start the job for `run` (its run_dir exists and holds config.toml). Secrets reach the
+        job by environment (local) or by secret name (Beaker) only, never a file. Returns the
+        record with status, pid/pgid or workload_id, argv and started filled in. Raises
+        BackendError when nothing was started."""
+
+    def refresh(self, run: "RunRecord") -> "RunRecord":
+        """Look at the job now: status, exit_code, ended, latest_step and summary. Must return
+        within a few seconds (bounded network calls) and never raise for a vanished job: that
+        is status lost."""
+
+    def cancel(self, run: "RunRecord", grace_s: float) -> "RunRecord":
+        """Ask the job to stop: a graceful signal (the engine writes a final checkpoint and
+        exits 143), then a hard kill after grace_s seconds. May return before the job has
+        ended (status stays running with cancel_requested set); refresh() records the end."""
+
+    def follow_logs(self, run: "RunRecord", stop: threading.Event) -> Iterator[str]:
+        """Yield the job's log lines (without newlines) from the beginning, then new ones as
+        they come, until the job has ended and everything was yielded, or `stop` is set."""
+
+
+# name -> "module:attribute" of a zero-argument factory; imported on first use so the Beaker
+# client (grpc) is only loaded when a Beaker run is touched.
+BACKENDS: Dict[str, str] = {
+    "local": "olmo_tui.core.backends.local:LocalBackend",
+    "beaker": "olmo_tui.core.backends.beaker:BeakerBackend",
+}
+
+_instances: Dict[str, Backend] = {}
+_lock = threading.Lock()
+
+
+def get_backend(name: str) -> Backend:
+    """The shared backend instance for `name`; BackendError if unknown or not installed."""
+    with _lock:
+        if name in _instances:
+            return _instances[name]
+        target = BACKENDS.get(name)
+        if target is None:
+            raise BackendError(f"unknown backend {name!r}; known: {', '.join(BACKENDS)}")
+        module_name, attr = target.split(":")
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise BackendError(f"the {name} backend is not available: {exc}") from exc
+        _instances[name] = factory()
+        return _instances[name]
+
+
+def set_backend(name: str, backend: Optional[Backend]) -> None:
+    """Install (or with None, drop) the instance used for `name`: tests point the Beaker
+    backend at a fake server this way."""
+    with _lock:
+        if backend is None:
+            _instances.pop(name, None)
+        else:
+            _instances[name] = backend

@@ -1,0 +1,259 @@
+"""The run registry: one SQLite row per run, in WAL mode under $XDG_STATE_HOME/olmo-tui/runs.db.
+
+Several processes use it at once (two app instances and a headless command), so:
+- every connection sets a busy timeout and every write is one short `BEGIN IMMEDIATE`
+  transaction (a writer waits for the lock instead of failing with "database is locked");
+- updates name only the columns they change, so two processes refreshing different fields
+  of the same run never undo each other;
+- the schema version lives in `PRAGMA user_version`; migrations run inside a write
+  transaction, so two processes opening an old database at once migrate it exactly once.
+
+The registry stores no secrets: records hold argv (which never carries secret values),
+status and a few numbers for the runs table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets as _random
+import socket
+import sqlite3
+import threading
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+from .backends.base import RunStatus
+
+SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class RegistryError(Exception):
+    """A registry problem the user must fix (unknown or ambiguous run id, newer database)."""
+
+
+@dataclass
+class RunRecord:
+    id: str
+    name: str
+    backend: str
+    run_dir: str
+    status: str = RunStatus.QUEUED
+    preset: Optional[str] = None
+    parent_id: Optional[str] = None
+    relation: Optional[str] = None  # how it came from parent_id: "relaunch" or "resume"
+    host: str = field(default_factory=socket.gethostname)
+    pid: Optional[int] = None  # local: the wrapper process that waits on torchrun
+    pgid: Optional[int] = None
+    pid_start: Optional[int] = None  # local: the wrapper's start time in clock ticks (pid reuse guard)
+    workload_id: Optional[str] = None  # Beaker: experiment / workload id
+    created: float = field(default_factory=time.time)
+    started: Optional[float] = None
+    ended: Optional[float] = None
+    exit_code: Optional[int] = None
+    latest_step: Optional[int] = None
+    total_steps: Optional[int] = None
+    cancel_requested: Optional[float] = None
+    message: Optional[str] = None  # one line for the user: why it failed, what is happening
+    argv: List[str] = field(default_factory=list)
+    summary: Dict[str, Any] = field(default_factory=dict)  # latest metrics: loss, tps, mfu, ...
+    extra: Dict[str, Any] = field(default_factory=dict)  # backend-specific (Beaker URL, job ids)
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in RunStatus.TERMINAL
+
+    def to_json(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+COLUMNS = [f.name for f in fields(RunRecord)]
+JSON_COLUMNS = {"argv", "summary", "extra"}
+
+# Each entry upgrades the schema from version i to i + 1. Append only; never edit a shipped one.
+MIGRATIONS: List[Callable[[sqlite3.Connection], None]] = [
+    lambda db: db.execute(
+        """CREATE TABLE runs (
+            id TEXT PRIMARY KEY, name TEXT NOT NULL, backend TEXT NOT NULL, run_dir TEXT NOT NULL,
+            status TEXT NOT NULL, preset TEXT, parent_id TEXT, relation TEXT, host TEXT,
+            pid INTEGER, pgid INTEGER, pid_start INTEGER, workload_id TEXT,
+            created REAL NOT NULL, started REAL, ended REAL, exit_code INTEGER,
+            latest_step INTEGER, total_steps INTEGER, cancel_requested REAL, message TEXT,
+            argv TEXT NOT NULL DEFAULT '[]', summary TEXT NOT NULL DEFAULT '{}',
+            extra TEXT NOT NULL DEFAULT '{}'
+        )"""
+    ),
+    lambda db: db.execute("CREATE INDEX runs_created ON runs (created)"),
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "olmo-tui"
+
+
+def runs_root() -> Path:
+    """Where run directories go: $OLMO_TUI_RUNS_DIR, else $XDG_DATA_HOME/olmo-tui/runs."""
+    if os.environ.get("OLMO_TUI_RUNS_DIR"):
+        return Path(os.environ["OLMO_TUI_RUNS_DIR"])
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "olmo-tui" / "runs"
+
+
+def new_run_id(name: str, now: Optional[float] = None) -> str:
+    """'<name>-YYYYmmdd-HHMMSS-<4 hex>': sorts by time, safe as a folder name whatever the
+    run name holds (no separators, no '..')."""
+    safe = re.sub(r"\.{2,}", ".", SAFE_NAME.sub("-", name)).strip("-.")[:40] or "run"
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now or time.time()))
+    return f"{safe}-{stamp}-{_random.token_hex(2)}"
+
+
+class Registry:
+    """Open with Registry() (the XDG default) or Registry(path). Thread-safe: one SQLite
+    connection per thread."""
+
+    def __init__(self, path: Optional[Path] = None):
+        self.path = Path(path) if path else state_dir() / "runs.db"
+        self._local = threading.local()
+
+    # ---- connection and schema ----------------------------------------------------------
+
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA busy_timeout = 30000")
+            self._enable_wal(db)
+            db.execute("PRAGMA synchronous = NORMAL")  # safe with WAL; an OS crash may lose the last commit
+            self._migrate(db)
+            self._local.db = db
+        return db
+
+    @staticmethod
+    def _enable_wal(db: sqlite3.Connection) -> None:
+        # Switching to WAL needs a moment without other connections in a transaction; it is
+        # persistent, so only the first opener ever has to wait for it.
+        for _ in range(100):
+            try:
+                if db.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() == "wal":
+                    return
+            except sqlite3.OperationalError:
+                pass
+            time.sleep(0.05)
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            raise RegistryError(
+                f"{self.path} was written by a newer olmo-tui (schema {version}, this one knows "
+                f"{SCHEMA_VERSION}); upgrade olmo-tui"
+            )
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]  # another process may have won
+            for step in MIGRATIONS[version:]:
+                step(db)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    # ---- rows ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _encode(name: str, value: Any) -> Any:
+        return json.dumps(value) if name in JSON_COLUMNS else value
+
+    @staticmethod
+    def _decode(row: sqlite3.Row) -> RunRecord:
+        data = {key: row[key] for key in row.keys() if key in COLUMNS}
+        for key in JSON_COLUMNS:
+            data[key] = json.loads(data[key] or ("[]" if key == "argv" else "{}"))
+        return RunRecord(**data)
+
+    def _write(self, sql: str, params: tuple) -> int:
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            count = db.execute(sql, params).rowcount
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return count
+
+    def add(self, run: RunRecord) -> RunRecord:
+        values = tuple(self._encode(name, getattr(run, name)) for name in COLUMNS)
+        marks = ", ".join("?" for _ in COLUMNS)
+        self._write(f"INSERT INTO runs ({', '.join(COLUMNS)}) VALUES ({marks})", values)
+        return run
+
+    def update(self, run_id: str, **changes: Any) -> None:
+        """Set only the named fields of one run."""
+        unknown = set(changes) - set(COLUMNS) or ({"id"} & set(changes))
+        if unknown:
+            raise ValueError(f"not updatable run fields: {sorted(unknown)}")
+        if not changes:
+            return
+        assignments = ", ".join(f"{name} = ?" for name in changes)
+        values = tuple(self._encode(name, value) for name, value in changes.items())
+        self._write(f"UPDATE runs SET {assignments} WHERE id = ?", (*values, run_id))
+
+    def save_changes(self, before: RunRecord, after: RunRecord) -> RunRecord:
+        """Write the fields in which `after` differs from `before` (what a backend changed)."""
+        changed = {name: getattr(after, name) for name in COLUMNS
+                   if name != "id" and getattr(after, name) != getattr(before, name)}
+        self.update(after.id, **changed)
+        return after
+
+    def remove(self, run_id: str) -> bool:
+        return self._write("DELETE FROM runs WHERE id = ?", (run_id,)) > 0
+
+    def get(self, run_id: str) -> Optional[RunRecord]:
+        row = self._db().execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return self._decode(row) if row else None
+
+    def all(self) -> List[RunRecord]:
+        """Every run, newest first."""
+        return [self._decode(row) for row in self._db().execute("SELECT * FROM runs ORDER BY created DESC")]
+
+    def count(self) -> int:
+        return self._db().execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+
+    def find(self, ref: str) -> RunRecord:
+        """A run by exact id, unique id prefix, or name (the newest run of that name)."""
+        exact = self.get(ref)
+        if exact:
+            return exact
+        like = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = self._db().execute(
+            "SELECT * FROM runs WHERE id LIKE ? ESCAPE '\\' ORDER BY created DESC", (like,)
+        ).fetchall()
+        if len(rows) == 1:
+            return self._decode(rows[0])
+        if len(rows) > 1:
+            ids = ", ".join(row["id"] for row in rows[:5])
+            raise RegistryError(f"run {ref!r} is ambiguous: matches {ids}{' ...' if len(rows) > 5 else ''}")
+        row = self._db().execute("SELECT * FROM runs WHERE name = ? ORDER BY created DESC LIMIT 1", (ref,)).fetchone()
+        if row:
+            return self._decode(row)
+        raise RegistryError(f"no run {ref!r}; see `olmo-tui runs` for ids")
+
+
+def updated(run: RunRecord, **changes: Any) -> RunRecord:
+    return replace(run, **changes)
