@@ -1,0 +1,1 @@
+"""The transformer (Llama / OLMo-2 blocks) built from engine.config.ModelConfig."""

@@ -1,0 +1,182 @@
+"""The decoder-only transformer: Llama (pre-norm) and OLMo-2 (reordered norm + QK-norm) blocks.
+
+Parameter names are a contract (HF conversion and optimizer group globs rely on them):
+  embeddings.weight
+  blocks.{i}.attention.{w_q,w_k,w_v,w_out}.weight   blocks.{i}.attention.{q_norm,k_norm}.weight (qk_norm)
+  blocks.{i}.attention_norm.weight  blocks.{i}.mlp.{w1,w3,w2}.weight  blocks.{i}.mlp_norm.weight
+  norm.weight  lm_head.weight (the embedding Parameter itself when tie_embeddings)
+
+Init (deterministic from the seed, identical under any parallelism): every weight matrix and the
+embedding ~ normal(0, init_std) truncated at +-3 std; the two output projections of each block
+(attention.w_out, mlp.w2) use init_std / sqrt(2 * n_layers) (GPT-2's residual scaling); norm
+weights = 1. Each parameter draws from its own generator seeded by (seed, parameter name), so
+the values do not depend on parameter order, device count or sharding.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from typing import Callable, Dict, Optional, Tuple
+
+import torch
+from torch import nn
+
+from engine.config import ModelConfig
+
+from .attention import Attention
+from .loss import cross_entropy_sums
+from .mlp import SwiGLU
+from .norm import RMSNorm
+from .rope import rope_tables
+
+
+class Block(nn.Module):
+    """One transformer block. llama: x + attn(norm(x)); olmo2: x + norm(attn(x))."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.reordered_norm = cfg.family == "olmo2"
+        self.attention = Attention(cfg.d_model, cfg.n_heads, cfg.kv_heads, cfg.qk_norm, cfg.norm_eps)
+        self.attention_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.mlp = SwiGLU(cfg.d_model, cfg.mlp_hidden)
+        self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        # x: (B, T, d) -> (B, T, d)
+        if self.reordered_norm:
+            h = x + self.attention_norm(self.attention(x, cos, sin))
+            return h + self.mlp_norm(self.mlp(h))
+        h = x + self.attention(self.attention_norm(x), cos, sin)
+        return h + self.mlp(self.mlp_norm(h))
+
+
+class Transformer(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.config = cfg
+        self.embeddings = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.blocks = nn.ModuleDict({str(i): Block(cfg) for i in range(cfg.n_layers)})
+        self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.embeddings.weight
+        # RoPE tables are a cache, not state: built on first use on the right device.
+        self._rope: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+        # The train module swaps in a compiled version on GPU.
+        self.loss_fn: Callable = cross_entropy_sums
+
+    # ---- forward ----------------------------------------------------------------------------
+    def rope(self, seq_len: int, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
+        if self._rope is None or self._rope[0].shape[0] < seq_len or self._rope[0].device != device:
+            length = max(seq_len, self._rope[0].shape[0] if self._rope is not None else 0)
+            self._rope = rope_tables(self.config.head_dim, length, self.config.rope_theta, device)
+        return self._rope
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        labels: Optional[torch.Tensor] = None,
+        ignore_index: int = -100,
+        with_z_loss: bool = False,
+    ):
+        """input_ids: (B, T) long. Without labels: logits (B, T, V). With labels (B, T):
+        (ce_sum, z_sum or None), fp32 sums over non-ignored labels (the loss goes through
+        forward so that FSDP's root hooks run)."""
+        h = self.embeddings(input_ids)  # (B, T, d)
+        cos, sin = self.rope(input_ids.shape[1], h.device)
+        for block in self.blocks.values():
+            h = block(h, cos, sin)
+        logits = self.lm_head(self.norm(h))  # (B, T, V)
+        if labels is None:
+            return logits
+        return self.loss_fn(logits.flatten(0, 1), labels.flatten(), ignore_index, with_z_loss)
+
+    # ---- init -------------------------------------------------------------------------------
+    def init_std_for(self, name: str) -> Optional[float]:
+        """The init std of a parameter by name; None for norm weights (set to 1)."""
+        if name.endswith("norm.weight"):
+            return None
+        if name.endswith(("attention.w_out.weight", "mlp.w2.weight")):
+            return self.config.init_std / math.sqrt(2 * self.config.n_layers)
+        return self.config.init_std
+
+    @torch.no_grad()
+    def init_weights(self, seed: int) -> None:
+        """Fill every parameter deterministically from `seed` (see the module docstring)."""
+        self._rope = None
+        for name, param in _named_params(self):
+            std = self.init_std_for(name)
+            full = torch.empty(param.shape, dtype=torch.float32, device=_local(param).device)
+            if std is None:
+                full.fill_(1.0)
+            else:
+                gen = torch.Generator(device=full.device)
+                gen.manual_seed((seed * 1_000_003 + zlib.crc32(name.encode())) % (1 << 63))
+                nn.init.trunc_normal_(full, 0.0, std, -3 * std, 3 * std, generator=gen)
+            _copy_full_into(param, full)
+
+    # ---- counts (checked against ModelConfig's arithmetic for every preset) ------------------
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())  # parameters() skips the tied duplicate
+
+    def num_non_embedding_params(self) -> int:
+        return self.num_params() - self.embeddings.weight.numel()
+
+    def num_matmul_params(self) -> int:
+        # Every Linear weight multiplies each token once, the tied output head included.
+        return sum(m.weight.numel() for m in self.modules() if isinstance(m, nn.Linear))
+
+    def num_flops_per_token(self, seq_len: int) -> int:
+        """6 x matmul params + 12 x layers x (heads x head_dim) x seq_len (see ModelConfig)."""
+        q_width = self.blocks["0"].attention.w_q.weight.shape[0]  # heads x head_dim (global)
+        return 6 * self.num_matmul_params() + 12 * len(self.blocks) * q_width * seq_len
+
+
+def _named_params(module: nn.Module):
+    """named_parameters() with the wrappers' prefixes removed (names stay the contract's)."""
+    for name, param in module.named_parameters():
+        yield clean_param_name(name), param
+
+
+def clean_param_name(name: str) -> str:
+    for prefix in ("_orig_mod.", "_checkpoint_wrapped_module.", "module."):
+        name = name.replace(prefix, "")
+    return name
+
+
+def _local(param: torch.Tensor) -> torch.Tensor:
+    return param.to_local() if hasattr(param, "to_local") else param
+
+
+def _copy_full_into(param: torch.Tensor, full: torch.Tensor) -> None:
+    """Copy a full (unsharded) tensor into a parameter that may be a sharded DTensor."""
+    if not hasattr(param, "device_mesh"):
+        param.copy_(full)
+        return
+    from torch.distributed.tensor import distribute_tensor
+
+    try:  # every rank holds the same full tensor: slice locally, no communication
+        shard = distribute_tensor(full, param.device_mesh, param.placements, src_data_rank=None)
+    except TypeError:  # older torch without src_data_rank: scatter from rank 0 (same values)
+        shard = distribute_tensor(full, param.device_mesh, param.placements)
+    param.to_local().copy_(shard.to_local())
+
+
+def build_model(cfg: ModelConfig, init_device: str | torch.device = "meta") -> Transformer:
+    """The model with parameters on `init_device` (meta: no memory until materialized)."""
+    with torch.device(init_device):
+        return Transformer(cfg)
+
+
+def materialize(model: Transformer, device: torch.device, seed: int) -> Transformer:
+    """Allocate a meta-built (possibly parallelized) model on `device` and initialise it."""
+    model.to_empty(device=device)
+    if model.config.tie_embeddings and model.lm_head.weight is not model.embeddings.weight:
+        model.lm_head.weight = model.embeddings.weight
+    model.init_weights(seed)
+    return model
+
+
+def param_groups_by_name(model: nn.Module) -> Dict[str, torch.Tensor]:
+    return dict(_named_params(model))
