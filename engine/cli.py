@@ -1,4 +1,10 @@
-"""`olmo-train RUN_NAME --preset NAME [overrides] [--dry-run]`: the engine's entry point."""
+"""`olmo-train RUN_NAME [--preset NAME | --config FILE] [overrides] [--run-dir DIR] [--dry-run]`.
+
+Trains in this process (or, under torchrun, in each rank's process); see docs/CONTRACTS.md for
+the run directory and the exit codes: 0 finished, 1 training failed, 2 user error found before
+training (one line on stderr, nothing left behind), 130 / 143 stopped by SIGINT / SIGTERM after
+a final checkpoint. Rerunning the same command resumes from the latest complete checkpoint.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import sys
 from typing import List, Optional, Sequence
 
 from engine.config import EXIT_CONFIG_ERROR, ConfigError
+from engine.errors import EXIT_USER_ERROR, UserError
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -13,7 +20,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = run_parser(prog="olmo-train")
-    parser.add_argument("run_name", nargs="?", help="name of the run")
+    parser.description = ("Train a language model. RUN_NAME names the run directory; rerunning the "
+                          "same command resumes from its latest complete checkpoint.")
+    parser.epilog = ("Exit codes: 0 finished, 1 training failed, 2 user error (nothing left behind), "
+                     "130/143 stopped by SIGINT/SIGTERM after a final checkpoint.")
+    parser.add_argument("run_name", nargs="?", help="name of the run (default: the config's run_name)")
+    parser.add_argument("--run-dir", help="run directory (default: $OLMO_TUI_RUNS_DIR/RUN_NAME, "
+                        "else ./runs/RUN_NAME)")
     args, extras = parser.parse_known_args(argv)
     try:
         overrides: List[str] = [f"--run_name={args.run_name}"] if args.run_name else []
@@ -25,8 +38,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.dry_run:
         print_config(cfg, args.json)
         return 0
-    print("error: the training loop is not built yet", file=sys.stderr)
-    return 1
+    from engine.run import main_training, resolve_run_dir
+
+    try:
+        run_dir = resolve_run_dir(cfg.run_name, args.run_dir)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    return main_training(cfg, run_dir)
 
 
 def entry() -> None:

@@ -1,0 +1,151 @@
+"""One training run end to end: run directory, pre-flight checks, build, resume, fit, exit code.
+
+Order, and why:
+1. Pre-flight (no side effects): the run name, the data (engine.data's checks: missing or corrupt
+   token files, ids beyond the vocab, a tokenizer that disagrees with the config), the save
+   folder and run dir being writable, load_path existing. A user mistake raises UserError here,
+   before anything is created, and the entry prints one line and exits 2.
+2. The run directory is created (remembering whether it existed) and config.toml written
+   atomically. A UserError found after this point, before the first step, removes a run
+   directory this process created, so a failed start leaves nothing behind.
+3. Build: seed, model, TrainModule, data loaders, callbacks, trainer.
+4. Where the weights come from, in this order (one line in the log says which):
+     a. the latest complete checkpoint in the save folder: full resume (model, optimizer,
+        scheduler, data position, RNG, callback state); load_path is then ignored;
+     b. trainer.load_path: weights only (fine-tuning / continued pre-training from another run);
+     c. a fresh init from init_seed.
+5. fit(); the exit code follows docs/CONTRACTS.md (0, 1, 130 / 143).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from engine.config import ExperimentConfig, to_toml
+from engine.errors import UserError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_run_name(name: str) -> str:
+    """Run names become directory names: no separators, no `..`, nothing hidden."""
+    if not _RUN_NAME.match(name):
+        raise UserError("run_name", f"{name!r} is not a valid run name: use letters, digits, '.', '_' "
+                        "and '-' (starting with a letter or digit, at most 128 characters)")
+    return name
+
+
+def resolve_run_dir(run_name: str, run_dir: Optional[str]) -> Path:
+    """--run-dir, else $OLMO_TUI_RUNS_DIR/RUN_NAME, else ./runs/RUN_NAME (docs/CONTRACTS.md)."""
+    if run_dir:
+        return Path(run_dir).expanduser().absolute()
+    root = os.environ.get("OLMO_TUI_RUNS_DIR") or "runs"
+    return (Path(root).expanduser() / check_run_name(run_name)).absolute()
+
+
+def check_writable_dir(path: Path, field: str) -> None:
+    """Fail now if `path` cannot become a writable directory, creating nothing.
+
+    os.access says yes to root for almost anything, so the nearest existing ancestor is probed
+    by really creating (and removing) a temp file in it.
+    """
+    probe_at = path
+    while not probe_at.exists():
+        if probe_at.parent == probe_at:
+            break
+        probe_at = probe_at.parent
+    if not probe_at.is_dir():
+        raise UserError(field, f"cannot create {path}: {probe_at} is not a directory")
+    try:
+        with tempfile.NamedTemporaryFile(dir=probe_at, prefix=".olmo-write-probe-"):
+            pass
+    except OSError as exc:
+        raise UserError(field, f"cannot write to {probe_at} (needed for {path}): {exc.strerror}") from None
+
+
+def write_atomic(path: Path, text: str) -> None:
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_text(text)
+    os.replace(temp, path)
+
+
+@dataclass
+class RunPaths:
+    run_dir: Path
+    save_folder: Path
+
+
+def preflight(cfg: ExperimentConfig, run_dir: Path) -> RunPaths:
+    """Every user mistake we can find without side effects (raises UserError)."""
+    from engine import checkpoint
+    from engine.data.checks import check_data
+
+    check_run_name(cfg.run_name)
+    save_folder = Path(cfg.trainer.save_folder).expanduser().absolute() if cfg.trainer.save_folder \
+        else run_dir / "checkpoints"
+    check_writable_dir(run_dir, "--run-dir")
+    if not cfg.trainer.no_checkpoints:
+        check_writable_dir(save_folder, "trainer.save_folder")
+    if cfg.trainer.load_path and checkpoint.latest_checkpoint(save_folder) is None:
+        checkpoint.resolve_load_path(cfg.trainer.load_path)
+    check_data(cfg)
+    return RunPaths(run_dir, save_folder)
+
+
+def _exit_code_for_signal(signum: int) -> int:
+    return 128 + signum  # SIGINT 2 -> 130, SIGTERM 15 -> 143
+
+
+def run_training(cfg: ExperimentConfig, run_dir: Path) -> int:
+    """Pre-flight, build, resume and train; returns the exit code. UserError propagates (exit 2)
+    after removing a run directory this call created."""
+    paths = preflight(cfg, run_dir)
+    created = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        from engine.train.build import build_trainer  # torch and the model: only past pre-flight
+
+        env = build_trainer(cfg, paths)
+        if env.is_rank0:
+            write_atomic(run_dir / "config.toml", to_toml(cfg))
+        env.trainer.log(f"run dir: {run_dir}")
+        env.restore()  # resume / load_path / fresh init, logged in one line
+    except UserError:
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    trainer = env.trainer
+    try:
+        stop_signal = trainer.fit()
+    finally:
+        env.teardown()
+    if stop_signal is not None:
+        trainer.log(f"stopped by {signal.Signals(stop_signal).name} at step {trainer.global_step}; "
+                    f"rerun the same command to resume. run dir: {run_dir}")
+        return _exit_code_for_signal(stop_signal)
+    trainer.log(f"finished at step {trainer.global_step}. run dir: {run_dir}")
+    return EXIT_OK
+
+
+def main_training(cfg: ExperimentConfig, run_dir: Path) -> int:
+    """run_training with the error reporting of docs/CONTRACTS.md."""
+    from engine.train.trainer import NonFiniteLossError
+
+    try:
+        return run_training(cfg, run_dir)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    except NonFiniteLossError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_FAILED

@@ -1,0 +1,336 @@
+"""The fit loop: fetch a batch, let the TrainModule step, let the callbacks do the rest.
+
+Durations: `max_duration` sets `max_steps`, which the TrainModule's LR schedule is built on;
+`hard_stop` only moves `stop_step` (where the loop ends) and never changes the schedule, so a
+run stopped early has exactly the LRs of the full run up to that point.
+
+Stopping: SIGTERM and SIGINT set a flag; the loop finishes the current step, ranks agree to
+stop (an all-reduce of the flag), post_train runs (the checkpointer writes a final checkpoint)
+and fit() returns the signal number, which the entry turns into exit code 128 + signum
+(143 / 130). A second signal of the same kind falls back to Python's default behaviour, so a
+stuck run can still be killed from the keyboard.
+
+Metrics: the TrainModule's metric tensors stay on the device between logging steps (no host
+sync per step); every `metrics_collect_interval` steps, on the last step and when a callback
+records a metric with force_log=True, they are averaged across ranks, turned into floats,
+checked (a non-finite loss raises NonFiniteLossError) and handed to every callback's
+log_metrics as one record with the keys of docs/CONTRACTS.md.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import signal
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from engine.config import ExperimentConfig
+
+from .callback import Callback
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite: the run cannot continue meaningfully."""
+
+
+def _log0(trainer: "Trainer", message: str) -> None:
+    if trainer.is_rank0:
+        print(message, flush=True)
+
+
+def rng_state() -> Dict[str, Any]:
+    """Every RNG a step might draw from, as plain values and tensors (torch.load weights_only)."""
+    np_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy(), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+class Trainer:
+    """Owns the loop, the step counters, metric collection and stopping; see module docstring.
+
+    `train_module` needs: train_batch(batch) -> {name: tensor} (at least "loss"),
+    optim_step() -> (grad_norm tensor or None, lr float), zero_grads(), set_max_steps(n),
+    state_dict() / load_state_dict(sd) (DCP-ready). `data_loader` needs: iteration yielding
+    {"input_ids": (N, T)} per optimizer step, state_dict() / load_state_dict(sd).
+    """
+
+    def __init__(self, *, cfg: ExperimentConfig, train_module, data_loader, run_dir: Path,
+                 save_folder: Path, callbacks: List[Callback], max_steps: int, stop_step: int,
+                 rank: int = 0, world_size: int = 1, device: torch.device = torch.device("cpu"),
+                 cpu_group=None, eval_data=None):
+        self.cfg = cfg
+        self.train_module = train_module
+        self.data_loader = data_loader
+        self.eval_data = eval_data  # callable returning an iterator of eval batches (LM evaluator)
+        self.run_dir = Path(run_dir)
+        self.save_folder = Path(save_folder)
+        self.rank, self.world_size, self.device = rank, world_size, device
+        self.cpu_group = cpu_group  # gloo group for the stop flag, so it never syncs the GPU
+        self.max_steps = max_steps  # drives the LR schedule
+        self.stop_step = stop_step  # where the loop ends (hard_stop <= max_duration)
+        self.metrics_collect_interval = cfg.trainer.metrics_collect_interval
+        self.global_step = 0
+        self.global_train_tokens = 0
+        self.start_step = 0  # step this process started (or resumed) at
+        self.loaded_from: Optional[Path] = None
+
+        self._cancel_signal: Optional[int] = None
+        self._old_handlers: Dict[int, Any] = {}
+        self._step_metrics: Dict[str, Any] = {}
+        self._force_log = False
+        self._excluded_s = 0.0  # time spent in checkpoints/evals, left out of throughput
+        self.last_data_time_s = 0.0
+        self.last_batch_tokens = 0
+
+        self.callbacks: Dict[str, Callback] = {}
+        for callback in callbacks:
+            if callback.name in self.callbacks:
+                raise ValueError(f"two callbacks named {callback.name!r}")
+            self.callbacks[callback.name] = callback
+        # Higher priority first; sorted() is stable, so ties keep registration order.
+        self._ordered = sorted(self.callbacks.values(), key=lambda cb: -cb.priority)
+        for callback in self._ordered:
+            callback.attach(self)
+        self.train_module.set_max_steps(max_steps)
+        for callback in self._ordered:
+            callback.post_attach()
+
+    # ---- properties used by callbacks ----------------------------------------------------
+    @property
+    def is_rank0(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.cfg.tokens_per_step
+
+    @property
+    def cancel_signal(self) -> Optional[int]:
+        return self._cancel_signal
+
+    @property
+    def excluded_time_s(self) -> float:
+        return self._excluded_s
+
+    @contextmanager
+    def excluded_time(self):
+        """Wrap bookkeeping (saves, evals) so the speed monitor leaves it out of step time."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._excluded_s += time.perf_counter() - started
+
+    def log(self, message: str) -> None:
+        _log0(self, message)
+
+    def record_metric(self, name: str, value: Any, force_log: bool = False) -> None:
+        """Add a metric to the current step's record (tensor, float or None)."""
+        self._step_metrics[name] = value
+        self._force_log = self._force_log or force_log
+
+    # ---- resumable state -----------------------------------------------------------------
+    def state_dict(self) -> Dict[str, Any]:
+        """This rank's trainer state (saved per rank beside the DCP shards)."""
+        return {
+            "global_step": self.global_step,
+            "global_train_tokens": self.global_train_tokens,
+            "max_steps": self.max_steps,
+            "world_size": self.world_size,
+            "data_loader": self.data_loader.state_dict(),
+            "rng": rng_state(),
+            "callbacks": {name: cb.state_dict() for name, cb in self.callbacks.items()},
+        }
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.global_step = int(state["global_step"])
+        self.global_train_tokens = int(state["global_train_tokens"])
+        self.data_loader.load_state_dict(state["data_loader"])
+        if state.get("world_size") == self.world_size:
+            set_rng_state(state["rng"])
+        else:
+            self.log(f"world size changed ({state.get('world_size')} -> {self.world_size}): RNG state not restored")
+        if state.get("max_steps") not in (None, self.max_steps):
+            self.log(f"note: max_duration changed since the checkpoint ({state['max_steps']} -> "
+                     f"{self.max_steps} steps): the LR schedule follows the new value")
+        for name, cb_state in state.get("callbacks", {}).items():
+            if name in self.callbacks:
+                self.callbacks[name].load_state_dict(cb_state)
+
+    def dcp_state(self) -> Dict[str, Any]:
+        return self.train_module.state_dict()
+
+    def after_checkpoint_loaded(self, path: Path) -> None:
+        self.loaded_from = path
+        for callback in self._ordered:
+            callback.post_checkpoint_loaded(path)
+
+    # ---- signals -------------------------------------------------------------------------
+    def _on_signal(self, signum, frame) -> None:
+        if self._cancel_signal == signum:  # second time: let the default behaviour kill us
+            signal.signal(signum, self._old_handlers.get(signum, signal.SIG_DFL))
+            signal.raise_signal(signum)
+            return
+        self._cancel_signal = signum
+        _log0(self, f"{signal.Signals(signum).name} received: stopping after step {self.global_step + 1} "
+                    "with a final checkpoint (send it again to stop at once)")
+
+    def _install_signal_handlers(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._old_handlers[signum] = signal.signal(signum, self._on_signal)
+            except ValueError:  # not the main thread (e.g. an embedding test harness)
+                pass
+
+    def _restore_signal_handlers(self) -> None:
+        for signum, handler in self._old_handlers.items():
+            signal.signal(signum, handler)
+        self._old_handlers.clear()
+
+    def _agreed_stop_signal(self) -> Optional[int]:
+        """All ranks stop at the same step: the largest signal number any rank received."""
+        if self.world_size == 1 or not dist.is_initialized():
+            return self._cancel_signal
+        flag = torch.tensor([self._cancel_signal or 0], dtype=torch.int64,
+                            device="cpu" if self.cpu_group is not None else self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self.cpu_group)
+        value = int(flag.item())
+        return value or None
+
+    # ---- the loop ------------------------------------------------------------------------
+    def _batches(self) -> Iterator[Dict[str, Any]]:
+        while True:  # epochs: the loader reshuffles each time it is iterated again
+            yielded = False
+            for batch in self.data_loader:
+                yielded = True
+                yield batch
+            if not yielded:
+                raise RuntimeError("the data loader produced no batches")
+
+    def _is_log_step(self) -> bool:
+        step = self.global_step
+        return self._force_log or step % self.metrics_collect_interval == 0 or step >= self.stop_step
+
+    def _collect_metrics(self) -> Dict[str, Any]:
+        """Turn this step's metric values into one contract record (all ranks take part)."""
+        tensors = {k: v for k, v in self._step_metrics.items() if isinstance(v, torch.Tensor)}
+        values: Dict[str, Any] = {k: v for k, v in self._step_metrics.items() if k not in tensors}
+        if tensors:
+            names = sorted(tensors)
+            stacked = torch.stack([tensors[n].detach().float().reshape(()) for n in names])
+            if self.world_size > 1 and dist.is_initialized():
+                dist.all_reduce(stacked, op=dist.ReduceOp.SUM)
+                stacked /= self.world_size
+            values.update(zip(names, stacked.cpu().tolist()))
+        loss = values.get("loss")
+        if loss is not None and not math.isfinite(loss):
+            raise NonFiniteLossError(
+                f"training loss is {loss} at step {self.global_step}: lower train_module.optim.lr, set "
+                "train_module.max_grad_norm, or resume from an earlier checkpoint")
+        record = {"step": self.global_step, "time": time.time(), "total_steps": self.stop_step,
+                  "tokens": self.global_train_tokens}
+        record.update({k: (None if isinstance(v, float) and not math.isfinite(v) and k != "loss" else v)
+                       for k, v in values.items()})
+        return record
+
+    def check_loss_finite(self) -> None:
+        """Sync the current loss now (used before writing a checkpoint)."""
+        loss = self._step_metrics.get("loss")
+        if isinstance(loss, torch.Tensor):
+            value = loss.detach().float()
+            if self.world_size > 1 and dist.is_initialized():
+                dist.all_reduce(value, op=dist.ReduceOp.SUM)
+            if not math.isfinite(float(value)):
+                raise NonFiniteLossError(f"training loss is {float(value)} at step {self.global_step}: "
+                                         "not saving a checkpoint of a diverged model")
+
+    def _train_step(self, batch: Dict[str, Any]) -> None:
+        for callback in self._ordered:
+            callback.pre_step(batch)
+        self.train_module.zero_grads()
+        metrics = self.train_module.train_batch(batch)
+        for callback in self._ordered:
+            callback.post_train_batch()
+        grad_norm, lr = self.train_module.optim_step()
+        self.global_step += 1
+        self.global_train_tokens += self.tokens_per_step
+        self._step_metrics = dict(metrics)
+        self._force_log = False
+        self.record_metric("lr", lr)
+        if grad_norm is not None:
+            self.record_metric("grad_norm", grad_norm)
+        for callback in self._ordered:
+            callback.post_step()
+        if self._is_log_step():
+            record = self._collect_metrics()
+            for callback in self._ordered:
+                callback.log_metrics(self.global_step, record)
+
+    def fit(self) -> Optional[int]:
+        """Train until stop_step or a stop signal. Returns the signal number that stopped the run,
+        or None when it ran to the end."""
+        self.start_step = self.global_step
+        self._install_signal_handlers()
+        try:
+            if self.global_step >= self.stop_step:
+                self.log(f"nothing to do: already at step {self.global_step} of {self.stop_step}")
+            for callback in self._ordered:
+                callback.pre_train()
+            batches = self._batches()
+            while self.global_step < self.stop_step:
+                for callback in self._ordered:
+                    callback.pre_load_batch()
+                started = time.perf_counter()
+                batch = next(batches)
+                self.last_data_time_s = time.perf_counter() - started
+                self.last_batch_tokens = int(batch["input_ids"].numel())
+                self._train_step(batch)
+                stop_signal = self._agreed_stop_signal()
+                if stop_signal is not None:
+                    self._cancel_signal = stop_signal
+                    break
+            for callback in self._ordered:
+                callback.post_train()
+            return self._cancel_signal
+        except BaseException as exc:
+            for callback in self._ordered:
+                try:
+                    callback.on_error(exc)
+                except Exception as inner:  # keep the original error; mention the second one
+                    _log0(self, f"callback {callback.name} failed while handling an error: {inner!r}")
+            raise
+        finally:
+            self._restore_signal_handlers()
+            for callback in self._ordered:
+                try:
+                    callback.close()
+                except Exception as inner:
+                    _log0(self, f"callback {callback.name} failed to close: {inner!r}")
