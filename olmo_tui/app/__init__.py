@@ -1,0 +1,1 @@
+"""olmo-tui Textual app (see olmo_tui/app/app.py)."""

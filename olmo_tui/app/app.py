@@ -1,0 +1,115 @@
+"""The Textual app: screens, global keys, the command palette and the two plug points of the
+run manager (see docs/ARCHITECTURE.md, "The app"):
+
+- `SCREENS["runs"]`: the runs screen (a placeholder until the run manager lands);
+- `OlmoTuiApp.launch(request)`: every Launch goes through it; until the launcher exists it
+  shows the exact commands that would run.
+- `OlmoTuiApp.open_editor(cfg, preset_name=None, parent_run_id=None)`: the editor prefilled
+  with any resolved config (relaunch opens a run's config.toml this way).
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Iterable, Optional
+
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+
+from engine.config import ConfigError, ExperimentConfig, load_experiment, preset_data
+from engine.config.presets import find_preset, preset_description
+from olmo_tui.core.command_preview import LaunchRequest, headless_command, run_dir_for, torchrun_argv
+
+from .screens.dialogs import show_text
+from .screens.editor import EditorScreen
+from .screens.presets import PresetBrowser
+
+
+class RunsPlaceholder(Screen):
+    """Stands in for the run manager's Runs screen (issue 5) until it lands."""
+
+    BINDINGS = [Binding("escape,q", "app.pop_screen", "Back")]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("The run manager is not installed yet: launches show the command that would run.",
+                     id="runs-placeholder")
+        yield Footer()
+
+
+class OlmoTuiApp(App):
+    CSS_PATH = ["styles/app.tcss"]
+    TITLE = "olmo-tui"
+    # Screens reachable by name. The run manager replaces "runs" with its Runs screen.
+    SCREENS = {"presets": PresetBrowser, "runs": RunsPlaceholder}
+    BINDINGS = [Binding("ctrl+q", "quit", "Quit", show=False, priority=True)]
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.last_launch: Optional[LaunchRequest] = None
+
+    def on_mount(self) -> None:
+        self.push_screen("presets")
+
+    # ---- navigation --------------------------------------------------------------------------
+    def action_show_runs(self) -> None:
+        self.push_screen("runs")
+
+    def open_editor(self, cfg: ExperimentConfig, preset_name: Optional[str] = None,
+                    parent_run_id: Optional[str] = None) -> EditorScreen:
+        """The editor prefilled with `cfg`; its diff and marks are relative to `cfg`. With a
+        preset name, saving keeps that preset's comments; with a parent run id, the launch
+        request records it (relaunch)."""
+        ref = find_preset(preset_name) if preset_name else None
+        description = preset_description(preset_name) if preset_name else ""
+        screen = EditorScreen(cfg, ref, parent_run_id, description)
+        self.push_screen(screen)
+        return screen
+
+    def open_preset(self, name: str) -> Optional[EditorScreen]:
+        cfg = self._load_preset(name)
+        return self.open_editor(cfg, name) if cfg is not None else None
+
+    def _load_preset(self, name: str) -> Optional[ExperimentConfig]:
+        try:
+            return load_experiment(preset_data(name))
+        except ConfigError as exc:
+            self.notify(f"preset {name} is invalid: {exc}", severity="error", timeout=8)
+            return None
+
+    def launch_preset(self, name: str) -> None:
+        cfg = self._load_preset(name)
+        if cfg is not None:
+            self.launch(LaunchRequest(cfg, name))
+
+    def preset_saved(self, name: str) -> None:
+        browser = self.get_screen("presets")
+        if isinstance(browser, PresetBrowser) and browser.is_mounted:
+            browser.reload(select=name)
+
+    # ---- launch (plug point of the run manager) ------------------------------------------------
+    def launch(self, request: LaunchRequest) -> None:
+        """Launch a validated config. Until the run manager's launcher lands, show the exact
+        commands that would run."""
+        self.last_launch = request
+        run_dir = run_dir_for(request.cfg.run_name)
+        body = (
+            "The launcher is not installed yet. This config would run as:\n\n"
+            + shlex.join(headless_command(request))
+            + "\n\nwhich starts the engine with torchrun:\n\n"
+            + shlex.join(torchrun_argv(request.cfg, run_dir))
+        )
+        if request.parent_run_id:
+            body += f"\n\nparent run: {request.parent_run_id}"
+        show_text(self, "Launch", body, "launch-preview")
+
+    # ---- command palette ---------------------------------------------------------------------------
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        commands = getattr(screen, "palette_commands", None)
+        if commands is not None:
+            for title, help_text, callback in commands():
+                yield SystemCommand(title, help_text, callback)
+        yield SystemCommand("Runs", "Show the runs", self.action_show_runs)
+        yield from super().get_system_commands(screen)

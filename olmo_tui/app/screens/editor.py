@@ -1,0 +1,352 @@
+"""The config editor: the schema-generated form (or raw TOML) on the left, live pre-flight
+estimates on the right, a help line for the focused field. The screen owns the state: `data`
+(raw config being edited), `baseline` (the preset or parent run it started from) and the last
+validation; every edit revalidates the whole config (field and cross-field rules)."""
+
+from __future__ import annotations
+
+import copy
+import sys
+from typing import Any, Dict, List, Optional
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import ContentSwitcher, Footer, Header, Static, TextArea
+
+from engine.config import ExperimentConfig
+from engine.config.presets import PresetRef
+from olmo_tui.core import configdiff, estimates
+from olmo_tui.core import form_model as fm
+from olmo_tui.core.command_preview import LaunchRequest
+
+from ..widgets.estimates import REMEDY_KEYS, EstimatesPanel
+from ..widgets.form.fields import FieldRow
+from ..widgets.form.form import ConfigForm
+from ..widgets.form.section import SectionToggle
+from .dialogs import ConfirmDialog, SaveDialog, help_text, show_text
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+_TREE: Optional[fm.FieldSpec] = None
+
+
+def schema_tree() -> fm.FieldSpec:
+    global _TREE
+    if _TREE is None:
+        _TREE = fm.schema_tree()
+    return _TREE
+
+
+class EditorScreen(Screen):
+    BINDINGS = [
+        Binding("ctrl+l", "launch", "Launch"),
+        Binding("ctrl+s", "save", "Save preset"),
+        Binding("ctrl+o", "diff", "Diff"),
+        Binding("ctrl+t", "toggle_toml", "TOML"),
+        Binding("ctrl+z", "undo_field", "Undo field"),
+        Binding("ctrl+n", "next_error", "Next error"),
+        Binding("ctrl+b", "toggle_estimates", "Estimates", show=False),
+        Binding("f1", "help", "Help"),
+        Binding("question_mark", "help", "Help", show=False),
+        Binding("escape", "back", "Back"),
+    ] + [Binding(key, f"remedy({i})", f"Remedy {i + 1}", show=False) for i, key in enumerate(REMEDY_KEYS)]
+
+    HELP = (
+        "Editor: every field of the experiment config, generated from its schema. Values are "
+        "checked as you type, field by field and across fields; errors show beside each field "
+        "involved and in the summary at the top, and block launch. ● marks a field changed "
+        "from the preset. The estimates panel follows every valid edit; when memory exceeds the "
+        "accelerator, the remedies are listed in order and f5-f8 apply one."
+    )
+
+    def __init__(self, cfg: ExperimentConfig, preset: Optional[PresetRef] = None,
+                 parent_run_id: Optional[str] = None, description: str = "") -> None:
+        super().__init__(id="editor")
+        self.preset = preset
+        self.parent_run_id = parent_run_id
+        self.description = description
+        self.baseline_cfg = cfg
+        self.baseline: Dict[str, Any] = fm.config_data(cfg)
+        self.data: Dict[str, Any] = copy.deepcopy(self.baseline)
+        self.schema = schema_tree()
+        self.specs = [s for s in self.schema.walk() if s.path]
+        self.widget_paths = [s.path for s in self.specs]
+        self.validation = fm.validate_form(self.data, self.widget_paths)
+        self.last_estimates: Optional[estimates.Estimates] = None
+        self.focused_path: Optional[str] = None
+        self._measured_mfu = None
+
+    # ---- layout --------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="editor-main"):
+            with ContentSwitcher(initial="form", id="editor-switcher"):
+                yield ConfigForm(self.schema, lambda: self.data, id="form")
+                yield TextArea("", id="toml", show_line_numbers=True)
+            yield EstimatesPanel(id="estimates")
+        yield Static("", id="field-help")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = "olmo-tui"
+        origin = f"preset {self.preset.name}" if self.preset else "run config"
+        if self.parent_run_id:
+            origin = f"relaunch of {self.parent_run_id}"
+        self.sub_title = f"editing {origin}"
+        if self.preset:
+            runs = estimates.run_dirs_for_preset(self.preset.name)
+            self._measured_mfu = estimates.best_mfu(runs)
+        self.revalidate()
+        self.query_one("#field-help", Static).update("tab / shift+tab move between fields; f1 help")
+
+    # ---- state -----------------------------------------------------------------------------------
+    @property
+    def form(self) -> ConfigForm:
+        return self.query_one(ConfigForm)
+
+    @property
+    def config(self) -> Optional[ExperimentConfig]:
+        return self.validation.config
+
+    def changed(self) -> List[str]:
+        return fm.changed_paths(self.data, self.baseline, self.specs)
+
+    def revalidate(self) -> None:
+        self.validation = fm.validate_form(self.data, self.widget_paths)
+        self.form.show_state(self.validation, self.changed(), self.data)
+        panel = self.query_one(EstimatesPanel)
+        if self.validation.ok:
+            self.last_estimates = estimates.estimate(self.validation.config, self._measured_mfu)
+            panel.show(self.last_estimates)
+        elif self.last_estimates is not None:
+            panel.show(self.last_estimates, stale=True)
+        self._update_help()
+
+    def set_field(self, path: str, value: Any) -> None:
+        fm.set_path(self.data, path, value)
+        self.revalidate()
+
+    def overrides(self) -> List[str]:
+        """The edit as override arguments relative to the baseline (valid configs only)."""
+        if self.config is None:
+            return []
+        return configdiff.as_overrides(configdiff.diff(self.baseline_cfg, self.config))
+
+    # ---- events from the form --------------------------------------------------------------------
+    @on(FieldRow.Edited)
+    def _edited(self, event: FieldRow.Edited) -> None:
+        self.set_field(event.path, event.value)
+
+    @on(SectionToggle.Toggled)
+    def _toggled(self, event: SectionToggle.Toggled) -> None:
+        spec = next(s for s in self.specs if s.path == event.path)
+        if event.on:
+            before = fm.get_path(self.baseline, event.path)
+            value = copy.deepcopy(before) if before is not None else fm.section_defaults(spec.model)
+        else:
+            value = None
+        fm.set_path(self.data, event.path, value)
+        self.form.set_section_on(event.path, event.on, self.data)
+        self.revalidate()
+
+    @on(FieldRow.Focused)
+    def _focused(self, event: FieldRow.Focused) -> None:
+        self.focused_path = event.row.spec.path
+        self._update_help()
+
+    @on(EstimatesPanel.ApplyRemedy)
+    def _apply_remedy(self, event: EstimatesPanel.ApplyRemedy) -> None:
+        for path, value in event.remedy.changes.items():
+            fm.set_path(self.data, path, copy.deepcopy(value))
+        self.form.show_data(self.data)
+        self.revalidate()
+        self.notify(f"applied: {event.remedy.title}", timeout=3)
+
+    def _update_help(self) -> None:
+        path = self.focused_path
+        if not path:
+            return
+        spec = next((s for s in self.specs if s.path == path), None)
+        if spec is None:
+            return
+        text = f"{path}: {spec.description}"
+        if path in set(self.changed()):
+            text += f"  [preset: {fm.format_value(spec, fm.get_path(self.baseline, path)) or 'unset'}; ctrl+z undoes]"
+        self.query_one("#field-help", Static).update(text)
+
+    # ---- actions -----------------------------------------------------------------------------------
+    def action_launch(self) -> None:
+        if self._in_toml_mode() and not self._leave_toml():
+            return
+        if self.config is None:
+            self.notify(f"{len(self.validation.issues)} problem(s) in the config: fix them to launch "
+                        "(ctrl+n jumps to the next)", severity="error", title="Launch blocked")
+            return
+        name = self.preset.name if self.preset else None
+        self.app.launch(LaunchRequest(self.config, name, self.overrides(), self.parent_run_id))
+
+    def action_save(self) -> None:
+        if self._in_toml_mode() and not self._leave_toml():
+            return
+        if self.config is None:
+            self.notify("fix the config's problems before saving it as a preset", severity="error")
+            return
+        default = f"{self.preset.name}-custom" if self.preset else self.config.run_name
+        self.app.push_screen(SaveDialog(default, self.description), self._save_named)
+
+    def _save_named(self, answer) -> None:
+        if not answer:
+            return
+        name, description = answer
+        self._save(name, description, overwrite=False)
+
+    def _save(self, name: str, description: str, overwrite: bool) -> None:
+        from olmo_tui.core.preset_store import PresetExists, save_user_preset
+
+        changes = configdiff.diff(self.baseline_cfg, self.config)
+        try:
+            path = save_user_preset(name, changes, source=self.preset, description=description or None,
+                                    overwrite=overwrite)
+        except PresetExists as exc:
+            question = f"{exc.issues[0].message}.\nReplace it with this config?"
+            self.app.push_screen(ConfirmDialog(question),
+                                 lambda yes: yes and self._save(name, description, overwrite=True))
+            return
+        except OSError as exc:
+            self.notify(f"cannot save: {exc.strerror}", severity="error")
+            return
+        self.notify(f"saved {path}", title="Preset saved")
+        self.app.preset_saved(name)
+
+    def action_diff(self) -> None:
+        if self.config is not None:
+            lines = self.overrides()
+            body = "\n".join(lines) if lines else "(no change from the preset)"
+            if lines and self.preset:
+                body += "\n\nAs a headless command:\n" + " ".join(["olmo-tui", "--preset", self.preset.name, *lines])
+        else:
+            changed = self.changed()
+            body = "The config is invalid; raw edits so far:\n" + "\n".join(
+                f"--{p}={fm.format_value(self._spec(p), fm.get_path(self.data, p))}" for p in changed)
+        show_text(self.app, "Changes as override arguments", body, "diff")
+
+    def _spec(self, path: str) -> fm.FieldSpec:
+        return next(s for s in self.specs if s.path == path)
+
+    def action_undo_field(self) -> None:
+        path = self.focused_path
+        if not path or self._in_toml_mode():
+            self.notify("focus a field first", severity="warning")
+            return
+        fm.set_path(self.data, path, copy.deepcopy(fm.get_path(self.baseline, path)))
+        self.form.show_data(self.data)
+        self.revalidate()
+
+    def action_revert_all(self) -> None:
+        self.data = copy.deepcopy(self.baseline)
+        self.form.show_data(self.data)
+        self.revalidate()
+
+    @on(ConfigForm.SectionBuilt)
+    def _section_built(self) -> None:
+        self.form.show_state(self.validation, self.changed(), self.data)
+
+    async def action_next_error(self) -> None:
+        paths = [p for p in self.validation.by_field if p]
+        if not paths:
+            self.notify("no errors")
+            return
+        order = {p: i for i, p in enumerate(self.widget_paths)}
+        paths.sort(key=lambda p: order.get(p, len(order)))
+        current = order.get(self.focused_path or "", -1)
+        target = next((p for p in paths if order.get(p, -1) > current), paths[0])
+        if self._in_toml_mode() and not self._leave_toml():
+            return
+        await self.form.focus_field(target)
+
+    def action_toggle_estimates(self) -> None:
+        panel = self.query_one(EstimatesPanel)
+        panel.display = not panel.display
+
+    def action_remedy(self, index: int) -> None:
+        if not self.query_one(EstimatesPanel).apply(index):
+            self.notify("no such remedy: memory fits (or no accelerator set)", severity="warning")
+
+    def action_back(self) -> None:
+        if self.changed():
+            self.app.push_screen(ConfirmDialog("Leave the editor and drop your changes?"),
+                                 lambda yes: yes and self.app.pop_screen())
+        else:
+            self.app.pop_screen()
+
+    def action_help(self) -> None:
+        keys = [("tab/shift+tab", "next / previous field"), ("enter", "open a section or a select"),
+                ("ctrl+l", "launch (blocked while invalid)"), ("ctrl+s", "save as a user preset"),
+                ("ctrl+o", "diff: the changes as --a.b=v overrides"), ("ctrl+t", "raw TOML mode on/off"),
+                ("ctrl+z", "undo the focused field (back to the preset's value)"),
+                ("ctrl+n", "jump to the next error"), ("ctrl+b", "show/hide the estimates panel"),
+                ("f5-f8", "apply a memory remedy"), ("ctrl+p", "command palette"), ("esc", "back to presets")]
+        extra = ""
+        if self.focused_path:
+            extra = f"Focused field {self.focused_path}:\n{self._spec(self.focused_path).description}"
+        show_text(self.app, "Help: editor", help_text("editor", self.HELP, keys, extra), "help")
+
+    # ---- raw TOML mode -------------------------------------------------------------------------------
+    def _in_toml_mode(self) -> bool:
+        return self.query_one(ContentSwitcher).current == "toml"
+
+    def action_toggle_toml(self) -> None:
+        if self._in_toml_mode():
+            self._leave_toml()
+        else:
+            import tomlkit
+
+            area = self.query_one("#toml", TextArea)
+            area.text = tomlkit.dumps(fm.strip_nones(self.data))
+            self.query_one(ContentSwitcher).current = "toml"
+            area.focus()
+
+    def _leave_toml(self) -> bool:
+        area = self.query_one("#toml", TextArea)
+        try:
+            parsed = tomllib.loads(area.text)
+        except tomllib.TOMLDecodeError as exc:
+            self.notify(f"invalid TOML: {exc}", severity="error", title="Still in TOML mode")
+            return False
+        self.data = fm.fill_defaults(parsed, self.schema)
+        self.query_one(ContentSwitcher).current = "form"
+        self.form.show_data(self.data)
+        self.revalidate()
+        return True
+
+    @on(TextArea.Changed, "#toml")
+    def _toml_changed(self, event: TextArea.Changed) -> None:
+        try:
+            parsed = tomllib.loads(event.text_area.text)
+        except tomllib.TOMLDecodeError as exc:
+            self.query_one("#field-help", Static).update(f"TOML: {exc}")
+            return
+        validation = fm.validate_form(fm.fill_defaults(parsed, self.schema), self.widget_paths)
+        message = "TOML: valid config" if validation.ok else "TOML: " + "; ".join(map(str, validation.issues))
+        self.query_one("#field-help", Static).update(message)
+
+    def palette_commands(self):
+        yield ("Launch", "Launch this config (ctrl+l)", self.action_launch)
+        yield ("Save as user preset", "ctrl+s", self.action_save)
+        yield ("Show diff as overrides", "ctrl+o", self.action_diff)
+        yield ("Toggle raw TOML mode", "ctrl+t", self.action_toggle_toml)
+        yield ("Undo focused field", "ctrl+z", self.action_undo_field)
+        yield ("Revert all changes", "Back to the preset's values", self.action_revert_all)
+        yield ("Next error", "ctrl+n", self.action_next_error)
+        yield ("Toggle estimates panel", "ctrl+b", self.action_toggle_estimates)
+        yield ("Help: editor", "f1", self.action_help)
+        for i, remedy in enumerate(self.query_one(EstimatesPanel).remedies):
+            yield (f"Apply remedy: {remedy.title}", REMEDY_KEYS[i], lambda i=i: self.action_remedy(i))
+        for spec in self.specs:
+            yield (f"Go to field {spec.path}", spec.description, lambda p=spec.path: self.run_worker(self.form.focus_field(p)))

@@ -1,0 +1,105 @@
+"""The pre-flight estimates panel beside the form: size, compute, batch, duration, memory per
+device against the accelerator, the remedies (one key each: f5-f8) and wall time at a stated MFU."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.message import Message
+from textual.widgets import Button, Static
+
+from olmo_tui.core.describe import human_count
+from olmo_tui.core.estimates import Estimates, Remedy, gib, human_duration
+
+REMEDY_KEYS = ("f5", "f6", "f7", "f8")
+
+
+class EstimatesPanel(VerticalScroll):
+    class ApplyRemedy(Message):
+        def __init__(self, remedy: Remedy) -> None:
+            super().__init__()
+            self.remedy = remedy
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.remedies: List[Remedy] = []
+        self._shown_remedies: Optional[list] = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="est-body")
+        yield Static("", id="est-remedies-title")
+
+    def show(self, est: Estimates, stale: bool = False) -> None:
+        self.set_class(stale, "-stale")
+        self.query_one("#est-body", Static).update(render_estimates(est, stale))
+        self._show_remedies(est.remedies if est.over_memory else [])
+
+    def _show_remedies(self, remedies: List[Remedy]) -> None:
+        signature = [(r.title, round(r.total_bytes)) for r in remedies]
+        if signature == self._shown_remedies:
+            return
+        self._shown_remedies = signature
+        self.remedies = remedies[: len(REMEDY_KEYS)]
+        for button in self.query(".remedy"):
+            button.remove()
+        title = self.query_one("#est-remedies-title", Static)
+        title.update("Remedies, in order (key applies):" if remedies else "")
+        for key, remedy in zip(REMEDY_KEYS, self.remedies):
+            mark = "fits" if remedy.fits else "still over"
+            label = f"{key} {remedy.title}: {gib(remedy.total_bytes)} ({mark})"
+            self.mount(Button(label, classes="remedy", compact=True, id=f"remedy-{key}"))
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id and event.button.id.startswith("remedy-"):
+            event.stop()
+            self.apply(REMEDY_KEYS.index(event.button.id[len("remedy-"):]))
+
+    def apply(self, index: int) -> bool:
+        if index >= len(self.remedies):
+            return False
+        self.post_message(self.ApplyRemedy(self.remedies[index]))
+        return True
+
+
+def render_estimates(est: Estimates, stale: bool = False) -> Text:
+    text = Text()
+
+    def line(label: str, value: str, style: str = "") -> None:
+        text.append(f"{label:<14}", style="bold")
+        text.append(value + "\n", style=style)
+
+    if stale:
+        text.append("config invalid: last valid estimates\n", style="italic")
+    line("params", f"{human_count(est.params)} ({human_count(est.non_embedding_params)} non-emb)")
+    line("FLOPs/token", human_count(est.flops_per_token))
+    line("tokens/step", f"{est.tokens_per_step:,}")
+    if est.steps_to_stop is not None:
+        line("steps", f"{est.steps_to_stop:,} to {est.stop_label}")
+    else:
+        line("steps", f"{est.stop_label} in epochs: depends on data size")
+    mem = est.memory
+    device = est.accelerator.name if est.accelerator else "no accelerator set"
+    text.append(f"\nmemory/device ({device})\n", style="bold")
+    for name, value in mem.parts().items():
+        text.append(f"  {name:<12}{gib(value):>10}\n")
+    total_style = "bold reverse" if est.over_memory else "bold"
+    text.append(f"  {'total':<12}{gib(mem.total):>10}", style=total_style)
+    if est.accelerator:
+        text.append(f" of {est.accelerator.memory_gib:g} GiB")
+    text.append("\n")
+    if mem.approximate:
+        text.append("  (selected_modules AC counted as none)\n", style="italic")
+    if est.over_memory:
+        text.append("  ! exceeds device memory\n", style="bold reverse")
+    text.append("\n")
+    if est.wall_seconds is not None:
+        line("wall time", f"{human_duration(est.wall_seconds)} on {est.world_size} x {device}")
+        line("  at MFU", f"{est.mfu_percent:.1f}% ({est.mfu_source})")
+    elif est.accelerator is None:
+        line("wall time", "n/a (no launch.accelerator)")
+    else:
+        line("wall time", "unknown for epochs")
+    return text
