@@ -45,7 +45,7 @@ def run_parser(prog: str = "olmo-tui") -> argparse.ArgumentParser:
         prog=prog,
         allow_abbrev=False,
         description="Launch or inspect a training run. Extra --section.field=value arguments override the preset.",
-        epilog="Subcommands: presets. Exit codes: 0 ok, 1 job failed, 2 usage/config error, "
+        epilog="Subcommands: presets, runs, logs, cancel, relaunch. Exit codes: 0 ok, 1 job failed, 2 usage/config error, "
         "3 launch error, 130 interrupted.",
     )
     source = parser.add_mutually_exclusive_group()
@@ -57,8 +57,40 @@ def run_parser(prog: str = "olmo-tui") -> argparse.ArgumentParser:
     return parser
 
 
+# Functions that add flags to the launching commands (`olmo-tui --preset ...`, `relaunch`) and
+# functions that turn parsed flags into overrides (e.g. Beaker shorthands like --gpus 2 ->
+# --launch.beaker.gpus=2). A backend adds its own by appending to both lists; an override
+# maker reads flags with getattr(args, name, None) (olmo-train parses without them).
+LAUNCH_FLAG_ADDERS: List[Callable[[argparse.ArgumentParser], None]] = []
+SHORTHAND_OVERRIDES: List[Callable[[argparse.Namespace], List[str]]] = []
+
+
+def add_follow_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("launching")
+    group.add_argument("--detach", action="store_true",
+                       help="start the run and print its id (a JSON record with --json) instead of following it")
+    group.add_argument("--cancel-on-interrupt", action="store_true",
+                       help="Ctrl-C also cancels the run (default: the run keeps going)")
+    group.add_argument("--grace", type=float, default=60.0, metavar="SECONDS",
+                       help="when cancelling: time for the final checkpoint before SIGKILL (default 60)")
+
+
+LAUNCH_FLAG_ADDERS.append(add_follow_flags)
+
+
+def launch_parser(prog: str = "olmo-tui") -> argparse.ArgumentParser:
+    parser = run_parser(prog)
+    for add in LAUNCH_FLAG_ADDERS:
+        add(parser)
+    return parser
+
+
+def shorthand_overrides(args: argparse.Namespace) -> List[str]:
+    return [override for make in SHORTHAND_OVERRIDES for override in make(args)]
+
+
 def resolve_from_args(args: argparse.Namespace, extras: Sequence[str]) -> ExperimentConfig:
-    overrides = list(args.set) + split_overrides(extras)
+    overrides = shorthand_overrides(args) + list(args.set) + split_overrides(extras)
     return resolve(preset=args.preset, config_file=args.config, overrides=overrides)
 
 
@@ -82,7 +114,7 @@ def narrate_summary(cfg: ExperimentConfig) -> None:
 
 
 def cmd_run(argv: List[str]) -> int:
-    args, extras = run_parser().parse_known_args(argv)
+    args, extras = launch_parser().parse_known_args(argv)
     try:
         cfg = resolve_from_args(args, extras)
     except ConfigError as exc:
@@ -112,7 +144,15 @@ def cmd_presets(argv: List[str]) -> int:
     return exit_codes.OK
 
 
-SUBCOMMANDS: Dict[str, Subcommand] = {"presets": cmd_presets}
+from .cli_runs import cmd_cancel, cmd_logs, cmd_relaunch, cmd_runs  # noqa: E402  (they use the helpers above)
+
+SUBCOMMANDS: Dict[str, Subcommand] = {
+    "presets": cmd_presets,
+    "runs": cmd_runs,
+    "logs": cmd_logs,
+    "cancel": cmd_cancel,
+    "relaunch": cmd_relaunch,
+}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -1,19 +1,178 @@
-"""Headless launch (`olmo-tui --preset NAME` without --dry-run).
+"""Headless launch and follow: `olmo-tui --preset NAME [overrides]` and `olmo-tui relaunch`.
 
-Placeholder until the run manager lands: prints the command that would run.
+stdout carries the job's log (or, with --detach, the run id / JSON record); stderr carries
+narration and, on a terminal, a one-line progress bar. Exit codes (exit_codes.py): 0 the job
+succeeded, 1 it failed (or was cancelled or lost), 2 usage/config error, 3 launch error,
+130 interrupted. Interrupting (Ctrl-C, SIGTERM) leaves the run going unless
+--cancel-on-interrupt; on a terminal it asks first, without one it asks nothing.
 """
 
 from __future__ import annotations
 
-import shlex
+import json
+import signal
 import sys
-
-from engine.config import ExperimentConfig
+import threading
+import time
+from typing import Callable, Optional
 
 from . import exit_codes
+from .backends.base import BackendError, RunStatus, get_backend
+from .describe import human_count
+from .registry import Registry, RegistryError, RunRecord
+from .tailing import parse_metrics_line
 
 
-def launch_headless(cfg: ExperimentConfig, args, argv) -> int:
-    print("launching is not available yet; the engine command would be:", file=sys.stderr)
-    print(shlex.join(["olmo-train", cfg.run_name, *argv]))
-    return exit_codes.LAUNCH
+def err(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def format_eta(seconds: Optional[float]) -> str:
+    if seconds is None or seconds < 0:
+        return "--:--"
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
+        f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def progress_line(metrics: dict, width: int = 24) -> str:
+    """'step 120/300 [=========>         ] 40% loss 3.214 12.3K tok/s ETA 0:45'."""
+    step, total = metrics.get("step"), metrics.get("total_steps")
+    parts = [f"step {step}" + (f"/{total}" if total else "")]
+    if total:
+        share = min(max(step / total, 0.0), 1.0)
+        filled = int(share * width)
+        parts.append("[" + "=" * filled + (">" if filled < width else "") + " " * (width - filled - 1) + f"] {share:4.0%}")
+    if metrics.get("loss") is not None:
+        parts.append(f"loss {metrics['loss']:.4g}")
+    tps = metrics.get("tps_total") or metrics.get("tps")
+    if tps:
+        parts.append(f"{human_count(tps)} tok/s")
+    if metrics.get("mfu") is not None:
+        parts.append(f"MFU {metrics['mfu']:.1f}%")
+    if metrics.get("eta_s") is not None:
+        parts.append(f"ETA {format_eta(metrics['eta_s'])}")
+    return " ".join(parts)
+
+
+def result_code(run: RunRecord) -> int:
+    return exit_codes.OK if run.status == RunStatus.SUCCEEDED else exit_codes.JOB_FAILED
+
+
+def describe_end(run: RunRecord) -> str:
+    code = f", exit code {run.exit_code}" if run.exit_code is not None else ""
+    why = f": {run.message}" if run.message and run.status != RunStatus.SUCCEEDED else ""
+    return f"run {run.id} {run.status}{code}{why}"
+
+
+class Follower:
+    """Streams a run's log to stdout until it ends; the progress bar goes to stderr on a TTY."""
+
+    def __init__(self, run: RunRecord, registry: Registry, out=None, progress: Optional[bool] = None):
+        self.run = run
+        self.registry = registry
+        self.out = out or sys.stdout
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.stop = threading.Event()
+        self._bar_shown = False
+
+    def _clear_bar(self) -> None:
+        if self._bar_shown:
+            sys.stderr.write("\r\033[K")
+            self._bar_shown = False
+
+    def follow(self, follow: bool = True) -> RunRecord:
+        from .run_manager import refresh_run
+
+        backend = get_backend(self.run.backend)
+        for line in backend.follow_logs(self.run, self.stop, follow=follow):
+            metrics = parse_metrics_line(line)
+            self._clear_bar()
+            self.out.write(line + "\n")
+            self.out.flush()
+            if metrics and self.progress:
+                sys.stderr.write(progress_line(metrics))
+                sys.stderr.flush()
+                self._bar_shown = True
+        self._clear_bar()
+        if not follow:
+            return self.run
+        # The log is complete; the exit record may land a moment later.
+        deadline = time.monotonic() + 30
+        run = refresh_run(self.run, self.registry)
+        while not run.terminal and time.monotonic() < deadline and not self.stop.is_set():
+            time.sleep(0.2)
+            run = refresh_run(run, self.registry)
+        return run
+
+
+def ask_yes_no(question: str) -> bool:
+    if not sys.stdin.isatty():
+        return False
+    try:
+        return input(question).strip().lower() in ("y", "yes")
+    except (EOFError, KeyboardInterrupt):
+        return False
+
+
+def handle_interrupt(run: RunRecord, registry: Registry, cancel_on_interrupt: bool, grace_s: float) -> int:
+    from .run_manager import cancel_run
+
+    print(file=sys.stderr)
+    if cancel_on_interrupt or ask_yes_no(f"cancel run {run.id} too? [y/N] "):
+        err(f"cancelling {run.id} (SIGTERM, SIGKILL after {grace_s:g} s)")
+        run = cancel_run(run, grace_s=grace_s, registry=registry, wait_s=grace_s + 30)
+        err(describe_end(run) if run.terminal else f"run {run.id} is still stopping")
+    else:
+        err(f"run {run.id} keeps going; follow it with: olmo-tui logs {run.id} -f")
+    return exit_codes.INTERRUPTED
+
+
+def sigterm_as_interrupt() -> Callable[[], None]:
+    """Treat SIGTERM to this command like Ctrl-C (the job itself is a separate process)."""
+    def raise_interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    except ValueError:  # not the main thread (tests calling in-process)
+        return lambda: None
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
+def report_launched(run: RunRecord, args) -> None:
+    if args.detach:
+        print(json.dumps(run.to_json(), indent=2) if args.json else run.id, flush=True)
+    else:
+        err(f"run {run.id} started (pid {run.pid or '-'}) in {run.run_dir}")
+
+
+def launch_and_follow(start: Callable[[Registry], RunRecord], args) -> int:
+    """Shared by a fresh launch and a relaunch: start, then detach or follow to the end."""
+    registry = Registry()
+    restore = sigterm_as_interrupt()
+    run: Optional[RunRecord] = None
+    try:
+        try:
+            run = start(registry)
+        except (BackendError, RegistryError, OSError) as exc:
+            err(f"error: launch failed: {exc}")
+            return exit_codes.LAUNCH
+        report_launched(run, args)
+        if args.detach:
+            return exit_codes.OK
+        run = Follower(run, registry).follow()
+        err(describe_end(run))
+        return result_code(run)
+    except KeyboardInterrupt:
+        if run is None:
+            return exit_codes.INTERRUPTED
+        return handle_interrupt(run, registry, args.cancel_on_interrupt, args.grace)
+    finally:
+        restore()
+
+
+def launch_headless(cfg, args, argv) -> int:
+    from .run_manager import start_run
+
+    return launch_and_follow(lambda registry: start_run(cfg, preset=args.preset, registry=registry), args)

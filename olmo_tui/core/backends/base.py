@@ -66,9 +66,11 @@ class Backend(Protocol):
         exits 143), then a hard kill after grace_s seconds. May return before the job has
         ended (status stays running with cancel_requested set); refresh() records the end."""
 
-    def follow_logs(self, run: "RunRecord", stop: threading.Event) -> Iterator[str]:
-        """Yield the job's log lines (without newlines) from the beginning, then new ones as
-        they come, until the job has ended and everything was yielded, or `stop` is set."""
+    def follow_logs(self, run: "RunRecord", stop: threading.Event, follow: bool = True) -> Iterator[str]:
+        """Yield the job's log lines (without newlines) from the beginning, then (follow=True)
+        new ones as they come, until the job has ended and everything was yielded, or `stop`
+        is set. follow=False yields what exists now and returns. Lines holding
+        `[metrics] {json}` are yielded too: the caller parses them (tailing.parse_metrics_line)."""
 
 
 # name -> "module:attribute" of a zero-argument factory; imported on first use so the Beaker

@@ -1,0 +1,166 @@
+"""Headless run subcommands: `olmo-tui runs [--json]`, `logs RUN [-f]`, `cancel RUN`,
+`relaunch RUN [--resume] [overrides]`. RUN is a run id, a unique id prefix, or a run name (its
+newest run). An unknown RUN is a usage error (exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import List
+
+from engine.config import ConfigError
+
+from .core import exit_codes
+from .core.backends.base import BackendError
+from .core.describe import human_count
+from .core.registry import Registry, RegistryError, RunRecord
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def table_row(run: RunRecord, now: float) -> List[str]:
+    s = run.summary
+    step = "-" if run.latest_step is None else str(run.latest_step)
+    if run.total_steps:
+        step += f"/{run.total_steps}"
+    tps = s.get("tps_total") or s.get("tps")
+    return [run.id, run.preset or "-", run.backend, run.status, step,
+            f"{s['loss']:.4g}" if s.get("loss") is not None else "-",
+            human_count(tps) if tps else "-",
+            f"{s['mfu']:.1f}%" if s.get("mfu") is not None else "-",
+            age(now - run.created)]
+
+
+def find_run(registry: Registry, ref: str) -> RunRecord:
+    return registry.find(ref)
+
+
+def cmd_runs(argv: List[str]) -> int:
+    parser = argparse.ArgumentParser(prog="olmo-tui runs", description="List runs (newest first).")
+    parser.add_argument("--json", action="store_true", help="one JSON array of run records")
+    args = parser.parse_args(argv)
+    from .core.run_manager import refresh_all
+
+    runs = refresh_all(Registry())
+    if args.json:
+        print(json.dumps([run.to_json() for run in runs], indent=2))
+        return exit_codes.OK
+    header = ["ID", "PRESET", "BACKEND", "STATUS", "STEP", "LOSS", "TOK/S", "MFU", "AGE"]
+    now = time.time()
+    rows = [header] + [table_row(run, now) for run in runs]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    return exit_codes.OK
+
+
+def cmd_logs(argv: List[str]) -> int:
+    parser = argparse.ArgumentParser(prog="olmo-tui logs", description="Print a run's log.")
+    parser.add_argument("run", help="run id, id prefix or name")
+    parser.add_argument("-f", "--follow", action="store_true",
+                        help="keep printing new lines until the run ends; the exit code is then the job's "
+                             "(0 succeeded, 1 failed)")
+    args = parser.parse_args(argv)
+    from .core.launch_headless import Follower, describe_end, result_code
+
+    registry = Registry()
+    try:
+        run = find_run(registry, args.run)
+    except RegistryError as exc:
+        _err(f"error: {exc}")
+        return exit_codes.USAGE
+    try:
+        follower = Follower(run, registry)
+        run = follower.follow(follow=args.follow)
+    except BackendError as exc:
+        _err(f"error: {exc}")
+        return exit_codes.LAUNCH
+    except KeyboardInterrupt:
+        return exit_codes.INTERRUPTED
+    if not args.follow:
+        return exit_codes.OK
+    _err(describe_end(run))
+    return result_code(run)
+
+
+def cmd_cancel(argv: List[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="olmo-tui cancel",
+        description="Stop a run: SIGTERM (the engine writes a final checkpoint), then SIGKILL after the grace period.")
+    parser.add_argument("run", help="run id, id prefix or name")
+    parser.add_argument("--grace", type=float, default=60.0, metavar="SECONDS", help="default 60")
+    parser.add_argument("--no-wait", action="store_true", help="return once the stop is requested")
+    args = parser.parse_args(argv)
+    from .core.launch_headless import describe_end
+    from .core.run_manager import cancel_run
+
+    registry = Registry()
+    try:
+        run = find_run(registry, args.run)
+    except RegistryError as exc:
+        _err(f"error: {exc}")
+        return exit_codes.USAGE
+    if run.terminal:
+        _err(f"run {run.id} already ended ({run.status}); nothing to cancel")
+        return exit_codes.OK
+    try:
+        run = cancel_run(run, grace_s=args.grace, registry=registry, wait_s=None if args.no_wait else args.grace + 30)
+    except BackendError as exc:
+        _err(f"error: {exc}")
+        return exit_codes.LAUNCH
+    _err(describe_end(run) if run.terminal else f"run {run.id}: stop requested")
+    return exit_codes.OK if run.terminal or args.no_wait else exit_codes.LAUNCH
+
+
+def cmd_relaunch(argv: List[str]) -> int:
+    from .cli import launch_parser, shorthand_overrides, split_overrides, fail_config
+
+    parser = launch_parser(prog="olmo-tui relaunch")
+    parser.description = ("Start a new run from RUN's resolved config with the given overrides; "
+                          "the new run records RUN as its parent.")
+    parser.add_argument("run", help="run id, id prefix or name")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from RUN's latest checkpoint (same checkpoint folder)")
+    args, extras = parser.parse_known_args(argv)
+    if args.preset or args.config:
+        _err("error: relaunch takes its config from RUN; --preset/--config are not allowed")
+        return exit_codes.USAGE
+    from .core import run_manager
+    from .core.launch_headless import launch_and_follow
+
+    registry = Registry()
+    try:
+        parent = find_run(registry, args.run)
+        overrides = shorthand_overrides(args) + list(args.set) + split_overrides(extras)
+        cfg = (run_manager.resume_config(parent, overrides) if args.resume
+               else run_manager.relaunch_config(parent, overrides))
+    except RegistryError as exc:
+        _err(f"error: {exc}")
+        return exit_codes.USAGE
+    except ConfigError as exc:
+        return fail_config(exc)
+    except BackendError as exc:
+        _err(f"error: {exc}")
+        return exit_codes.USAGE
+    if args.dry_run:
+        from .cli import print_config
+
+        print_config(cfg, args.json)
+        return exit_codes.OK
+    relation = "resume" if args.resume else "relaunch"
+    return launch_and_follow(
+        lambda reg: run_manager.start_run(cfg, preset=parent.preset, parent_id=parent.id, relation=relation,
+                                          registry=reg), args)

@@ -1,0 +1,188 @@
+"""Local backend: torchrun on this machine, started detached through local_wrapper.py.
+
+State lives in the run directory (docs/CONTRACTS.md): launch.json (argv, non-secret env, git
+state), stdout.log, metrics.jsonl, exit.json, cancel.json. refresh() reads them plus
+/proc/<pid>/stat, so a run started by another app instance or a headless command is seen the
+same way, and a wrapper that vanished without exit.json is recorded as lost.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Dict, Iterator, List, Mapping, Optional
+
+from .. import tailing
+from ..registry import RunRecord
+from .base import BackendError, RunStatus
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+GRACEFUL_EXIT_CODES = (130, 143)  # the engine stopped on SIGINT / SIGTERM after a final checkpoint
+DEBUG_ENV = {"CUDA_LAUNCH_BLOCKING": "1", "NCCL_DEBUG": "INFO", "TORCH_DISTRIBUTED_DEBUG": "DETAIL"}
+
+
+def process_start_ticks(pid: int) -> Optional[int]:
+    """Field 22 of /proc/<pid>/stat (start time in clock ticks): tells a live run from an
+    unrelated process that got the same pid later. None if no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(b")") + 2:].split()
+    if fields[0] == b"Z":  # a zombie has finished
+        return None
+    return int(fields[19])
+
+
+def git_state(cwd: Path) -> Dict[str, object]:
+    def git(*args: str) -> Optional[str]:
+        try:
+            out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(dirty) if dirty is not None else None}
+
+
+def status_for_exit(exit_code: int, cancel_requested: bool) -> str:
+    if exit_code == 0:
+        return RunStatus.SUCCEEDED
+    if exit_code in GRACEFUL_EXIT_CODES or cancel_requested:
+        return RunStatus.CANCELLED
+    return RunStatus.FAILED
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, python: Optional[str] = None, engine_module: str = "engine"):
+        self.python = python or sys.executable
+        # Tests of the launcher alone use a stand-in module that follows the same contract.
+        self.engine_module = engine_module
+
+    def command(self, run: RunRecord, cfg) -> List[str]:
+        run_dir = Path(run.run_dir)
+        return [
+            self.python, "-m", "torch.distributed.run", "--standalone",
+            "--nproc-per-node", str(cfg.launch.nproc_per_node),
+            "-m", self.engine_module, cfg.run_name,
+            "--config", str(run_dir / "config.toml"), "--run-dir", str(run_dir),
+        ]
+
+    def launch(self, run: RunRecord, cfg, secrets: Mapping[str, str]) -> RunRecord:
+        if importlib.util.find_spec("torch") is None:
+            raise BackendError(f"torch is not installed for {self.python}; run `make install` first")
+        run_dir = Path(run.run_dir)
+        argv = self.command(run, cfg)
+        visible_env = {"OLMO_TUI_RUN_ID": run.id, "PYTHONUNBUFFERED": "1"}
+        if cfg.launch.debug:
+            visible_env.update(DEBUG_ENV)
+        launch_record = {
+            "backend": self.name, "argv": argv, "env": visible_env, "git": git_state(REPO_ROOT),
+            "parent_run_id": run.parent_id, "relation": run.relation, "run_id": run.id,
+            "host": socket.gethostname(), "secret_env_names": sorted(secrets),
+        }
+        tailing_write_json(run_dir / "launch.json", launch_record)
+        env = {**os.environ, **visible_env, **secrets}
+        # The engine package must be importable from the run dir (the wrapper's cwd).
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
+        wrapper = [self.python, "-m", "olmo_tui.core.backends.local_wrapper", str(run_dir), "--", *argv]
+        try:
+            proc = subprocess.Popen(wrapper, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, start_new_session=True, cwd=run_dir)
+        except OSError as exc:
+            raise BackendError(f"could not start {self.python}: {exc}") from exc
+        first_line = proc.stdout.readline().strip()  # the detached wrapper's pid
+        proc.stdout.close()
+        err = proc.stderr.read().decode(errors="replace").strip() if proc.wait(timeout=30) else ""
+        proc.stderr.close()
+        if not first_line.isdigit():
+            raise BackendError(f"the launcher did not start: {err.splitlines()[-1] if err else 'no pid reported'}")
+        pid = int(first_line)
+        return replace(
+            run, status=RunStatus.RUNNING, pid=pid, pgid=proc.pid, pid_start=process_start_ticks(pid),
+            argv=argv, started=time.time(), host=socket.gethostname(), message=None,
+        )
+
+    def _alive(self, run: RunRecord) -> bool:
+        if not run.pid:
+            return False
+        ticks = process_start_ticks(run.pid)
+        return ticks is not None and (run.pid_start is None or ticks == run.pid_start)
+
+    def refresh(self, run: RunRecord) -> RunRecord:
+        if run.terminal:
+            return run
+        run_dir = Path(run.run_dir)
+        changes: Dict[str, object] = {}
+        record = tailing.last_metrics(run_dir / "metrics.jsonl")
+        if record:
+            changes.update(latest_step=record.get("step"), total_steps=record.get("total_steps"),
+                           summary=tailing.summary_of(record))
+        exit_record = read_exit(run_dir)
+        if exit_record is not None:
+            code = int(exit_record["exit_code"])
+            cancelled = bool(run.cancel_requested or exit_record.get("cancelled"))
+            changes.update(exit_code=code, ended=exit_record.get("ended") or time.time(),
+                           status=status_for_exit(code, cancelled))
+            if changes["status"] == RunStatus.FAILED:
+                changes["message"] = f"exited with code {code}"
+        elif run.host == socket.gethostname() and run.pid and not self._alive(run):
+            # Re-read: the wrapper may have written exit.json between the two looks.
+            if read_exit(run_dir) is not None:
+                return self.refresh(run)
+            changes.update(status=RunStatus.LOST, ended=time.time(),
+                           message="the process vanished without recording an exit code")
+        return replace(run, **changes)
+
+    def cancel(self, run: RunRecord, grace_s: float) -> RunRecord:
+        if run.terminal:
+            return run
+        run_dir = Path(run.run_dir)
+        tailing_write_json(run_dir / "cancel.json", {"grace_s": grace_s, "requested": time.time()})
+        run = replace(run, cancel_requested=time.time(), message="stopping (SIGTERM sent)")
+        if run.host != socket.gethostname():
+            raise BackendError(f"run {run.id} runs on host {run.host}; cancel it there")
+        if self._alive(run):
+            try:
+                os.kill(run.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        return self.refresh(run)
+
+    def follow_logs(self, run: RunRecord, stop: threading.Event, follow: bool = True) -> Iterator[str]:
+        run_dir = Path(run.run_dir)
+
+        def finished() -> bool:
+            if not follow:
+                return True
+            return read_exit(run_dir) is not None or (run.host == socket.gethostname() and not self._alive(run))
+
+        yield from tailing.follow_file(run_dir / "stdout.log", stop, finished)
+
+
+def read_exit(run_dir: Path) -> Optional[dict]:
+    try:
+        record = json.loads((run_dir / "exit.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and "exit_code" in record else None
+
+
+def tailing_write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)

@@ -1,0 +1,166 @@
+"""Reading a run's files while they grow: stdout.log, metrics.jsonl, and `[metrics] {json}`
+lines inside a log stream (the Beaker log carries the same records; docs/CONTRACTS.md).
+
+The files on disk are the source of truth, so re-attaching after the app restarts is just
+reading them again from the start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional
+
+METRICS_PREFIX = "[metrics] "
+
+
+def parse_metrics_line(line: str) -> Optional[Dict[str, Any]]:
+    """The JSON object of a `[metrics] {...}` console line (the prefix may follow a logger's
+    timestamp or a rank tag), else None. Never raises on garbage."""
+    at = line.find(METRICS_PREFIX)
+    if at < 0:
+        return None
+    try:
+        record = json.loads(line[at + len(METRICS_PREFIX):])
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and "step" in record else None
+
+
+class FileTail:
+    """Incremental reader of a growing text file: each read_lines() returns the complete new
+    lines since the last call (a partial last line waits for its newline). Copes with the
+    file not existing yet and with it being truncated or replaced (starts over)."""
+
+    def __init__(self, path: Path, chunk_bytes: int = 4 << 20):
+        self.path = Path(path)
+        self.chunk_bytes = chunk_bytes
+        self._file = None
+        self._inode: Optional[int] = None
+        self._pending = b""
+        self.offset = 0
+
+    def _open(self) -> bool:
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return False
+        if self._file is not None and (stat.st_ino != self._inode or stat.st_size < self.offset):
+            self.close()  # replaced or truncated: start over
+        if self._file is None:
+            self._file = open(self.path, "rb")
+            self._inode = stat.st_ino
+            self.offset = 0
+            self._pending = b""
+        return True
+
+    def read_lines(self, max_bytes: Optional[int] = None) -> List[str]:
+        """New complete lines (decoded leniently, without newlines). At most about max_bytes
+        (default chunk_bytes) are read per call so a huge backlog arrives in slices."""
+        if not self._open():
+            return []
+        self._file.seek(self.offset)
+        data = self._file.read(max_bytes or self.chunk_bytes)
+        if not data:
+            return []
+        self.offset += len(data)
+        data = self._pending + data
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            self._pending = data
+            return []
+        self._pending = data[cut + 1:]
+        return data[:cut].decode("utf-8", errors="replace").split("\n")
+
+    def flush_partial(self) -> List[str]:
+        """The unterminated last line, once the writer is known to be done."""
+        rest, self._pending = self._pending, b""
+        return [rest.decode("utf-8", errors="replace")] if rest else []
+
+    def at_end(self) -> bool:
+        try:
+            return self.offset >= self.path.stat().st_size
+        except FileNotFoundError:
+            return True
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        self._file = None
+
+
+def follow_file(path: Path, stop: threading.Event, finished: Callable[[], bool],
+                poll_s: float = 0.1) -> Iterator[str]:
+    """Yield every line of `path` from the start, then new lines as they are written, until
+    `finished()` is true and the file is read to its end, or `stop` is set."""
+    tail = FileTail(path)
+    try:
+        while not stop.is_set():
+            lines = tail.read_lines()
+            yield from lines
+            if lines:
+                continue
+            if finished() and tail.at_end():
+                # One last read: the writer may have appended between the two checks.
+                yield from tail.read_lines()
+                yield from tail.flush_partial()
+                return
+            stop.wait(poll_s)
+    finally:
+        tail.close()
+
+
+def read_metrics(path: Path) -> List[Dict[str, Any]]:
+    """All records of a metrics.jsonl (a torn last line is skipped)."""
+    records = []
+    try:
+        with open(path, "rb") as f:
+            for raw in f:
+                try:
+                    record = json.loads(raw)
+                except ValueError:
+                    continue
+                if isinstance(record, dict):
+                    records.append(record)
+    except FileNotFoundError:
+        pass
+    return records
+
+
+def last_metrics(path: Path, window: int = 64 << 10) -> Optional[Dict[str, Any]]:
+    """The newest complete record of a metrics.jsonl, reading only its tail."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - window))
+            lines = f.read().split(b"\n")
+    except FileNotFoundError:
+        return None
+    for raw in reversed(lines):
+        try:
+            record = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "step" in record:
+            return record
+    return None
+
+
+def summary_of(record: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """The few numbers the runs table shows, from one metrics record."""
+    if not record:
+        return {}
+    keys = ("step", "total_steps", "loss", "tps", "tps_total", "mfu", "tokens", "eta_s", "time")
+    return {key: record.get(key) for key in keys if record.get(key) is not None}
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float, poll_s: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(poll_s)
+    return predicate()
