@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
-from typing import Dict, List, Literal, Optional
+from typing import Any, Dict, List, Literal, Optional
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..hardware import BY_NAME
 from .base import Config
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# The Beaker job's own variables (resolved config, git commit, rendezvous port) use this prefix.
+RESERVED_ENV_PREFIX = "OLMO_TUI_"
 
 
 class MountConfig(Config):
@@ -32,6 +34,8 @@ class SecretConfig(Config):
     def _env_name(cls, value: str) -> str:
         if not _ENV_NAME.match(value):
             raise ValueError(f"'{value}' is not a valid environment variable name")
+        if value.startswith(RESERVED_ENV_PREFIX):
+            raise ValueError(f"'{value}': names starting with {RESERVED_ENV_PREFIX} are set by olmo-tui itself")
         return value
 
 
@@ -45,7 +49,10 @@ class BeakerConfig(Config):
     nodes: int = Field(1, gt=0, description="Number of nodes (replicas).")
     priority: Literal["low", "normal", "high", "urgent"] = Field("normal", description="Scheduling priority.")
     preemptible: bool = Field(True, description="Allow the job to be preempted (and followed to its replacement).")
-    image: str = Field("olmo-tui", description="Beaker image holding CUDA torch and this project (see Dockerfile).")
+    image: str = Field("olmo-tui", description="Image holding CUDA torch and this project (see Dockerfile): "
+                       "a Beaker image name (user/name) or a Docker image reference (with image_kind = docker).")
+    image_kind: Literal["beaker", "docker"] = Field(
+        "beaker", description="beaker: `image` names a Beaker image. docker: `image` is a Docker registry reference.")
     mounts: List[MountConfig] = Field(default_factory=list, description="Weka / NFS mounts.")
     env: Dict[str, str] = Field(default_factory=dict, description="Extra environment variables (not secret).")
     secrets: List[SecretConfig] = Field(default_factory=list, description="Secrets by name, exposed as env vars.")
@@ -55,6 +62,9 @@ class BeakerConfig(Config):
     allow_dirty: bool = Field(False, description="Launch from a git tree with uncommitted changes.")
     git_ref: Optional[str] = Field(None, description="Commit to clone on the node; unset = the current HEAD.")
     code_in_image: bool = Field(False, description="The image already holds the code at the right commit (no clone).")
+    run_dir: Optional[str] = Field(
+        None, description="Run directory on the node (checkpoints, metrics); unset = /results/run, Beaker's "
+        "result dataset. Put it on a Weka mount so a preempted job's replacement resumes from its checkpoints.")
 
     @field_validator("env")
     @classmethod
@@ -62,7 +72,18 @@ class BeakerConfig(Config):
         for name in value:
             if not _ENV_NAME.match(name):
                 raise ValueError(f"'{name}' is not a valid environment variable name")
+            if name.startswith(RESERVED_ENV_PREFIX):
+                raise ValueError(f"'{name}': names starting with {RESERVED_ENV_PREFIX} are set by olmo-tui itself")
         return value
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> "BeakerConfig":
+        taken = set(self.env)
+        for secret in self.secrets:
+            if secret.env_var in taken:
+                raise ValueError(f"environment variable '{secret.env_var}' is set twice (env and secrets)")
+            taken.add(secret.env_var)
+        return self
 
 
 class LaunchConfig(Config):
@@ -76,6 +97,14 @@ class LaunchConfig(Config):
     debug: bool = Field(False, description="Troubleshooting: CUDA_LAUNCH_BLOCKING=1, NCCL_DEBUG=INFO, "
                         "TORCH_DISTRIBUTED_DEBUG=DETAIL.")
     beaker: Optional[BeakerConfig] = Field(None, description="Beaker settings (backend = beaker).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _beaker_defaults(cls, data: Any) -> Any:
+        # `--launch.backend=beaker` alone should work: the Beaker section starts from its defaults.
+        if isinstance(data, dict) and data.get("backend") == "beaker" and data.get("beaker") is None:
+            data = {**data, "beaker": {}}
+        return data
 
     @field_validator("accelerator")
     @classmethod
