@@ -76,10 +76,12 @@ def seed_all(seed: int) -> None:
 class Trainer:
     """Owns the loop, the step counters, metric collection and stopping; see module docstring.
 
-    `train_module` needs: train_batch(batch) -> {name: tensor} (at least "loss"),
-    optim_step() -> (grad_norm tensor or None, lr float), zero_grads(), set_max_steps(n),
-    state_dict() / load_state_dict(sd) (DCP-ready). `data_loader` needs: iteration yielding
-    {"input_ids": (N, T)} per optimizer step, state_dict() / load_state_dict(sd).
+    `train_module` (engine.train_module.TrainModule) needs: train_batch(batch) -> {"ce_loss",
+    optionally "z_loss": device tensors}, optim_step() -> {"lr": float, optionally "grad_norm"}
+    (it zeroes the gradients), eval_batch(batch) -> (loss sum, token count) summed over ranks,
+    set_max_steps(n), state_dict() / load_state_dict(sd) (DCP-ready). `data_loader`
+    (engine.data.loader.TrainLoader) needs: iteration yielding {"input_ids": (N, T)} per
+    optimizer step (iterating again starts the next epoch), state_dict() / load_state_dict(sd).
     """
 
     def __init__(self, *, cfg: ExperimentConfig, train_module, data_loader, run_dir: Path,
@@ -275,18 +277,17 @@ class Trainer:
     def _train_step(self, batch: Dict[str, Any]) -> None:
         for callback in self._ordered:
             callback.pre_step(batch)
-        self.train_module.zero_grads()
         metrics = self.train_module.train_batch(batch)
         for callback in self._ordered:
             callback.post_train_batch()
-        grad_norm, lr = self.train_module.optim_step()
+        optim_metrics = self.train_module.optim_step()
         self.global_step += 1
         self.global_train_tokens += self.tokens_per_step
-        self._step_metrics = dict(metrics)
+        # Contract names (docs/CONTRACTS.md): the TrainModule's "ce_loss" is the record's "loss".
+        self._step_metrics = {"loss" if name == "ce_loss" else name: value for name, value in metrics.items()}
         self._force_log = False
-        self.record_metric("lr", lr)
-        if grad_norm is not None:
-            self.record_metric("grad_norm", grad_norm)
+        for name, value in optim_metrics.items():
+            self.record_metric(name, value)
         for callback in self._ordered:
             callback.post_step()
         if self._is_log_step():

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import math
 
-import torch
-import torch.distributed as dist
-
 from engine.config.trainer import LMEvaluatorConfig
 
 from ..callback import Callback
@@ -33,20 +30,15 @@ class LMEvaluatorCallback(Callback):
         trainer.record_metric("eval/lm/ppl", math.exp(min(loss, 700.0)), force_log=True)
 
     def evaluate(self) -> float:
+        """Mean CE per real token; eval_batch already sums over data-parallel ranks."""
         trainer = self.trainer
-        loss_sum = torch.zeros((), dtype=torch.float64)
-        n_tokens = torch.zeros((), dtype=torch.float64)
+        loss_sum, n_tokens = 0.0, 0.0
         for index, batch in enumerate(trainer.eval_data()):
             if index >= self.eval_batches:
                 break
             batch_loss, batch_tokens = trainer.train_module.eval_batch(batch)
-            loss_sum += batch_loss.detach().double().cpu()
+            loss_sum += float(batch_loss)
             n_tokens += float(batch_tokens)
-        totals = torch.stack([loss_sum, n_tokens])
-        if trainer.world_size > 1 and dist.is_initialized():
-            totals = totals.to(trainer.device)
-            dist.all_reduce(totals, op=dist.ReduceOp.SUM)
-            totals = totals.cpu()
-        if totals[1] == 0:
+        if n_tokens == 0:
             raise RuntimeError("the evaluation data yielded no tokens to score")
-        return float(totals[0] / totals[1])
+        return loss_sum / n_tokens

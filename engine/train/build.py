@@ -1,0 +1,106 @@
+"""Config -> a ready Trainer: process group, seeds, model, TrainModule, data, callbacks.
+
+Also decides where the weights come from (engine/run.py's docstring has the precedence) and
+says so in one log line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+
+from engine import checkpoint
+from engine.config import DurationUnit, ExperimentConfig
+from engine.errors import UserError
+
+from .callbacks.registry import build_callbacks
+from .trainer import Trainer, seed_all
+
+
+@dataclass
+class TrainingEnv:
+    trainer: Trainer
+    is_rank0: bool
+    teardown: Callable[[], None]
+    restore: Callable[[], None]
+
+
+def steps_for(cfg: ExperimentConfig, duration, batches_per_epoch: Optional[int], field: str) -> int:
+    if duration.unit == DurationUnit.epochs:
+        if not batches_per_epoch:
+            raise UserError(field, "a duration in epochs needs a dataset of known size")
+        return duration.value * batches_per_epoch
+    return cfg.steps_for(duration)
+
+
+def restore_weights(trainer: Trainer, cfg: ExperimentConfig, save_folder: Path) -> str:
+    """Resume from the save folder, else load weights from load_path, else keep the fresh init.
+    Returns the one line that says which."""
+    latest = None if cfg.trainer.no_checkpoints else checkpoint.latest_checkpoint(save_folder)
+    group = trainer.cpu_group
+    if latest is not None:
+        state = trainer.dcp_state()
+        checkpoint.load_model_and_optim(latest, state, process_group=group)
+        trainer.train_module.load_state_dict(state)
+        train_state = checkpoint.load_train_state(latest, trainer.rank)
+        if train_state is not None:
+            trainer.load_state_dict(train_state)
+        trainer.after_checkpoint_loaded(latest)
+        ignored = f"; trainer.load_path ignored" if cfg.trainer.load_path else ""
+        return f"resuming from {latest} (step {trainer.global_step}){ignored}"
+    if cfg.trainer.load_path:
+        source = checkpoint.resolve_load_path(cfg.trainer.load_path)
+        state = trainer.dcp_state()
+        model_only = {"model": state["model"]}
+        checkpoint.load_model_and_optim(source, model_only, process_group=group)
+        trainer.train_module.load_state_dict({**state, "model": model_only["model"]})
+        trainer.after_checkpoint_loaded(source)
+        return f"weights from trainer.load_path {source} (save folder {save_folder} has no checkpoint); step 0"
+    return f"fresh init from init_seed {cfg.init_seed} (no checkpoint in {save_folder}, no trainer.load_path)"
+
+
+def build_trainer(cfg: ExperimentConfig, paths) -> TrainingEnv:
+    from engine.data.eval_loader import build_eval_loader
+    from engine.data.loader import build_train_loader
+    from engine.distributed.init import cpu_group, init_distributed, teardown_distributed
+    from engine.train_module.train_module import TrainModule
+
+    dist_info = init_distributed()
+    seed_all(cfg.init_seed)
+    train_module = TrainModule(cfg, dist_info.device)
+    dp_rank, dp_size = train_module.dp_rank, train_module.dp_world_size
+    data_loader = build_train_loader(cfg, dp_rank=dp_rank, dp_world_size=dp_size)
+    eval_data: Optional[Callable[[], Any]] = None
+    lm_eval = cfg.trainer.callbacks.lm_evaluator
+    if not cfg.trainer.no_evals and lm_eval.enabled:
+        eval_loader = build_eval_loader(cfg, dp_rank=dp_rank, dp_world_size=dp_size,
+                                        max_batches=lm_eval.eval_batches)
+        eval_data = lambda: iter(eval_loader)  # noqa: E731 (same batches every evaluation)
+
+    batches_per_epoch = len(data_loader)
+    max_steps = steps_for(cfg, cfg.trainer.max_duration, batches_per_epoch, "trainer.max_duration")
+    stop_step = max_steps
+    if cfg.trainer.hard_stop is not None:
+        stop_step = min(max_steps, steps_for(cfg, cfg.trainer.hard_stop, batches_per_epoch, "trainer.hard_stop"))
+
+    trainer = Trainer(cfg=cfg, train_module=train_module, data_loader=data_loader, run_dir=paths.run_dir,
+                      save_folder=paths.save_folder, callbacks=build_callbacks(cfg), max_steps=max_steps,
+                      stop_step=stop_step, rank=dist_info.rank, world_size=dist_info.world_size,
+                      device=dist_info.device, cpu_group=cpu_group(), eval_data=eval_data)
+
+    def restore() -> None:
+        line = restore_weights(trainer, cfg, paths.save_folder)
+        hard = f" (hard stop; schedule runs to {max_steps})" if stop_step < max_steps else ""
+        trainer.log(f"weights: {line}")
+        trainer.log(f"training {cfg.run_name}: steps {trainer.global_step} -> {stop_step}{hard}, "
+                    f"{cfg.tokens_per_step:,} tokens/step, {cfg.model.num_params():,} params, "
+                    f"{dist_info.world_size} x {dist_info.device.type}")
+
+    def teardown() -> None:
+        torch.cuda.synchronize() if torch.cuda.is_available() else None
+        teardown_distributed()
+
+    return TrainingEnv(trainer, dist_info.rank == 0, teardown, restore)
