@@ -1,0 +1,90 @@
+"""Pre-flight data checks: every data mistake we can find before training, as one DataError line.
+
+Checked: token files exist (globs match), their size is a multiple of the dtype (else corrupt
+or the wrong dataset.dtype), a quick sample of their ids fits the tokenizer and the model
+(a strided sample plus the file tail: fast on terabytes, and catches the usual cases -- data
+made with another tokenizer, uint32 files read as uint16 or back), the tokenizer config agrees
+with the byte tokenizer or the local tokenizer.json, and the data holds one global batch.
+The embedded corpus is built (and cached) here, so a broken work dir fails before training.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.config import ExperimentConfig
+from engine.config.data import BYTE_VOCAB_SIZE
+from engine.errors import DataError
+
+from .datasets import FixedLengthInstances
+from .sources import build_sources
+from .token_source import TokenFiles
+from .tokenizer import BYTE_EOS_ID, BYTE_PAD_ID, HFTokenizer
+
+SAMPLE_WINDOWS = 64
+SAMPLE_WINDOW_TOKENS = 4096
+
+
+def sampled_max_id(files: TokenFiles) -> tuple:
+    """(largest id seen, file it was in) over a strided sample of each file plus its tail."""
+    best, where = -1, None
+    for k, path in enumerate(files.paths):
+        n = files._starts[k + 1] - files._starts[k]
+        starts = np.linspace(0, max(n - SAMPLE_WINDOW_TOKENS, 0), SAMPLE_WINDOWS).astype(np.int64)
+        starts = np.unique(np.append(starts, max(n - SAMPLE_WINDOW_TOKENS, 0)))  # the tail
+        memmap = files._map(k)
+        for s in starts:
+            window = memmap[s:s + SAMPLE_WINDOW_TOKENS]
+            if window.size and int(window.max()) > best:
+                best, where = int(window.max()), path
+    return best, where
+
+
+def check_tokenizer(cfg: ExperimentConfig) -> None:
+    tok = cfg.dataset.tokenizer
+    if tok.kind == "byte":
+        expected = {"vocab_size": BYTE_VOCAB_SIZE, "eos_token_id": BYTE_EOS_ID, "pad_token_id": BYTE_PAD_ID}
+        for name, value in expected.items():
+            if getattr(tok, name) != value:
+                raise DataError(f"dataset.tokenizer.{name}", f"the byte tokenizer has {name} = {value}, "
+                                f"not {getattr(tok, name)}")
+        return
+    if tok.path:
+        hf = HFTokenizer(tok.path, eos_token_id=tok.eos_token_id)
+        if hf.vocab_size > tok.vocab_size:
+            raise DataError("dataset.tokenizer.vocab_size", f"{tok.path} has {hf.vocab_size} ids but "
+                            f"dataset.tokenizer.vocab_size is {tok.vocab_size}")
+
+
+def _check_ids(files: TokenFiles, cfg: ExperimentConfig, field: str) -> None:
+    largest, where = sampled_max_id(files)
+    tok_vocab, model_vocab = cfg.dataset.tokenizer.vocab_size, cfg.model.vocab_size
+    hint = f"(files read as {files.dtype.name}; check dataset.dtype)"
+    if largest >= model_vocab:
+        raise DataError(field, f"{where} holds token id {largest} but model.vocab_size is {model_vocab} {hint}")
+    if largest >= tok_vocab:
+        raise DataError(field, f"{where} holds token id {largest}, beyond dataset.tokenizer.vocab_size "
+                        f"{tok_vocab}: made with another tokenizer? {hint}")
+
+
+def check_data(cfg: ExperimentConfig) -> None:
+    """Raise DataError (one line, naming the field) for the first data problem found."""
+    ds = cfg.dataset
+    check_tokenizer(cfg)
+    sources = build_sources(cfg)  # paths, globs, file sizes, the embedded corpus
+    if ds.kind == "numpy":
+        _check_ids(sources.train if isinstance(sources.train, TokenFiles) else sources.train.source,
+                   cfg, "dataset.paths")
+    if isinstance(sources.held_out, TokenFiles):
+        _check_ids(sources.held_out, cfg, "dataset.eval_paths")
+    lm_eval = cfg.trainer.callbacks.lm_evaluator
+    if lm_eval.enabled and not cfg.trainer.no_evals and sources.held_out.num_tokens < 2:
+        raise DataError("dataset.eval_paths", "no held-out tokens for the LM evaluator: the data is too "
+                        "small for a held-out slice; add dataset.eval_paths or disable the evaluator")
+    T, gbs = ds.sequence_length, cfg.data_loader.global_batch_size
+    sequences = len(FixedLengthInstances(sources.train, T))
+    if sequences < gbs // T:
+        field = {"numpy": "dataset.paths", "synthetic": "dataset.synthetic_tokens",
+                 "embedded": "dataset.embedded_max_bytes"}[ds.kind]
+        raise DataError(field, f"the training data holds {sequences} sequences of {T} tokens, fewer than one "
+                        f"global batch (data_loader.global_batch_size = {gbs} tokens = {gbs // T} sequences)")
