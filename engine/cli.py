@@ -19,6 +19,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from olmo_tui.cli import print_config, resolve_from_args, run_parser  # shared argument surface
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["prepare"]:  # `olmo-train prepare ...`: tokenize text into token files (E3)
+        from engine.data.prepare import main_prepare
+
+        return main_prepare(argv[1:])
     parser = run_parser(prog="olmo-train")
     parser.description = ("Train a language model. RUN_NAME names the run directory; rerunning the "
                           "same command resumes from its latest complete checkpoint.")
