@@ -1,0 +1,52 @@
+"""Activation checkpointing: keep a module's inputs, recompute its activations in backward.
+
+Modes (engine.config ActivationCheckpointingConfig):
+  full              every block
+  selected_blocks   blocks 0, N, 2N, ... (block_interval = N)
+  selected_modules  modules whose name matches a glob, e.g. "blocks.*.mlp"
+  budget            torch.compile's min-cut partitioner decides what to save under a memory
+                    budget (torch._functorch.config.activation_memory_budget; 0 = recompute
+                    everything, 1 = save everything); needs compile_model.
+
+The module's `forward` is replaced by a checkpointed call of the original (non-reentrant), so
+parameter names stay exactly the contract's (no wrapper module in the path).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from engine.config import ActivationCheckpointingConfig
+from engine.errors import UserError
+from engine.nn.transformer import Transformer
+
+
+def checkpoint_module(module: nn.Module) -> None:
+    original = module.forward
+    module.forward = functools.partial(checkpoint, original, use_reentrant=False)
+    module._olmo_checkpointed = True
+
+
+def apply_activation_checkpointing(model: Transformer, ac: ActivationCheckpointingConfig) -> None:
+    if ac.mode == "full":
+        for block in model.blocks.values():
+            checkpoint_module(block)
+    elif ac.mode == "selected_blocks":
+        for i, block in enumerate(model.blocks.values()):
+            if i % ac.block_interval == 0:
+                checkpoint_module(block)
+    elif ac.mode == "selected_modules":
+        matched = [(name, m) for name, m in model.named_modules()
+                   if name and any(fnmatch.fnmatchcase(name, pat) for pat in ac.modules)]
+        if not matched:
+            raise UserError("train_module.ac_config.modules",
+                            f"{ac.modules} match no module (names look like 'blocks.0.mlp')")
+        for _, module in matched:
+            checkpoint_module(module)
+    elif ac.mode == "budget":
+        torch._functorch.config.activation_memory_budget = float(ac.activation_memory_budget)

@@ -1,0 +1,85 @@
+"""Set-up and tear-down of torch.distributed: nccl for CUDA tensors, gloo for CPU tensors,
+plus a separate CPU gloo group for bookkeeping (cancel checks, metric reduction) so those
+small host-side collectives never queue behind NCCL kernels."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+    backend: str
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+_CPU_GROUP: Optional[dist.ProcessGroup] = None
+
+
+def default_device(local_rank: int = 0) -> torch.device:
+    return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def init_distributed(device: Optional[torch.device] = None, timeout_s: float = 1800) -> DistInfo:
+    """Join (or, in a plain process, create a 1-rank) process group. Idempotent.
+
+    Under torchrun the RANK / WORLD_SIZE / LOCAL_RANK / MASTER_* variables say where to meet.
+    A plain process gets a 1-rank group on a free local port, so FSDP's mixed precision and
+    DCP checkpoints work the same with one process as with many.
+    """
+    global _CPU_GROUP
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    device = device or default_device(local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        if "RANK" not in os.environ:
+            os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+            os.environ.setdefault("MASTER_PORT", str(_free_port()))
+            os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
+        backend = "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
+        kwargs = {"device_id": device} if device.type == "cuda" else {}
+        dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s), **kwargs)
+    if _CPU_GROUP is None:
+        _CPU_GROUP = dist.new_group(backend="gloo") if device.type == "cuda" else dist.group.WORLD
+    return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, device, dist.get_backend())
+
+
+def cpu_group() -> Optional[dist.ProcessGroup]:
+    """The gloo group for host-side bookkeeping (None when not distributed)."""
+    return _CPU_GROUP if dist.is_initialized() else None
+
+
+def teardown_distributed() -> None:
+    global _CPU_GROUP
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    _CPU_GROUP = None
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0

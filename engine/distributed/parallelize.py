@@ -1,0 +1,68 @@
+"""parallelize(): turn a meta-device Transformer into a ready, initialised training model.
+
+The order is fixed, each step needing the one before:
+  1. tensor parallelism    DTensor-shards the Linear weights over the tp mesh (must come first:
+                           FSDP then shards those DTensors again over the dp mesh, giving 2-D).
+  2. activation ckpt       wraps block / module forwards; must precede compile so the compiled
+                           graph contains the recomputation.
+  3. torch.compile         per block (and the loss), on the TP'd, checkpointed blocks.
+  4. data parallelism      FSDP2 fully_shard per block + root (fsdp: 1-D mesh, hsdp: 2-D mesh)
+                           with a MixedPrecisionPolicy; or DDP (composable replicate).
+  5. weight init           materialise from meta on the device and fill from the seed. FSDP
+                           shards meta tensors, so init comes after it; DDP broadcasts real
+                           weights when it attaches, so for DDP init comes before step 4.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from engine.config import ExperimentConfig
+from engine.nn.transformer import Transformer, materialize
+
+from .activation_checkpointing import apply_activation_checkpointing
+from .compile import apply_compile
+from .ddp import apply_ddp
+from .fsdp import apply_fsdp
+from .mesh import ParallelMesh
+from .tensor_parallel import apply_tensor_parallel
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def torch_dtype(dtype) -> Optional[torch.dtype]:
+    return None if dtype is None else DTYPES[getattr(dtype, "value", dtype)]
+
+
+def parallelize(model: Transformer, cfg: ExperimentConfig, mesh: ParallelMesh, device: torch.device) -> Transformer:
+    tm = cfg.train_module
+    # 1. tensor parallelism
+    if mesh.tp_mesh is not None:
+        apply_tensor_parallel(model, mesh.tp_mesh)
+    # 2. activation checkpointing
+    if tm.ac_config is not None:
+        apply_activation_checkpointing(model, tm.ac_config)
+    # 3. compile
+    if tm.compile_model:
+        apply_compile(model)
+    # 4 + 5. data parallelism and init
+    if mesh.dp_name in ("fsdp", "hsdp"):
+        dp = tm.dp_config
+        apply_fsdp(model, mesh.dp_mesh, torch_dtype(dp.param_dtype), torch_dtype(dp.reduce_dtype),
+                   reshard_after_forward=_reshard_after_forward(mesh))
+        materialize(model, device, cfg.init_seed)
+    elif mesh.dp_name == "ddp" and mesh.dp_size > 1:
+        materialize(model, device, cfg.init_seed)
+        apply_ddp(model, mesh.dp_group, device)
+    else:
+        materialize(model, device, cfg.init_seed)
+    return model
+
+
+def _reshard_after_forward(mesh: ParallelMesh) -> bool:
+    # One shard holder (1 GPU, or HSDP with shard size 1): gathering is a local copy and
+    # keeping the bf16 params between forward and backward avoids doing it twice.
+    shard_size = mesh.dp_mesh.size(-1) if mesh.dp_mesh.ndim > 1 else mesh.dp_mesh.size()
+    return shard_size > 1

@@ -1,0 +1,56 @@
+"""Megatron-style tensor parallelism with DTensor, plus sequence parallelism for the norms.
+
+Between blocks the residual stream is sharded over the sequence (Shard(1)); each attention /
+MLP gathers it (Replicate), runs column-wise q/k/v and w1/w3 (each rank holds whole heads /
+hidden slices) and row-wise w_out / w2, whose outputs are reduce-scattered back to Shard(1).
+Norms then act on sequence shards (SequenceParallel), so they cost 1/tp of the work.
+"""
+
+from __future__ import annotations
+
+from torch.distributed.device_mesh import DeviceMesh
+from torch.distributed.tensor import Replicate, Shard
+from torch.distributed.tensor.parallel import (
+    ColwiseParallel,
+    PrepareModuleInput,
+    RowwiseParallel,
+    SequenceParallel,
+    parallelize_module,
+)
+
+from engine.errors import UserError
+from engine.nn.transformer import Transformer
+
+
+def apply_tensor_parallel(model: Transformer, tp_mesh: DeviceMesh) -> None:
+    cfg = model.config
+    if cfg.qk_norm:
+        # QK-norm normalises over all heads at once; with heads split across ranks that needs an
+        # extra all-reduce inside the norm, which is not built.
+        raise UserError("train_module.tp_config", "tensor parallelism does not support model.qk_norm yet")
+    if cfg.tie_embeddings:
+        raise UserError("train_module.tp_config", "tensor parallelism does not support tied embeddings")
+    parallelize_module(model, tp_mesh, {
+        # (B, T) ids, replicated -> (B, T/tp, d) sequence shards
+        "embeddings": RowwiseParallel(input_layouts=Replicate(), output_layouts=Shard(1)),
+        "norm": SequenceParallel(),
+        # full logits on every TP rank: the loss sees the whole vocab
+        "lm_head": ColwiseParallel(input_layouts=Shard(1), output_layouts=Replicate(), use_local_output=True),
+    })
+    for block in model.blocks.values():
+        # Reordered-norm (olmo2) blocks normalise the sub-layer outputs, which are Shard(1) too.
+        plan = {
+            "attention_norm": SequenceParallel(),
+            "mlp_norm": SequenceParallel(),
+            "attention": PrepareModuleInput(input_layouts=(Shard(1), None, None),
+                                            desired_input_layouts=(Replicate(), None, None)),
+            "attention.w_q": ColwiseParallel(),
+            "attention.w_k": ColwiseParallel(),
+            "attention.w_v": ColwiseParallel(),
+            "attention.w_out": RowwiseParallel(output_layouts=Shard(1)),
+            "mlp": PrepareModuleInput(input_layouts=(Shard(1),), desired_input_layouts=(Replicate(),)),
+            "mlp.w1": ColwiseParallel(),
+            "mlp.w3": ColwiseParallel(),
+            "mlp.w2": RowwiseParallel(output_layouts=Shard(1)),
+        }
+        parallelize_module(block, tp_mesh, plan)

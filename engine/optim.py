@@ -1,0 +1,55 @@
+"""AdamW / Adam with parameter-group overrides matched by glob over parameter names."""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Dict, List
+
+import torch
+from torch import nn
+
+from engine.config import OptimConfig
+from engine.errors import UserError
+from engine.nn.transformer import clean_param_name
+
+
+def param_groups(model: nn.Module, cfg: OptimConfig) -> List[Dict]:
+    """One group per override (first matching override wins) plus the default group.
+
+    Each group records `initial_lr` (its peak LR; the scheduler scales it) and `name`.
+    """
+    buckets: List[List[torch.Tensor]] = [[] for _ in range(len(cfg.group_overrides) + 1)]
+    matched = [False] * len(cfg.group_overrides)
+    for raw_name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        name = clean_param_name(raw_name)
+        for i, override in enumerate(cfg.group_overrides):
+            if any(fnmatch.fnmatchcase(name, pattern) for pattern in override.params):
+                buckets[i].append(param)
+                matched[i] = True
+                break
+        else:
+            buckets[-1].append(param)
+    for i, hit in enumerate(matched):
+        if not hit:
+            raise UserError(f"train_module.optim.group_overrides[{i}].params",
+                            f"{cfg.group_overrides[i].params} match no parameter "
+                            "(names look like 'embeddings.weight', 'blocks.0.mlp.w1.weight')")
+    groups = []
+    for i, override in enumerate(cfg.group_overrides):
+        lr = cfg.lr if override.lr is None else override.lr
+        wd = cfg.weight_decay if override.weight_decay is None else override.weight_decay
+        groups.append({"params": buckets[i], "lr": lr, "initial_lr": lr, "weight_decay": wd,
+                       "name": f"override{i}"})
+    if buckets[-1]:
+        groups.append({"params": buckets[-1], "lr": cfg.lr, "initial_lr": cfg.lr,
+                       "weight_decay": cfg.weight_decay, "name": "default"})
+    return groups
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig, device: torch.device) -> torch.optim.Optimizer:
+    fused = cfg.fused if cfg.fused is not None else device.type == "cuda"
+    kind = torch.optim.AdamW if cfg.name == "adamw" else torch.optim.Adam
+    impl = {"fused": True} if fused else {"foreach": True}
+    return kind(param_groups(model, cfg), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, **impl)

@@ -1,0 +1,1 @@
+"""The training step: see train_module.py."""

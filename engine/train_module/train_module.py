@@ -1,0 +1,192 @@
+"""TrainModule: the model, its optimizer and LR schedule, and one training step.
+
+Usage (the Trainer's loop):
+    tm = TrainModule(cfg)                      # builds, parallelizes and initialises the model
+    tm.set_max_steps(n)                        # from trainer.max_duration (hard_stop: never)
+    metrics = tm.train_batch({"input_ids": ids})   # forward/backward over micro-batches
+    metrics |= tm.optim_step()                 # clip, schedule, step, zero grads
+    loss_sum, tokens = tm.eval_batch({"input_ids": ids, "label_mask": mask})
+
+Loss: labels are input_ids shifted left by one (the last position of each instance and masked
+positions are ignored). Every micro-batch's summed CE is divided by the number of non-ignored
+labels in the WHOLE batch across ALL data-parallel ranks, so the gradient is the same whatever
+the micro-batch size or the number of ranks. Data-parallel wrappers average gradients over
+ranks; the loss is multiplied by the dp size to turn that average back into the sum.
+
+Metrics are device tensors (no host sync); read them when you log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+import torch.distributed as dist
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+
+from engine.config import ExperimentConfig
+from engine.distributed.init import default_device
+from engine.distributed.mesh import ParallelMesh, build_mesh
+from engine.distributed.parallelize import parallelize, torch_dtype
+from engine.nn.transformer import Transformer, build_model
+from engine.optim import build_optimizer
+from engine.scheduler import lr_factor
+
+
+class TrainModule:
+    def __init__(self, cfg: ExperimentConfig, device: Optional[torch.device] = None,
+                 mesh: Optional[ParallelMesh] = None):
+        self.cfg = cfg
+        self.tm_cfg = cfg.train_module
+        self.device = device or default_device(torch.cuda.current_device() if torch.cuda.is_available() else 0)
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        self.mesh = mesh or build_mesh(cfg, self.device.type)
+        self.model: Transformer = parallelize(build_model(cfg.model, "meta"), cfg, self.mesh, self.device)
+        self.optimizer = build_optimizer(self.model, self.tm_cfg.optim, self.device)
+        self.step = 0  # optimizer steps taken: the scheduler's position
+        self.max_steps: Optional[int] = cfg.steps_for(cfg.trainer.max_duration)
+        self.ignore_index = self.tm_cfg.label_ignore_index
+        self._autocast_dtype = self._pick_autocast()
+
+    # ---- set-up -------------------------------------------------------------------------------
+    def _pick_autocast(self) -> Optional[torch.dtype]:
+        """Autocast on GPU when asked, or when bf16 params were asked for but no FSDP applies
+        (DDP, or a plain process): matmuls then run in bf16 as they would under FSDP."""
+        if self.device.type != "cuda":
+            return None
+        if self.tm_cfg.autocast_dtype is not None:
+            return torch_dtype(self.tm_cfg.autocast_dtype)
+        dp = self.tm_cfg.dp_config
+        if dp is not None and dp.param_dtype is not None and self.mesh.dp_name not in ("fsdp", "hsdp"):
+            return torch_dtype(dp.param_dtype)
+        return None
+
+    @property
+    def dp_rank(self) -> int:
+        return self.mesh.dp_rank
+
+    @property
+    def dp_world_size(self) -> int:
+        return self.mesh.dp_size
+
+    def set_max_steps(self, max_steps: Optional[int]) -> None:
+        self.max_steps = max_steps
+
+    def _autocast(self):
+        if self._autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self._autocast_dtype)
+
+    def _all_reduce(self, t: torch.Tensor) -> torch.Tensor:
+        if self.mesh.dp_group is not None and self.mesh.dp_size > 1:
+            dist.all_reduce(t, group=self.mesh.dp_group)
+        return t
+
+    # ---- batches ------------------------------------------------------------------------------
+    def labels_for(self, batch: Dict[str, Any]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(input_ids, labels) on the device; labels[t] = input_ids[t+1], ignored where masked."""
+        ids = batch["input_ids"].to(self.device, non_blocking=True)  # (N, T)
+        labels = torch.full_like(ids, self.ignore_index)
+        labels[:, :-1] = ids[:, 1:]
+        mask = batch.get("label_mask")
+        if mask is not None:
+            mask = mask.to(self.device, non_blocking=True)
+            labels[:, :-1].masked_fill_(~mask[:, 1:], self.ignore_index)
+        return ids, labels
+
+    def _micro_batches(self, n: int, seq_len: int):
+        size = max(1, self.tm_cfg.rank_microbatch_size // seq_len)  # instances per micro-batch
+        return [(start, min(start + size, n)) for start in range(0, n, size)]
+
+    # ---- training -----------------------------------------------------------------------------
+    def train_batch(self, batch: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+        """Forward + backward over the rank's batch, accumulating gradients.
+
+        Returns {"ce_loss": scalar, "z_loss": scalar (when configured)}: the global-batch means.
+        """
+        self.model.train()
+        ids, labels = self.labels_for(batch)
+        tokens = (labels != self.ignore_index).sum().float()
+        # One tiny all-reduce up front: every micro-batch divides by the global count.
+        global_tokens = self._all_reduce(tokens).clamp_min(1.0)
+        z_mult = self.tm_cfg.z_loss_multiplier
+        ce_total = torch.zeros((), device=self.device)
+        z_total = torch.zeros((), device=self.device) if z_mult else None
+        # Gradients are averaged over dp ranks by the wrappers: scale back to a sum.
+        scale = float(self.mesh.dp_size)
+        micro = self._micro_batches(ids.shape[0], ids.shape[1])
+        for i, (a, b) in enumerate(micro):
+            self._set_grad_sync(i == len(micro) - 1)
+            with self._autocast():
+                ce_sum, z_sum = self.model(ids[a:b], labels=labels[a:b], ignore_index=self.ignore_index,
+                                           with_z_loss=z_mult is not None)
+            loss = ce_sum / global_tokens
+            if z_mult:
+                loss = loss + z_mult * z_sum / global_tokens
+                z_total += z_sum.detach()
+            (loss * scale).backward()
+            ce_total += ce_sum.detach()
+        metrics = {"ce_loss": self._all_reduce(ce_total) / global_tokens}
+        if z_mult:
+            metrics["z_loss"] = self._all_reduce(z_total) / global_tokens
+        return metrics
+
+    def _set_grad_sync(self, sync: bool) -> None:
+        # FSDP reduce-scatters every micro-batch (keeps gradients sharded, so memory stays low);
+        # DDP can skip the all-reduce until the last micro-batch.
+        if self.mesh.dp_name == "ddp" and self.mesh.dp_size > 1:
+            self.model.set_requires_gradient_sync(sync)
+
+    def optim_step(self) -> Dict[str, Any]:
+        """Clip, set the scheduled LR, step, zero the grads. Returns {"lr": float, "grad_norm"}."""
+        metrics: Dict[str, Any] = {}
+        if self.tm_cfg.max_grad_norm is not None:
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tm_cfg.max_grad_norm, foreach=True)
+            metrics["grad_norm"] = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
+        factor = lr_factor(self.tm_cfg.scheduler, self.step, self.max_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * factor
+        metrics["lr"] = self.optimizer.param_groups[-1]["lr"]
+        self.optimizer.step()
+        self.zero_grads()
+        self.step += 1
+        return metrics
+
+    def zero_grads(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+
+    @torch.no_grad()
+    def eval_batch(self, batch: Dict[str, Any]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(CE summed over non-ignored labels, their count), both summed over dp ranks."""
+        self.model.eval()
+        ids, labels = self.labels_for(batch)
+        ce = torch.zeros((), device=self.device)
+        for a, b in self._micro_batches(ids.shape[0], ids.shape[1]):
+            with self._autocast():
+                ce_sum, _ = self.model(ids[a:b], labels=labels[a:b], ignore_index=self.ignore_index)
+            ce += ce_sum
+        count = (labels != self.ignore_index).sum().float()
+        return self._all_reduce(ce), self._all_reduce(count)
+
+    # ---- checkpoint state -----------------------------------------------------------------------
+    def state_dict(self) -> Dict[str, Any]:
+        """DCP-ready: sharded tensors stay sharded (DTensor), so dcp.save/load reshard freely."""
+        return {
+            "model": get_model_state_dict(self.model),
+            "optim": get_optimizer_state_dict(self.model, self.optimizer),
+            "scheduler": {"step": self.step},
+        }
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        set_model_state_dict(self.model, state["model"], options=StateDictOptions(strict=True))
+        set_optimizer_state_dict(self.model, self.optimizer, state["optim"])
+        self.step = int(state["scheduler"]["step"])
