@@ -77,10 +77,6 @@ def check_data(cfg: ExperimentConfig) -> None:
                    cfg, "dataset.paths")
     if isinstance(sources.held_out, TokenFiles):
         _check_ids(sources.held_out, cfg, "dataset.eval_paths")
-    lm_eval = cfg.trainer.callbacks.lm_evaluator
-    if lm_eval.enabled and not cfg.trainer.no_evals and sources.held_out.num_tokens < 2:
-        raise DataError("dataset.eval_paths", "no held-out tokens for the LM evaluator: the data is too "
-                        "small for a held-out slice; add dataset.eval_paths or disable the evaluator")
     T, gbs = ds.sequence_length, cfg.data_loader.global_batch_size
     sequences = len(FixedLengthInstances(sources.train, T))
     if sequences < gbs // T:
@@ -88,3 +84,7 @@ def check_data(cfg: ExperimentConfig) -> None:
                  "embedded": "dataset.embedded_max_bytes"}[ds.kind]
         raise DataError(field, f"the training data holds {sequences} sequences of {T} tokens, fewer than one "
                         f"global batch (data_loader.global_batch_size = {gbs} tokens = {gbs // T} sequences)")
+    lm_eval = cfg.trainer.callbacks.lm_evaluator
+    if lm_eval.enabled and not cfg.trainer.no_evals and sources.held_out.num_tokens < 2:
+        raise DataError("dataset.eval_paths", "no held-out tokens for the LM evaluator: the data is too "
+                        "small for a held-out slice; add dataset.eval_paths or disable the evaluator")

@@ -35,7 +35,7 @@ def config(tmp_path: Path, **sections) -> ExperimentConfig:
     data = {
         "model": {"vocab_size": COUNTING_VOCAB},
         "dataset": {"kind": "numpy", "sequence_length": 8, "work_dir": str(tmp_path / "work"),
-                    "tokenizer": {"vocab_size": COUNTING_VOCAB}},
+                    "tokenizer": {"kind": "hf", "name": "counting", "vocab_size": COUNTING_VOCAB}},
         "data_loader": {"global_batch_size": 32, "seed": 3},
         "train_module": {"rank_microbatch_size": 16, "max_sequence_length": 8},
     }
