@@ -78,6 +78,16 @@ def add_follow_flags(parser: argparse.ArgumentParser) -> None:
 LAUNCH_FLAG_ADDERS.append(add_follow_flags)
 
 
+def _register_beaker_flags() -> None:
+    from .core.backends.beaker.cli_flags import add_beaker_arguments, beaker_overrides
+
+    LAUNCH_FLAG_ADDERS.append(add_beaker_arguments)
+    SHORTHAND_OVERRIDES.append(beaker_overrides)
+
+
+_register_beaker_flags()
+
+
 def launch_parser(prog: str = "olmo-tui") -> argparse.ArgumentParser:
     parser = run_parser(prog)
     for add in LAUNCH_FLAG_ADDERS:
@@ -119,6 +129,12 @@ def cmd_run(argv: List[str]) -> int:
         cfg = resolve_from_args(args, extras)
     except ConfigError as exc:
         return fail_config(exc)
+    if cfg.launch.backend == "beaker":  # git checks, --save-spec; with --dry-run: the exact spec
+        from .core.backends.beaker.cli_flags import beaker_preflight
+
+        code = beaker_preflight(cfg, args)
+        if code is not None:
+            return code
     if args.dry_run:
         narrate_summary(cfg)
         print_config(cfg, args.json)

@@ -290,7 +290,7 @@ class FakeBeaker:
         self.rpc_port = self._grpc.add_secure_port("127.0.0.1:0", creds)
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), _make_http_handler(self.state))
         self._http.daemon_threads = True
-        self._http_thread = threading.Thread(target=self._http.serve_forever, daemon=True)
+        self._http_thread = threading.Thread(target=self._http.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     @property
     def rpc_address(self) -> str:

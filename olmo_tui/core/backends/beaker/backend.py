@@ -32,6 +32,7 @@ MARK = "[olmo-tui]"  # prefix of the lines the follower adds to a job's own log
 SPEC_FILE = "beaker-spec.json"
 STARTED_POLL_S = 2.0  # how often to look whether a queued job has started
 METRICS_TAIL_LINES = 200  # refresh() reads this many last log lines for the latest metrics
+DEFAULT_TIMEOUT_S = 15.0  # one Beaker call; beaker-py itself would wait forever on a dead server
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -45,12 +46,20 @@ class BeakerBackend:
     name = "beaker"
 
     def __init__(self, client: Optional[BeakerClient] = None, repo: Path = REPO_ROOT,
-                 refresh_timeout_s: float = 10.0, launch_timeout_s: float = 60.0, poll_s: float = STARTED_POLL_S):
-        self.client = client or BeakerClient()
+                 refresh_timeout_s: Optional[float] = None, launch_timeout_s: Optional[float] = None,
+                 poll_s: float = STARTED_POLL_S, retry_s: float = 5.0):
+        # $OLMO_TUI_BEAKER_TIMEOUT (seconds) bounds every call; launching gets 3x that.
+        try:
+            limit = float(os.environ.get("OLMO_TUI_BEAKER_TIMEOUT") or DEFAULT_TIMEOUT_S)
+        except ValueError:
+            raise BackendError("OLMO_TUI_BEAKER_TIMEOUT must be a number of seconds") from None
+        self.client = client or BeakerClient(timeout_s=limit)
         self.repo = Path(repo)
-        self.refresh_timeout_s = refresh_timeout_s
-        self.launch_timeout_s = launch_timeout_s
+        self.refresh_timeout_s = refresh_timeout_s or limit
+        self.launch_timeout_s = launch_timeout_s or 3 * limit
         self.poll_s = poll_s
+        self.retry_s = retry_s  # follow_logs: pause before trying an unreachable Beaker again
+        self.save_spec_to: Optional[str] = None  # --save-spec: also write the submitted spec there
 
     # ---- spec ---------------------------------------------------------------------------
 
@@ -77,11 +86,21 @@ class BeakerBackend:
         # values given here are deliberately not used, nor written anywhere.
         del secrets
         bk = beaker_settings(cfg)
-        built = self.build(run.id, cfg)
+        try:
+            built = self.build(run.id, cfg)
+        except ConfigError as exc:  # dirty tree, no remote: the CLI checks first (exit 2); the app shows this
+            raise BackendError("; ".join(str(issue) for issue in exc.issues)) from None
         run_dir = Path(run.run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         spec_json = built.to_json()
         _write_json(run_dir / SPEC_FILE, spec_json)
+        if self.save_spec_to:
+            from .cli_flags import write_spec
+
+            try:
+                write_spec(self.save_spec_to, spec_json)
+            except ConfigError as exc:
+                raise BackendError(str(exc)) from None
         launch_record = {
             "backend": self.name, "run_id": run.id, "parent_run_id": run.parent_id, "relation": run.relation,
             "argv": built.command, "experiment_name": built.name, "workspace": bk.workspace,
@@ -226,10 +245,22 @@ class BeakerBackend:
                     continue
 
         def produce() -> None:
+            url = run.extra.get("url")
+            put(f"{MARK} Beaker workload {run.workload_id}" + (f": {url}" if url else ""))
+            streamed: List[str] = []
             try:
-                self._produce(run.workload_id, follow, put, halt, stream_client)
-            except BackendError as exc:
-                put(f"{MARK} {exc}")
+                while not halt.is_set():
+                    try:
+                        self._produce(run.workload_id, follow, put, halt, stream_client, streamed)
+                        return
+                    except BackendError as exc:
+                        # Unreachable or slow Beaker: say so at once; while following, keep
+                        # trying (the job itself goes on), otherwise give up.
+                        put(f"{MARK} {exc}")
+                        if not follow:
+                            return
+                        put(f"{MARK} retrying in {self.retry_s:g} s")
+                        halt.wait(self.retry_s)
             except Exception as exc:  # a stream closed under us while stopping, or a Beaker error
                 if not halt.is_set():
                     put(f"{MARK} log stream ended: {type(exc).__name__}: {exc}")
@@ -254,8 +285,8 @@ class BeakerBackend:
                 client.close()  # ends a blocked stream at once (grpc CANCELLED)
 
     def _produce(self, workload_id: str, follow: bool, put: Callable[[object], None],
-                 halt: threading.Event, holder: Dict[str, object]) -> None:
-        streamed: List[str] = []
+                 halt: threading.Event, holder: Dict[str, object], streamed: List[str]) -> None:
+        """Stream every job of the leader not in `streamed` yet (and append it there)."""
         while not halt.is_set():
             workload, jobs = self.client.call(lambda b: self._leader_jobs(b, workload_id),
                                               "reading the job list", timeout_s=self.refresh_timeout_s)
@@ -267,10 +298,11 @@ class BeakerBackend:
                 is_latest = job is jobs[-1]
                 if follow and is_latest and not self._wait_started(job.id, halt):
                     return
+                job_now = self.client.call(lambda b: b.job.get(job.id), "reading the job",
+                                           timeout_s=self.refresh_timeout_s) if is_latest else job
                 client = self.client.new_client()
                 holder["client"] = client
                 try:
-                    job_now = client.job.get(job.id) if is_latest else job
                     live = follow and is_latest and not job_now.status.HasField("finalized")
                     for entry in client.job.logs(job_now, follow=live):
                         if halt.is_set():
