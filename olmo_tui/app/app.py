@@ -1,49 +1,35 @@
 """The Textual app: screens, global keys, the command palette and the two plug points of the
 run manager (see docs/ARCHITECTURE.md, "The app"):
 
-- `SCREENS["runs"]`: the runs screen (a placeholder until the run manager lands);
-- `OlmoTuiApp.launch(request)`: every Launch goes through it; until the launcher exists it
-  shows the exact commands that would run.
+- `SCREENS["runs"]`: the run manager's Runs screen (screens/runs.py);
+- `OlmoTuiApp.launch(request)`: every Launch goes through it: the run manager starts the run
+  in a worker and opens its monitor (screens/monitor.py).
 - `OlmoTuiApp.open_editor(cfg, preset_name=None, parent_run_id=None)`: the editor prefilled
   with any resolved config (relaunch opens a run's config.toml this way).
 """
 
 from __future__ import annotations
 
-import shlex
 from typing import Iterable, Optional
 
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
 
 from engine.config import ConfigError, ExperimentConfig, load_experiment, preset_data
 from engine.config.presets import find_preset, preset_description
-from olmo_tui.core.command_preview import LaunchRequest, headless_command, run_dir_for, torchrun_argv
+from olmo_tui.core.command_preview import LaunchRequest
 
-from .screens.dialogs import show_text
 from .screens.editor import EditorScreen
 from .screens.presets import PresetBrowser
-
-
-class RunsPlaceholder(Screen):
-    """Stands in for the run manager's Runs screen (issue 5) until it lands."""
-
-    BINDINGS = [Binding("escape,q", "app.pop_screen", "Back")]
-
-    def compose(self) -> ComposeResult:
-        yield Header()
-        yield Static("The run manager is not installed yet: launches show the command that would run.",
-                     id="runs-placeholder")
-        yield Footer()
+from .screens.runs import RunsScreen, confirm_launch
 
 
 class OlmoTuiApp(App):
     CSS_PATH = ["styles/app.tcss"]
     TITLE = "olmo-tui"
-    # Screens reachable by name. The run manager replaces "runs" with its Runs screen.
-    SCREENS = {"presets": PresetBrowser, "runs": RunsPlaceholder}
+    # Screens reachable by name.
+    SCREENS = {"presets": PresetBrowser, "runs": RunsScreen}
     BINDINGS = [Binding("ctrl+q", "quit", "Quit", show=False, priority=True)]
 
     def __init__(self, **kwargs) -> None:
@@ -91,19 +77,10 @@ class OlmoTuiApp(App):
 
     # ---- launch (plug point of the run manager) ------------------------------------------------
     def launch(self, request: LaunchRequest) -> None:
-        """Launch a validated config. Until the run manager's launcher lands, show the exact
-        commands that would run."""
+        """Launch a validated config: a dialog shows the exact commands (enter launches, esc
+        goes back), then the run manager starts the run and its monitor opens."""
         self.last_launch = request
-        run_dir = run_dir_for(request.cfg.run_name)
-        body = (
-            "The launcher is not installed yet. This config would run as:\n\n"
-            + shlex.join(headless_command(request))
-            + "\n\nwhich starts the engine with torchrun:\n\n"
-            + shlex.join(torchrun_argv(request.cfg, run_dir))
-        )
-        if request.parent_run_id:
-            body += f"\n\nparent run: {request.parent_run_id}"
-        show_text(self, "Launch", body, "launch-preview")
+        confirm_launch(self, request)
 
     # ---- command palette ---------------------------------------------------------------------------
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:

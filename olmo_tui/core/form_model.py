@@ -313,6 +313,6 @@ def _norm(value: Any) -> Any:
         return [_norm(v) for v in value]
     if isinstance(value, list):
         return [_norm(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _norm(v) for k, v in value.items()}
+    if isinstance(value, dict):  # an unset key and a missing one are the same (TOML has no null)
+        return {k: _norm(v) for k, v in value.items() if v is not None}
     return value

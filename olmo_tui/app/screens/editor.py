@@ -103,7 +103,7 @@ class EditorScreen(Screen):
             runs = estimates.run_dirs_for_preset(self.preset.name)
             self._measured_mfu = estimates.best_mfu(runs)
         self.revalidate()
-        self.query_one("#field-help", Static).update("tab / shift+tab move between fields; f1 help")
+        self._help("tab / shift+tab move between fields; f1 help")
 
     # ---- state -----------------------------------------------------------------------------------
     @property
@@ -178,7 +178,12 @@ class EditorScreen(Screen):
         text = f"{path}: {spec.description}"
         if path in set(self.changed()):
             text += f"  [preset: {fm.format_value(spec, fm.get_path(self.baseline, path)) or 'unset'}; ctrl+z undoes]"
-        self.query_one("#field-help", Static).update(text)
+        self._help(text)
+
+    def _help(self, text: str) -> None:
+        if text != getattr(self, "_help_text", None):
+            self._help_text = text
+            self.query_one("#field-help", Static).update(text, layout=False)  # fixed height
 
     # ---- actions -----------------------------------------------------------------------------------
     def action_launch(self) -> None:
@@ -330,11 +335,11 @@ class EditorScreen(Screen):
         try:
             parsed = tomllib.loads(event.text_area.text)
         except tomllib.TOMLDecodeError as exc:
-            self.query_one("#field-help", Static).update(f"TOML: {exc}")
+            self._help(f"TOML: {exc}")
             return
         validation = fm.validate_form(fm.fill_defaults(parsed, self.schema), self.widget_paths)
         message = "TOML: valid config" if validation.ok else "TOML: " + "; ".join(map(str, validation.issues))
-        self.query_one("#field-help", Static).update(message)
+        self._help(message)
 
     def palette_commands(self):
         yield ("Launch", "Launch this config (ctrl+l)", self.action_launch)

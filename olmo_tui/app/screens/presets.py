@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Dict, List, Optional
 
 from rich.text import Text
@@ -18,6 +19,17 @@ from olmo_tui.core.catalog import PresetSummary, all_summaries
 from olmo_tui.core.describe import human_count
 
 from .dialogs import help_text, show_text
+
+
+def display_path(path: str) -> str:
+    """A preset file as the user would type it: relative to the working dir, else with ~."""
+    file = Path(path)
+    for base, shown in ((Path.cwd(), ""), (Path.home(), "~/")):
+        try:
+            return shown + str(file.relative_to(base))
+        except ValueError:
+            continue
+    return path
 
 
 def render_detail(s: PresetSummary) -> Text:
@@ -41,7 +53,7 @@ def render_detail(s: PresetSummary) -> Text:
         ("GPUs", s.gpus or ""),
         ("parallelism", s.parallelism or ""),
         ("data", s.data or ""),
-        ("file", s.path),
+        ("file", display_path(s.path)),
     ]
     for label, value in rows:
         text.append(f"{label:<15}", style="bold")

@@ -34,7 +34,8 @@ class EstimatesPanel(VerticalScroll):
 
     def show(self, est: Estimates, stale: bool = False) -> None:
         self.set_class(stale, "-stale")
-        self.query_one("#est-body", Static).update(render_estimates(est, stale))
+        # Fixed-height body: no layout pass of the whole screen on every keystroke.
+        self.query_one("#est-body", Static).update(render_estimates(est, stale), layout=False)
         self._show_remedies(est.remedies if est.over_memory else [])
 
     def _show_remedies(self, remedies: List[Remedy]) -> None:

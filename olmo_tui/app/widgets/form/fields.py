@@ -86,7 +86,7 @@ class FieldRow(Widget):
         self._shown_changed = changed
         self.set_class(changed, "-changed")
         label = self.query_one(".field-name", Label)
-        label.update(("● " if changed else "") + self.spec.name)
+        label.update(("● " if changed else "") + self.spec.name, layout=False)  # fixed width
 
     def on_descendant_focus(self) -> None:
         self.post_message(self.Focused(self))

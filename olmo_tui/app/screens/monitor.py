@@ -1,0 +1,180 @@
+"""The run monitor: a header with the exact command, pid, run dir and latest checkpoint; the
+throughput panel; the log panel. It re-attaches to any run in the registry, whoever started
+it: the log is read from the start through the run's backend (the local file, or Beaker's
+log stream), and `[metrics]` lines in it feed the throughput panel.
+
+A thread worker follows the log and hands lines to the panel in batches; another refreshes
+the run's status once a second. Both stop when the screen goes away (the run does not)."""
+
+from __future__ import annotations
+
+import shlex
+import threading
+import time
+from typing import List, Optional
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+
+from olmo_tui.core import run_manager
+from olmo_tui.core.backends.base import BackendError, RunStatus, get_backend
+from olmo_tui.core.registry import Registry, RunRecord
+from olmo_tui.core.tailing import parse_metrics_line
+
+from ..widgets.log_panel import LogPanel, line_kind
+from ..widgets.throughput import ThroughputPanel
+
+STATUS_STYLE = {
+    RunStatus.SUCCEEDED: "green", RunStatus.FAILED: "bold red", RunStatus.LOST: "red",
+    RunStatus.CANCELLED: "yellow", RunStatus.RUNNING: "cyan", RunStatus.PREEMPTED: "yellow",
+}
+LINES_PER_HANDOFF = 20_000  # the follower passes lines on in slices of at most this many
+
+
+class MonitorScreen(Screen):
+    DEFAULT_CSS = """
+    MonitorScreen #run-header { height: auto; max-height: 6; padding: 0 1; background: $boost; }
+    MonitorScreen #monitor-body { height: 1fr; }
+    """
+    BINDINGS = [
+        Binding("escape,q", "back", "Back"),
+        Binding("c", "cancel", "Cancel run"),
+        Binding("R", "resume", "Resume", show=False),
+        Binding("r", "relaunch", "Relaunch", show=False),
+    ]
+
+    def __init__(self, run: RunRecord, registry: Optional[Registry] = None) -> None:
+        super().__init__(id=f"monitor-{run.id}")
+        self.run = run
+        self.registry = registry or Registry()
+        self.stop = threading.Event()
+        self.metrics_seen = 0
+        self.first_error: Optional[str] = None
+        self.latest_checkpoint: Optional[str] = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="run-header")
+        with Horizontal(id="monitor-body"):
+            yield ThroughputPanel(id="throughput")
+            yield LogPanel(id="log-panel")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = "olmo-tui"
+        self.sub_title = f"run {self.run.id}"
+        self.show_header()
+        self.follow_log()
+        self.watch_status()
+        self.query_one(LogPanel).log_widget.focus()
+
+    def on_unmount(self) -> None:
+        self.stop.set()
+
+    # ---- workers ----------------------------------------------------------------------------
+    @work(thread=True, group="log-follow", exit_on_error=False)
+    def follow_log(self) -> None:
+        panel = self.query_one(LogPanel)
+        try:
+            backend = get_backend(self.run.backend)
+            batch: List[str] = []
+            metrics = []
+            last_handoff = time.monotonic()
+            for line in backend.follow_logs(self.run, self.stop):
+                batch.append(line)
+                if "[metrics] " in line:
+                    record = parse_metrics_line(line)
+                    if record:
+                        metrics.append(record)
+                elif self.first_error is None and line_kind(line) == "error":
+                    self.first_error = line
+                now = time.monotonic()
+                if len(batch) >= LINES_PER_HANDOFF or now - last_handoff > 0.05:
+                    self._hand_off(panel, batch, metrics)
+                    batch, metrics, last_handoff = [], [], now
+            self._hand_off(panel, batch, metrics)
+        except BackendError as exc:
+            if not self.stop.is_set():
+                self.app.call_from_thread(self.notify, f"log: {exc}", severity="error")
+
+    def _hand_off(self, panel: LogPanel, batch: List[str], metrics: list) -> None:
+        if batch:
+            panel.feed(batch)
+        if metrics and not self.stop.is_set():
+            self.metrics_seen += len(metrics)
+            self.app.call_from_thread(self._add_metrics, metrics)
+
+    def _add_metrics(self, records: list) -> None:
+        panel = self.query_one(ThroughputPanel)
+        for record in records:
+            panel.add(record)
+
+    @work(thread=True, group="status", exit_on_error=False)
+    def watch_status(self) -> None:
+        while not self.stop.is_set():
+            run = run_manager.refresh_run(self.registry.get(self.run.id) or self.run, self.registry)
+            checkpoint = run_manager.latest_checkpoint(run) if run.backend == "local" else None
+            if self.stop.is_set():
+                return
+            self.app.call_from_thread(self._status_changed, run, checkpoint)
+            if run.terminal:
+                return
+            self.stop.wait(0.5)
+
+    def _status_changed(self, run: RunRecord, checkpoint) -> None:
+        self.run = run
+        self.latest_checkpoint = str(checkpoint) if checkpoint else None
+        self.show_header()
+
+    # ---- header -------------------------------------------------------------------------------
+    def show_header(self) -> None:
+        run = self.run
+        style = STATUS_STYLE.get(run.status, "")
+        status = f"[{style}]{run.status}[/]" if style else run.status
+        first = f"[b]{run.id}[/b]  {status}"
+        if run.exit_code is not None:
+            first += f"  exit code {run.exit_code}"
+        if run.pid:
+            first += f"  pid {run.pid}"
+        if run.workload_id:
+            first += f"  workload {run.workload_id}"
+        if run.extra.get("url"):
+            first += f"  {run.extra['url']}"
+        if run.parent_id:
+            first += f"  {run.relation or 'child'} of {run.parent_id}"
+        lines = [first, "command: " + escape(shlex.join(run.argv) if run.argv else "-"),
+                 f"run dir: {escape(run.run_dir)}   latest checkpoint: {escape(self.latest_checkpoint or '-')}"]
+        if run.message and run.status != RunStatus.SUCCEEDED:
+            lines.append(f"[red]{escape(run.message)}[/]")
+        if run.status == RunStatus.FAILED and self.first_error:
+            lines.append(f"[bold red]{escape(self.first_error.strip()[:300])}[/]")
+        self.query_one("#run-header", Static).update("\n".join(lines))
+
+    # ---- actions ------------------------------------------------------------------------------
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_cancel(self) -> None:
+        from .runs import confirm_cancel
+
+        confirm_cancel(self, self.run)
+
+    def action_resume(self) -> None:
+        from .runs import resume_run
+
+        resume_run(self, self.run)
+
+    def action_relaunch(self) -> None:
+        from .runs import open_relaunch_editor
+
+        open_relaunch_editor(self.app, self.run)
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)

@@ -1,0 +1,343 @@
+"""The runs screen: every run in the registry with its latest numbers, refreshed once a
+second (a thread worker: refreshing notices runs that ended or vanished and records it).
+
+Keys: enter monitor · r relaunch (editor prefilled with the run's resolved config; the new
+run records its parent) · R resume (same config, continuing from the latest checkpoint) ·
+c cancel (asks; SIGTERM, grace period, SIGKILL) · d forget (asks; then asks separately
+whether to delete the run's files) · / filter · s sort column · S reverse sort.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Dict, List, Optional
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Static
+
+from olmo_tui.cli_runs import table_row
+from olmo_tui.core import run_manager
+from olmo_tui.core.backends.base import BackendError
+from olmo_tui.core.registry import Registry, RunRecord
+
+from .dialogs import ConfirmDialog, TextDialog, help_text, show_text
+from .monitor import STATUS_STYLE, MonitorScreen
+
+COLUMNS = ["Run", "Preset", "Backend", "Status", "Step", "Loss", "Tok/s", "MFU", "Age"]
+SORT_KEYS: Dict[str, Callable[[RunRecord], object]] = {
+    "Age": lambda r: -r.created,
+    "Run": lambda r: r.id,
+    "Preset": lambda r: r.preset or "",
+    "Backend": lambda r: r.backend,
+    "Status": lambda r: r.status,
+    "Step": lambda r: r.latest_step or -1,
+    "Loss": lambda r: r.summary.get("loss", float("inf")),
+    "Tok/s": lambda r: r.summary.get("tps_total") or r.summary.get("tps") or 0.0,
+    "MFU": lambda r: r.summary.get("mfu") or 0.0,
+}
+CANCEL_GRACE_S = 60.0
+
+
+class RunsScreen(Screen):
+    DEFAULT_CSS = """
+    RunsScreen #runs-filter { display: none; }
+    RunsScreen.filtering #runs-filter { display: block; }
+    RunsScreen #runs-table { height: 1fr; }
+    RunsScreen #runs-empty { padding: 1 2; color: $text-muted; }
+    """
+    BINDINGS = [
+        Binding("enter", "open", "Monitor"),
+        Binding("r", "relaunch", "Relaunch"),
+        Binding("R", "resume", "Resume"),
+        Binding("c", "cancel", "Cancel"),
+        Binding("d", "forget", "Forget"),
+        Binding("slash", "filter", "Filter"),
+        Binding("s", "sort", "Sort"),
+        Binding("S", "reverse_sort", "Reverse", show=False),
+        Binding("question_mark,f1", "help", "Help"),
+        Binding("escape,q", "back", "Back"),
+    ]
+
+    def __init__(self, registry: Optional[Registry] = None) -> None:
+        super().__init__(id="runs")
+        self.registry = registry or Registry()
+        self.runs: List[RunRecord] = []
+        self.term = ""
+        self.sort_column = "Age"
+        self.sort_reverse = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Input(placeholder="filter runs (id, preset, status, backend)", id="runs-filter")
+        yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        yield Static("No runs yet: launch one from the presets (l) or the editor (ctrl+l).", id="runs-empty")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = "olmo-tui"
+        self.sub_title = "runs"
+        table = self.query_one(DataTable)
+        for name in COLUMNS:
+            table.add_column(name, key=name)
+        self.set_interval(1.0, self.refresh_runs)
+        self.refresh_runs()
+        table.focus()
+
+    # ---- data ---------------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="runs-refresh", exit_on_error=False)
+    def refresh_runs(self) -> None:
+        runs = run_manager.refresh_all(self.registry)
+        self.app.call_from_thread(self.show_runs, runs)
+
+    def visible_runs(self) -> List[RunRecord]:
+        term = self.term.lower()
+        runs = [r for r in self.runs
+                if not term or any(term in (v or "").lower() for v in (r.id, r.preset, r.status, r.backend))]
+        return sorted(runs, key=SORT_KEYS[self.sort_column], reverse=self.sort_reverse)
+
+    def show_runs(self, runs: List[RunRecord]) -> None:
+        self.runs = runs
+        table = self.query_one(DataTable)
+        selected = self.selected_run()
+        visible = self.visible_runs()
+        now = time.time()
+        table.clear()
+        for run in visible:
+            cells = table_row(run, now)
+            style = STATUS_STYLE.get(run.status)
+            if style:
+                cells[3] = f"[{style}]{run.status}[/]"
+            table.add_row(*cells, key=run.id)
+        if selected and any(r.id == selected.id for r in visible):
+            table.move_cursor(row=table.get_row_index(selected.id), animate=False)
+        self.query_one("#runs-empty").display = not self.runs
+
+    def selected_run(self) -> Optional[RunRecord]:
+        table = self.query_one(DataTable)
+        if not table.row_count:
+            return None
+        try:
+            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        except Exception:  # cursor outside the (just rebuilt) table
+            return None
+        return next((r for r in self.runs if r.id == key), None)
+
+    def select(self, run_id: str) -> None:
+        table = self.query_one(DataTable)
+        table.move_cursor(row=table.get_row_index(run_id), animate=False)
+
+    # ---- actions ------------------------------------------------------------------------------
+    @on(DataTable.RowSelected)
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_open()
+
+    @on(DataTable.HeaderSelected)
+    def _header_selected(self, event: DataTable.HeaderSelected) -> None:
+        column = str(event.column_key.value)
+        self.sort_reverse = not self.sort_reverse if column == self.sort_column else False
+        self.sort_column = column
+        self.show_runs(self.runs)
+
+    def action_open(self) -> None:
+        run = self.selected_run()
+        if run:
+            self.app.push_screen(MonitorScreen(run, self.registry))
+
+    def action_relaunch(self) -> None:
+        run = self.selected_run()
+        if run:
+            open_relaunch_editor(self.app, run)
+
+    def action_resume(self) -> None:
+        run = self.selected_run()
+        if run:
+            resume_run(self, run)
+
+    def action_cancel(self) -> None:
+        run = self.selected_run()
+        if run:
+            confirm_cancel(self, run)
+
+    def action_forget(self) -> None:
+        run = self.selected_run()
+        if not run:
+            return
+        if not run.terminal:
+            self.notify(f"{run.id} is {run.status}: cancel it first (c)", severity="warning")
+            return
+
+        def asked_forget(yes: Optional[bool]) -> None:
+            if yes:
+                self.app.push_screen(ConfirmDialog(f"Also delete its files?\n{run.run_dir}"), deleted)
+
+        def deleted(delete_files: Optional[bool]) -> None:
+            try:
+                run_manager.forget_run(run, delete_files=bool(delete_files), registry=self.registry)
+            except BackendError as exc:
+                self.notify(str(exc), severity="error")
+                return
+            self.notify(f"forgot {run.id}" + (" and deleted its files" if delete_files else ""))
+            self.refresh_runs()
+
+        self.app.push_screen(ConfirmDialog(f"Forget run {run.id}?"), asked_forget)
+
+    def action_filter(self) -> None:
+        self.add_class("filtering")
+        self.query_one("#runs-filter", Input).focus()
+
+    @on(Input.Changed, "#runs-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.term = event.value
+        self.show_runs(self.runs)
+
+    @on(Input.Submitted, "#runs-filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        if not event.value:
+            self.remove_class("filtering")
+        self.query_one(DataTable).focus()
+
+    def action_sort(self) -> None:
+        self.sort_column = COLUMNS[(COLUMNS.index(self.sort_column) + 1) % len(COLUMNS)]
+        self.notify(f"sorted by {self.sort_column}", timeout=2)
+        self.show_runs(self.runs)
+
+    def action_reverse_sort(self) -> None:
+        self.sort_reverse = not self.sort_reverse
+        self.show_runs(self.runs)
+
+    def action_back(self) -> None:
+        if self.has_class("filtering") or self.term:
+            self.term = ""
+            self.query_one("#runs-filter", Input).value = ""
+            self.remove_class("filtering")
+            self.query_one(DataTable).focus()
+            return
+        if len(self.app.screen_stack) > 1:
+            self.app.pop_screen()
+
+    def action_help(self) -> None:
+        show_text(self.app, "Runs", help_text("Runs", __doc__.split("\n\n")[1], []), "runs-help")
+
+
+# ---- shared with the monitor ---------------------------------------------------------------------
+
+def open_relaunch_editor(app, run: RunRecord) -> None:
+    """The editor prefilled with the run's resolved config; launching records the parent."""
+    try:
+        cfg = run_manager.run_config(run)
+    except Exception as exc:  # a missing or unreadable config.toml: say so, keep the app
+        app.notify(f"cannot relaunch {run.id}: {exc}", severity="error")
+        return
+    app.open_editor(cfg, None, parent_run_id=run.id)
+
+
+def resume_run(screen: Screen, run: RunRecord) -> None:
+    checkpoint = run_manager.latest_checkpoint(run) if run.backend == "local" else None
+    if run.backend == "local" and checkpoint is None:
+        screen.notify(f"{run.id} has no checkpoint to resume from", severity="warning")
+        return
+    where = f" from {checkpoint.name}" if checkpoint else ""
+
+    def answered(yes: Optional[bool]) -> None:
+        if yes:
+            start_in_app(screen.app, lambda registry: run_manager.relaunch(run, resume=True, registry=registry))
+
+    screen.app.push_screen(ConfirmDialog(f"Resume {run.id}{where} as a new run?"), answered)
+
+
+def confirm_cancel(screen: Screen, run: RunRecord) -> None:
+    if run.terminal:
+        screen.notify(f"{run.id} already ended ({run.status})")
+        return
+
+    def answered(yes: Optional[bool]) -> None:
+        if yes:
+            cancel_in_background(screen, run)
+
+    screen.app.push_screen(ConfirmDialog(
+        f"Cancel {run.id}?\nSIGTERM now (the engine writes a final checkpoint), SIGKILL after "
+        f"{CANCEL_GRACE_S:g} s."), answered)
+
+
+def cancel_in_background(screen: Screen, run: RunRecord) -> None:
+    app = screen.app
+
+    def work_() -> None:
+        try:
+            run_manager.cancel_run(run, grace_s=CANCEL_GRACE_S)
+        except BackendError as exc:
+            app.call_from_thread(app.notify, str(exc), severity="error")
+            return
+        app.call_from_thread(app.notify, f"stopping {run.id}")
+
+    app.run_worker(work_, thread=True, group="cancel", exit_on_error=False)
+
+
+def start_in_app(app, start: Callable[[Registry], RunRecord]) -> None:
+    """Launch in a thread worker (torchrun takes a moment), then open the new run's monitor."""
+    registry = Registry()
+
+    def work_() -> None:
+        try:
+            run = start(registry)
+        except Exception as exc:  # BackendError, OSError, ConfigError: show it, keep the app
+            app.call_from_thread(app.notify, f"launch failed: {exc}", severity="error", timeout=10)
+            return
+        app.call_from_thread(app.push_screen, MonitorScreen(run, registry))
+
+    app.run_worker(work_, thread=True, group="launch", exit_on_error=False)
+
+
+class LaunchDialog(TextDialog):
+    """The exact commands a launch runs; enter (or y) launches, esc goes back."""
+
+    BINDINGS = [Binding("enter,y", "launch", "Launch"), Binding("escape,q,n", "close", "Back")]
+
+    def on_mount(self) -> None:
+        from textual.widgets import Label
+
+        self.query_one(".dialog-hint", Label).update("enter launches · esc goes back")
+
+    def action_launch(self) -> None:
+        self.dismiss(True)
+
+
+def confirm_launch(app, request) -> None:
+    """Show what a LaunchRequest (from the editor or the preset browser) will run, then start it."""
+    import shlex
+
+    from olmo_tui.core.command_preview import headless_command
+    from olmo_tui.core.registry import runs_root
+
+    parent = request.parent_run_id
+    cfg = request.cfg
+    try:
+        from olmo_tui.core.backends.base import get_backend
+
+        backend = get_backend(cfg.launch.backend)
+        probe = RunRecord(id="<new run id>", name=cfg.run_name, backend=backend.name,
+                          run_dir=str(runs_root() / "<new run id>"))
+        engine_command = shlex.join(backend.command(probe, cfg))
+    except Exception as exc:  # an unavailable backend: say so in the dialog, launching will too
+        engine_command = f"(cannot build the command: {exc})"
+    body = ("Launch this config? It runs as:\n\n" + shlex.join(headless_command(request))
+            + "\n\nwhich starts:\n\n" + engine_command)
+    if parent:
+        body += f"\n\nparent run: {parent}"
+
+    def start(registry: Registry) -> RunRecord:
+        preset = request.preset_name
+        if parent and preset is None:
+            found = registry.get(parent)
+            preset = found.preset if found else None
+        return run_manager.start_run(cfg, preset=preset, parent_id=parent,
+                                     relation="relaunch" if parent else None, registry=registry)
+
+    def answered(yes: Optional[bool]) -> None:
+        if yes:
+            start_in_app(app, start)
+
+    app.push_screen(LaunchDialog("Launch", body, "launch-preview"), answered)

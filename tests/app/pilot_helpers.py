@@ -1,0 +1,44 @@
+"""Helpers for driving the real app with Pilot: open a preset in the editor, type into a field
+as a user would (focus, clear, keys), read what a field shows."""
+
+from __future__ import annotations
+
+from textual.widgets import Input
+
+from olmo_tui.app.screens.editor import EditorScreen
+
+
+def no_blink(app) -> None:
+    """Freeze cursors so snapshots do not depend on when they are taken."""
+    for widget in app.screen.query(Input):
+        widget.cursor_blink = False
+
+
+async def open_editor(pilot, preset: str) -> EditorScreen:
+    await pilot.pause()
+    pilot.app.open_preset(preset)
+    await pilot.pause()
+    screen = pilot.app.screen
+    assert isinstance(screen, EditorScreen)
+    return screen
+
+
+async def type_into(pilot, screen: EditorScreen, path: str, text: str) -> None:
+    """Focus the field's text input, clear it and type `text` key by key."""
+    await screen.form.focus_field(path)
+    await pilot.pause()
+    field = screen.form.rows[path].query(Input).first()
+    field.focus()
+    await pilot.press("end", "ctrl+u", *[_key(c) for c in text])
+    await pilot.pause()
+
+
+def _key(char: str) -> str:
+    return {" ": "space", ".": "full_stop", "-": "minus", "+": "plus", "_": "underscore"}.get(char, char)
+
+
+def field_error(screen: EditorScreen, path: str) -> str:
+    from textual.widgets import Static
+
+    row = screen.form.rows[path]
+    return str(row.query_one(".field-error", Static).render()) if row.has_class("-invalid") else ""
