@@ -306,6 +306,10 @@ class FakeBeaker:
         return self
 
     def stop(self) -> None:
+        """Both servers go away (their ports then refuse connections); safe to call twice."""
+        if getattr(self, "_stopped", False):
+            return
+        self._stopped = True
         self._grpc.stop(grace=0).wait(5)
         self._http.shutdown()
         self._http.server_close()
