@@ -88,11 +88,7 @@ class RunPaths:
 def preflight(cfg: ExperimentConfig, run_dir: Path) -> RunPaths:
     """Every user mistake we can find without side effects (raises UserError)."""
     from engine import checkpoint
-
-    try:
-        from engine.data.checks import check_data
-    except ImportError:  # TEMP until engine.data.checks lands: building the sources checks paths
-        from engine.data.sources import build_sources as check_data
+    from engine.data.checks import check_data
 
     check_run_name(cfg.run_name)
     save_folder = Path(cfg.trainer.save_folder).expanduser().absolute() if cfg.trainer.save_folder \

@@ -36,11 +36,13 @@ def test_truncate_after_drops_steps_past_the_checkpoint_and_torn_lines(tmp_path)
 def test_registry_builds_enabled_callbacks_and_honours_switches():
     names = lambda cfg: sorted(cb.name for cb in build_callbacks(cfg))  # noqa: E731
     cfg = resolve(preset="tiny-cpu")
-    assert names(cfg) == ["checkpointer", "config_saver", "console_logger", "garbage_collector",
-                          "lm_evaluator", "metrics_writer", "speed_monitor"]
+    core = {"checkpointer", "config_saver", "console_logger", "garbage_collector", "lm_evaluator",
+            "metrics_writer", "speed_monitor"}
+    assert core <= set(names(cfg))  # on by default
     off = resolve(preset="tiny-cpu", overrides=["--trainer.callbacks.speed_monitor.enabled=false",
                                                 "--trainer.no_checkpoints", "--trainer.no_evals"])
-    assert names(off) == ["console_logger", "garbage_collector", "metrics_writer"]
+    assert not {"speed_monitor", "checkpointer", "config_saver", "lm_evaluator"} & set(names(off))
+    assert {"console_logger", "garbage_collector", "metrics_writer"} <= set(names(off))
     ordered = sorted(build_callbacks(cfg), key=lambda cb: -cb.priority)
     # metric producers run before the consumers that write them out
     order = [cb.name for cb in ordered]
