@@ -1,0 +1,92 @@
+"""Parameter names: engine <-> HuggingFace Llama / OLMo-2.
+
+The engine's names (engine/nn/transformer.py) are the same for both families; only the block
+norms sit in different places, and HF names them by position:
+
+    engine                          HF Llama (pre-norm)               HF OLMo-2 (reordered norm)
+    blocks.i.attention_norm         layers.i.input_layernorm          layers.i.post_attention_layernorm
+    blocks.i.mlp_norm               layers.i.post_attention_layernorm layers.i.post_feedforward_layernorm
+
+so Llama's `post_attention_layernorm` is the engine's *mlp* norm (it normalizes the MLP's input,
+right after attention) while OLMo-2's is the *attention* norm (applied to attention's output).
+
+RoPE needs no permutation: the engine uses the same "rotate half" layout as HF's
+modeling_llama / modeling_olmo2 (the first half of each head's dims pairs with the second half),
+which the logit tests in tests/engine/test_hf_convert.py check numerically.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Dict, Iterable, List, Tuple
+
+from engine.config import ModelConfig
+
+_BLOCK_COMMON = {
+    "attention.w_q.weight": "self_attn.q_proj.weight",
+    "attention.w_k.weight": "self_attn.k_proj.weight",
+    "attention.w_v.weight": "self_attn.v_proj.weight",
+    "attention.w_out.weight": "self_attn.o_proj.weight",
+    "mlp.w1.weight": "mlp.gate_proj.weight",
+    "mlp.w3.weight": "mlp.up_proj.weight",
+    "mlp.w2.weight": "mlp.down_proj.weight",
+}
+_BLOCK_NORMS = {
+    "llama": {
+        "attention_norm.weight": "input_layernorm.weight",
+        "mlp_norm.weight": "post_attention_layernorm.weight",
+    },
+    "olmo2": {
+        "attention_norm.weight": "post_attention_layernorm.weight",
+        "mlp_norm.weight": "post_feedforward_layernorm.weight",
+    },
+}
+_QK_NORM = {
+    "attention.q_norm.weight": "self_attn.q_norm.weight",
+    "attention.k_norm.weight": "self_attn.k_norm.weight",
+}
+# Buffers some older HF checkpoints saved; recomputed by both sides, never weights.
+_IGNORED_HF = re.compile(r"(^|\.)rotary_emb\.inv_freq$")
+
+
+def engine_to_hf_names(cfg: ModelConfig) -> Dict[str, str]:
+    """Every engine parameter name -> its HF name (lm_head included even when tied)."""
+    block = dict(_BLOCK_COMMON)
+    block.update(_BLOCK_NORMS[cfg.family])
+    if cfg.qk_norm:
+        block.update(_QK_NORM)
+    names = {"embeddings.weight": "model.embed_tokens.weight", "norm.weight": "model.norm.weight",
+             "lm_head.weight": "lm_head.weight"}
+    for i in range(cfg.n_layers):
+        for ours, theirs in block.items():
+            names[f"blocks.{i}.{ours}"] = f"model.layers.{i}.{theirs}"
+    return names
+
+
+def expected_shapes(cfg: ModelConfig) -> Dict[str, Tuple[int, ...]]:
+    """Engine parameter name -> shape, from the config alone (matches engine.nn.Transformer;
+    tests compare the two)."""
+    d, kv, hidden, vocab = cfg.d_model, cfg.kv_heads * cfg.head_dim, cfg.mlp_hidden, cfg.vocab_size
+    block = {
+        "attention.w_q.weight": (d, d), "attention.w_k.weight": (kv, d), "attention.w_v.weight": (kv, d),
+        "attention.w_out.weight": (d, d), "mlp.w1.weight": (hidden, d), "mlp.w3.weight": (hidden, d),
+        "mlp.w2.weight": (d, hidden), "attention_norm.weight": (d,), "mlp_norm.weight": (d,),
+    }
+    if cfg.qk_norm:
+        block.update({"attention.q_norm.weight": (d,), "attention.k_norm.weight": (kv,)})
+    shapes = {"embeddings.weight": (vocab, d), "norm.weight": (d,), "lm_head.weight": (vocab, d)}
+    for i in range(cfg.n_layers):
+        for name, shape in block.items():
+            shapes[f"blocks.{i}.{name}"] = shape
+    return shapes
+
+
+def is_ignored_hf_name(name: str) -> bool:
+    return bool(_IGNORED_HF.search(name))
+
+
+def describe_names(names: Iterable[str], limit: int = 3) -> str:
+    """'a, b, c and 5 more' for one-line error messages."""
+    names: List[str] = sorted(names)
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
