@@ -23,6 +23,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from engine.data.prepare import main_prepare
 
         return main_prepare(argv[1:])
+    if argv[:1] == ["convert"]:  # `olmo-train convert from-hf|to-hf SRC DST` (engine/hf, H1)
+        from engine.hf.cli import main_convert
+
+        return main_convert(argv[1:])
     parser = run_parser(prog="olmo-train")
     parser.description = ("Train a language model. RUN_NAME names the run directory; rerunning the "
                           "same command resumes from its latest complete checkpoint.")
