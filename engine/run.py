@@ -97,7 +97,9 @@ def preflight(cfg: ExperimentConfig, run_dir: Path) -> RunPaths:
     if not cfg.trainer.no_checkpoints:
         check_writable_dir(save_folder, "trainer.save_folder")
     if cfg.trainer.load_path and checkpoint.latest_checkpoint(save_folder) is None:
-        checkpoint.resolve_load_path(cfg.trainer.load_path)
+        from engine.hf.load_check import check_load_path_fits  # architecture and tokenizer match (H1)
+
+        check_load_path_fits(cfg, checkpoint.resolve_load_path(cfg.trainer.load_path))
     check_data(cfg)
     return RunPaths(run_dir, save_folder)
 
@@ -148,4 +150,12 @@ def main_training(cfg: ExperimentConfig, run_dir: Path) -> int:
         return 2
     except NonFiniteLossError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_FAILED
+    except Exception as exc:
+        from engine.oom import is_out_of_memory, oom_advice
+
+        if not is_out_of_memory(exc):
+            raise
+        # Out of memory is a setting to change, not a bug: the advice instead of a traceback.
+        print(oom_advice(cfg, exc), file=sys.stderr, flush=True)
         return EXIT_FAILED

@@ -11,6 +11,8 @@ from ..hardware import BY_NAME
 from .base import Config
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# What launch.debug sets (see LaunchConfig.debug_env).
+DEBUG_ENV = {"CUDA_LAUNCH_BLOCKING": "1", "NCCL_DEBUG": "INFO", "TORCH_DISTRIBUTED_DEBUG": "DETAIL"}
 # The Beaker job's own variables (resolved config, git commit, rendezvous port) use this prefix.
 RESERVED_ENV_PREFIX = "OLMO_TUI_"
 
@@ -122,3 +124,15 @@ class LaunchConfig(Config):
         if self.backend == "beaker" and self.beaker:
             return self.beaker.nodes * max(self.beaker.gpus, 1)
         return self.nproc_per_node
+
+    def debug_env(self) -> Dict[str, str]:
+        """Environment variables the `debug` switch adds to every rank's environment; {} when off.
+
+        CUDA_LAUNCH_BLOCKING=1 makes each kernel launch synchronous, so a CUDA error's traceback
+        points at the op that failed (and steps get much slower). NCCL_DEBUG=INFO prints NCCL's
+        setup (rings, transports, versions) and its errors. TORCH_DISTRIBUTED_DEBUG=DETAIL checks
+        that ranks call collectives in the same order with matching shapes, naming the mismatch
+        instead of hanging. The local launcher and the Beaker spec both take them from here."""
+        if not self.debug:
+            return {}
+        return dict(DEBUG_ENV)

@@ -51,6 +51,10 @@ class DownstreamEvaluatorConfig(CallbackConfig):
     eval_interval: int = Field(1000, gt=0, description="Steps between downstream evaluations.")
     tasks: List[str] = Field(default_factory=lambda: ["sample-mc"],
                              description="Multiple-choice tasks: built-in names or paths to JSONL files.")
+    batch_size: int = Field(8, gt=0, description="Sequences (one per choice of an instance) scored per "
+                            "forward pass.")
+    max_instances: Optional[int] = Field(None, gt=0, description="Evaluate only the first N instances of "
+                                         "each task (faster in-loop checks); unset = all.")
 
 
 class ProfilerConfig(CallbackConfig):
@@ -73,8 +77,10 @@ class WandBConfig(CallbackConfig):
     entity: Optional[str] = Field(None, description="W&B entity (team or user).")
     group: Optional[str] = Field(None, description="W&B run group.")
     tags: List[str] = Field(default_factory=list, description="W&B tags.")
-    mode: Literal["online", "offline"] = Field("offline", description="offline writes local files only; "
-                                                "online needs WANDB_API_KEY in the environment.")
+    mode: Literal["online", "offline"] = Field("offline", description="offline writes local files only "
+                                                "(<run dir>/wandb; upload later with `wandb sync`); online "
+                                                "needs WANDB_API_KEY in the environment.")
+    name: Optional[str] = Field(None, description="W&B run name; unset = the experiment's run_name.")
 
 
 class ConfigSaverConfig(CallbackConfig):

@@ -14,10 +14,14 @@ from ..callback import Callback
 from .checkpointer import CheckpointerCallback
 from .config_saver import ConfigSaverCallback
 from .console_logger import ConsoleLoggerCallback
+from .downstream_evaluator import DownstreamEvaluatorCallback
 from .garbage_collector import GarbageCollectorCallback
+from .gpu_monitor import GPUMonitorCallback
 from .lm_evaluator import LMEvaluatorCallback
 from .metrics_writer import MetricsWriterCallback
+from .profiler import ProfilerCallback
 from .speed_monitor import SpeedMonitorCallback
+from .wandb_logger import WandBCallback
 
 CALLBACKS: Dict[str, Callable[..., Callback]] = {
     "console_logger": ConsoleLoggerCallback,
@@ -27,6 +31,10 @@ CALLBACKS: Dict[str, Callable[..., Callback]] = {
     "garbage_collector": GarbageCollectorCallback,
     "config_saver": ConfigSaverCallback,
     "lm_evaluator": LMEvaluatorCallback,
+    "downstream_evaluator": DownstreamEvaluatorCallback,
+    "profiler": ProfilerCallback,
+    "gpu_monitor": GPUMonitorCallback,
+    "wandb": WandBCallback,
 }
 
 # Switched off as a group by trainer.no_checkpoints / trainer.no_evals.
