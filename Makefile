@@ -27,7 +27,13 @@ run: install
 test: install
 	$(VENV)/bin/pytest
 
+# The Beaker image (Dockerfile): CUDA base, CUDA torch, this project. Build args pick the
+# versions; push with `beaker image create --name olmo-tui $(DOCKER_TAG)` (README: Beaker image).
+CUDA_VERSION ?= 12.8.1
+TORCH_CUDA ?= cu128
+DOCKER_TAG ?= olmo-tui:latest
+
 docker-image:
-	docker build --build-arg CUDA_VERSION=$(or $(CUDA_VERSION),12.8.1) \
-	  --build-arg TORCH_VERSION=$(TORCH_VERSION) --build-arg TORCH_CUDA=$(or $(TORCH_CUDA),cu128) \
-	  -t olmo-tui:latest .
+	docker build --build-arg CUDA_VERSION=$(CUDA_VERSION) \
+	  --build-arg TORCH_VERSION=$(TORCH_VERSION) --build-arg TORCH_CUDA=$(TORCH_CUDA) \
+	  -t $(DOCKER_TAG) .
