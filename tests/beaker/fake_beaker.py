@@ -201,6 +201,12 @@ class FakeBeakerServicer(beaker_pb2_grpc.BeakerServicer):
             context.abort(grpc.StatusCode.NOT_FOUND, "workspace not found")
         return pb2.ResolveWorkspaceNameResponse(workspace_id=ws)
 
+    def GetWorkspace(self, request, context):
+        self._auth(context)
+        if request.workspace_id not in WORKSPACES.values():
+            context.abort(grpc.StatusCode.NOT_FOUND, "workspace not found")
+        return pb2.GetWorkspaceResponse(workspace=pb2.Workspace(id=request.workspace_id, name="olmo-tui-tests"))
+
     def GetUser(self, request, context):
         self._auth(context)
         return pb2.GetUserResponse(user=USER)
