@@ -51,6 +51,10 @@ def test_refresh_follow_and_launch_with_beaker_down(backend, fake_beaker):  # no
     assert after.status == RunStatus.RUNNING and "did not answer within" in after.message
     stored = registry.get(run.id)
     assert stored.status == RunStatus.RUNNING and stored.workload_id == run.workload_id
+    # the next looks (the runs table refreshes every second) answer at once for a while
+    t0 = time.monotonic()
+    again = refresh_run(after, registry)
+    assert time.monotonic() - t0 < 0.5 and "did not answer" in again.message
 
     # follow: the error line arrives within the limit and the follower stops when asked
     stop, lines = threading.Event(), []

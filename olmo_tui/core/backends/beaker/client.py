@@ -11,6 +11,7 @@ fresh channel on the abandoned thread's next retry and keep going in the backgro
 from __future__ import annotations
 
 import threading
+import time
 from typing import TYPE_CHECKING, Callable, Optional, TypeVar
 
 from ..base import BackendError
@@ -100,6 +101,11 @@ class BeakerClient:
         self.timeout_s = timeout_s
         self._lock = threading.Lock()
         self._client: Optional["Beaker"] = None
+        # After a call timed out, calls fail at once for `cooldown_s` instead of each waiting
+        # out its own limit: the runs table refreshes every second and must not stall.
+        self.cooldown_s = min(self.timeout_s, 10.0)
+        self._down_until = 0.0
+        self._down_reason = ""
 
     def new_client(self) -> "Beaker":
         return self.factory()
@@ -119,6 +125,8 @@ class BeakerClient:
     def call(self, fn: Callable[["Beaker"], T], what: str, timeout_s: Optional[float] = None) -> T:
         """fn(client) in a worker thread; BackendError after `timeout_s` or on any Beaker error."""
         limit = self.timeout_s if timeout_s is None else timeout_s
+        if time.monotonic() < self._down_until:
+            raise BackendError(self._down_reason)
         client = self._shared()
         box: dict = {}
 
@@ -134,10 +142,12 @@ class BeakerClient:
         if worker.is_alive():
             self._drop(client)
             address = getattr(getattr(client, "config", None), "rpc_address", "Beaker")
-            raise BackendError(f"Beaker ({address}) did not answer within {limit:g} s while {what}; "
-                               "is it reachable? Nothing was changed here; try again later")
+            self._down_reason = f"Beaker ({address}) did not answer within {limit:g} s while {what}; is it reachable?"
+            self._down_until = time.monotonic() + self.cooldown_s
+            raise BackendError(self._down_reason)
         if "error" in box:
             raise describe_error(box["error"], what) from None
+        self._down_until = 0.0
         return box["value"]
 
     def close(self) -> None:
