@@ -42,6 +42,9 @@ def sampled_max_id(files: TokenFiles) -> tuple:
 
 def check_tokenizer(cfg: ExperimentConfig) -> None:
     tok = cfg.dataset.tokenizer
+    if cfg.dataset.token_dtype == "uint16" and tok.vocab_size > 1 << 16:
+        raise DataError("dataset.dtype", f"uint16 cannot hold ids of a {tok.vocab_size}-token vocab; "
+                        "use uint32 (or leave dataset.dtype unset)")
     if tok.kind == "byte":
         expected = {"vocab_size": BYTE_VOCAB_SIZE, "eos_token_id": BYTE_EOS_ID, "pad_token_id": BYTE_PAD_ID}
         for name, value in expected.items():

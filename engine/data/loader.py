@@ -72,6 +72,7 @@ class TrainLoader:
         if self.total_batches == 0:
             raise DataError(size_field, f"the data holds {len(instances)} sequences of {T} tokens, fewer than "
                             f"one global batch ({self.global_rows} sequences = {global_batch_size} tokens)")
+        self.description = ""  # one line naming the data, for the logs (set by build_train_loader)
         self.epoch = 1
         self.batches_processed = 0  # within the current epoch
         self._order_cache: Optional[tuple] = None

@@ -158,7 +158,13 @@ def main_prepare(argv: Optional[Sequence[str]] = None) -> int:
         if not output.parent.is_dir():
             raise UserError("--output", f"folder {output.parent} does not exist")
         tokenizer = _load_tokenizer(args)
+        if not 0 <= tokenizer.eos_token_id < tokenizer.vocab_size:
+            raise UserError("--eos-token-id", f"{tokenizer.eos_token_id} is outside the tokenizer's "
+                            f"{tokenizer.vocab_size} ids")
         dtype = args.dtype or smallest_dtype(tokenizer.vocab_size)
+        if tokenizer.vocab_size - 1 > np.iinfo(dtype).max:
+            raise UserError("--dtype", f"{dtype} cannot hold the tokenizer's {tokenizer.vocab_size} ids; "
+                            "use uint32")
         try:
             documents, tokens = prepare(inputs, output, tokenizer, args.text_field, dtype)
         except PermissionError as exc:

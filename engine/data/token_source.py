@@ -14,6 +14,7 @@ import bisect
 import glob
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -27,8 +28,9 @@ def expand_paths(patterns: Sequence[str], field: str) -> List[Path]:
     paths: List[Path] = []
     for pattern in patterns:
         expanded = os.path.expanduser(os.path.expandvars(pattern))
-        if "$" in expanded:
-            raise DataError(field, f"{pattern!r}: environment variable in the path is not set")
+        unset = re.search(r"\$\{?(\w+)", expanded)
+        if unset:
+            raise DataError(field, f"{pattern!r}: environment variable {unset.group(1)} is not set")
         if glob.has_magic(expanded):
             matches = sorted(glob.glob(expanded, recursive=True))
             matches = [m for m in matches if os.path.isfile(m)]

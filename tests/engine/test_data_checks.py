@@ -41,7 +41,7 @@ def test_missing_file_and_empty_glob_and_unset_variable(tmp_path, good):
     err = _error(config(tmp_path, dataset={"paths": [str(tmp_path / "*.bin")]}))
     assert err.field == "dataset.paths" and "matches no files" in err.message
     err = _error(config(tmp_path, dataset={"paths": ["${E3_SURELY_UNSET_VAR}/x.npy"]}))
-    assert "environment variable" in err.message
+    assert "environment variable E3_SURELY_UNSET_VAR is not set" in err.message
     err = _error(config(tmp_path, dataset={"paths": [str(good)], "eval_paths": [str(tmp_path / "e.npy")]}))
     assert err.field == "dataset.eval_paths"
 
@@ -71,6 +71,13 @@ def test_ids_beyond_the_model_or_tokenizer_vocab(tmp_path):
 def test_wrong_dtype_is_caught_by_the_id_check(tmp_path, good):
     err = _error(config(tmp_path, dataset={"paths": [str(good)], "dtype": "uint32"}))
     assert "uint32" in err.message and "dataset.dtype" in err.message
+
+
+def test_uint16_cannot_hold_a_large_vocab(tmp_path):
+    big = {"kind": "hf", "vocab_size": 100_278, "eos_token_id": 100_257, "pad_token_id": 100_277}
+    err = _error(config(tmp_path, model={"vocab_size": 100_352},
+                        dataset={"kind": "synthetic", "dtype": "uint16", "tokenizer": big}))
+    assert err.field == "dataset.dtype"
 
 
 def test_byte_tokenizer_settings_must_match(tmp_path, good):
