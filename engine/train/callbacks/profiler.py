@@ -36,6 +36,11 @@ def trace_path(run_dir: Path, rank: int, cycle: int) -> Path:
     return Path(run_dir) / TRACE_DIR / f"rank{rank}{suffix}.trace.json"
 
 
+def trace_written_line(rank: int, first_step: int, last_step: int, path: Path) -> str:
+    """The log line naming a written trace (olmo_tui's run monitor parses it: keep the shape)."""
+    return f"profiler: rank {rank} trace of steps {first_step}-{last_step} written to {path} (open in ui.perfetto.dev)"
+
+
 def recorded_steps(config: ProfilerConfig, cycle: int) -> range:
     """The (1-based) training steps a cycle records, as the schedule above lays them out."""
     cycle_len = config.wait + config.warmup + config.active
@@ -86,11 +91,10 @@ class ProfilerCallback(Callback):
         prof.export_chrome_trace(str(temp))
         os.replace(temp, path)
         self.traces.append(path)
-        # Every profiled rank prints its own path (rank 0's lands in the log, others on stderr).
-        print(f"profiler: rank {self.trainer.rank} trace of steps "
-              f"{recorded_steps(self.config, self._cycles).start}-"
-              f"{min(recorded_steps(self.config, self._cycles).stop - 1, self.trainer.global_step)} written to "
-              f"{path} (open in ui.perfetto.dev)", flush=True)
+        steps = recorded_steps(self.config, self._cycles)
+        last = min(steps.stop - 1, self.trainer.global_step)  # a run may end inside the cycle
+        # Every profiled rank prints its own path; the app's run monitor picks these lines up.
+        print(trace_written_line(self.trainer.rank, steps.start, last, path), flush=True)
 
     def _stop(self) -> None:
         if self._profiler is None:

@@ -8,9 +8,11 @@ the run's status once a second. Both stop when the screen goes away (the run doe
 
 from __future__ import annotations
 
+import re
 import shlex
 import threading
 import time
+from pathlib import Path
 from typing import List, Optional
 
 from textual import work
@@ -33,6 +35,8 @@ STATUS_STYLE = {
     RunStatus.CANCELLED: "yellow", RunStatus.RUNNING: "cyan", RunStatus.PREEMPTED: "yellow",
 }
 LINES_PER_HANDOFF = 20_000  # the follower passes lines on in slices of at most this many
+# The engine's profiler callback (engine/train/callbacks/profiler.py) prints where each trace went.
+PROFILER_TRACE_LINE = re.compile(r"profiler: rank \d+ trace of steps \S+ written to (.+) \(open in ")
 
 
 class MonitorScreen(Screen):
@@ -45,6 +49,7 @@ class MonitorScreen(Screen):
         Binding("c", "cancel", "Cancel run"),
         Binding("R", "resume", "Resume", show=False),
         Binding("r", "relaunch", "Relaunch", show=False),
+        Binding("p", "profiler_traces", "Profiler trace"),
     ]
 
     def __init__(self, run: RunRecord, registry: Optional[Registry] = None) -> None:
@@ -55,6 +60,7 @@ class MonitorScreen(Screen):
         self.metrics_seen = 0
         self.first_error: Optional[str] = None
         self.latest_checkpoint: Optional[str] = None
+        self.profiler_traces: List[str] = []  # paths printed in the log (also on a remote node)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -90,6 +96,8 @@ class MonitorScreen(Screen):
                     record = parse_metrics_line(line)
                     if record:
                         metrics.append(record)
+                elif "profiler: rank " in line and (found := PROFILER_TRACE_LINE.search(line)):
+                    self.profiler_traces.append(found.group(1))
                 elif self.first_error is None and line_kind(line) == "error":
                     self.first_error = line
                 now = time.monotonic()
@@ -172,6 +180,19 @@ class MonitorScreen(Screen):
         from .runs import open_relaunch_editor
 
         open_relaunch_editor(self.app, self.run)
+
+    def action_profiler_traces(self) -> None:
+        """Where this run's profiler traces are: paths from its log, and any in a local run dir."""
+        local = []
+        if self.run.backend == "local" and self.run.run_dir:
+            local = [str(p) for p in sorted(Path(self.run.run_dir).glob("profiler/*.trace.json"))]
+        traces = list(dict.fromkeys([*self.profiler_traces, *local]))
+        if not traces:
+            self.notify("no profiler trace yet: enable trainer.callbacks.profiler (docs/GUIDE.md, Profiling)",
+                        title="Profiler", severity="warning")
+            return
+        self.notify("\n".join(escape(t) for t in traces) + "\nopen in ui.perfetto.dev or chrome://tracing",
+                    title="Profiler traces", timeout=30)
 
 
 def escape(text: str) -> str:
