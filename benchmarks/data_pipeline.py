@@ -64,8 +64,8 @@ def main() -> int:
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
         tok.train_from_iterator((p.read_text() for p in inputs[:200]), trainer=trainers.BpeTrainer(
-            vocab_size=8192, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-            show_progress=False))
+            vocab_size=8192, special_tokens=["<|endoftext|>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
         tok.save(str(tmp / "tokenizer.json"))
         seconds = _prepare([*inputs, "-o", tmp / "bpe.npy", "--tokenizer", tmp / "tokenizer.json"])
         bpe_tokens = (tmp / "bpe.npy").stat().st_size // 2
@@ -78,7 +78,8 @@ def main() -> int:
             cfg = load_experiment({
                 "model": {"vocab_size": 50304},
                 "dataset": {"kind": "numpy", "paths": [str(tmp / "tokens.npy")], "sequence_length": 2048,
-                            "tokenizer": {"kind": "hf", "vocab_size": 50304, "eos_token_id": 0, "pad_token_id": 1}},
+                            "tokenizer": {"kind": "hf", "vocab_size": 50304, "eos_token_id": 0,
+                                          "pad_token_id": 1}},
                 "data_loader": {"global_batch_size": 64 * 2048, "num_workers": workers},
                 "train_module": {"rank_microbatch_size": 8 * 2048, "max_sequence_length": 2048},
             })
@@ -91,7 +92,8 @@ def main() -> int:
                 batch = next(stream)
                 count += batch["input_ids"].numel()
             seconds = time.perf_counter() - started
-            print(f"train loader, seq 2048 x 64 rows, num_workers={workers}: {count / seconds / 1e6:.1f} M tokens/s "
+            print(f"train loader, seq 2048 x 64 rows, num_workers={workers}: "
+                  f"{count / seconds / 1e6:.1f} M tokens/s "
                   f"({args.batches / seconds:.1f} batches/s)")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     return 0

@@ -29,10 +29,10 @@ def sampled_max_id(files: TokenFiles) -> tuple:
     """(largest id seen, file it was in) over a strided sample of each file plus its tail."""
     best, where = -1, None
     for k, path in enumerate(files.paths):
-        n = files._starts[k + 1] - files._starts[k]
-        starts = np.linspace(0, max(n - SAMPLE_WINDOW_TOKENS, 0), SAMPLE_WINDOWS).astype(np.int64)
-        starts = np.unique(np.append(starts, max(n - SAMPLE_WINDOW_TOKENS, 0)))  # the tail
-        memmap = files._map(k)
+        memmap = files.file_array(k)
+        last = max(memmap.size - SAMPLE_WINDOW_TOKENS, 0)
+        strided = np.linspace(0, last, SAMPLE_WINDOWS).astype(np.int64)
+        starts = np.unique(np.append(strided, last))  # plus the tail
         for s in starts:
             window = memmap[s:s + SAMPLE_WINDOW_TOKENS]
             if window.size and int(window.max()) > best:
@@ -64,7 +64,8 @@ def _check_ids(files: TokenFiles, cfg: ExperimentConfig, field: str) -> None:
     tok_vocab, model_vocab = cfg.dataset.tokenizer.vocab_size, cfg.model.vocab_size
     hint = f"(files read as {files.dtype.name}; check dataset.dtype)"
     if largest >= model_vocab:
-        raise DataError(field, f"{where} holds token id {largest} but model.vocab_size is {model_vocab} {hint}")
+        raise DataError(field, f"{where} holds token id {largest} but model.vocab_size is {model_vocab} "
+                        f"{hint}")
     if largest >= tok_vocab:
         raise DataError(field, f"{where} holds token id {largest}, beyond dataset.tokenizer.vocab_size "
                         f"{tok_vocab}: made with another tokenizer? {hint}")

@@ -53,8 +53,10 @@ class PaddedDocuments:
         self.pad_id = pad_id
         T = sequence_length
         starts, lengths = document_spans(source, eos_id)
-        pieces = -(-lengths // T)  # pieces per document (ceil)
-        piece_starts = np.repeat(starts, pieces) + T * (np.arange(pieces.sum()) - np.repeat(np.cumsum(pieces) - pieces, pieces))
+        pieces = -(-lengths // T)  # (D,) pieces per document (ceil)
+        # (P,) for every piece: its index within its document, then its start and end token.
+        within = np.arange(pieces.sum()) - np.repeat(np.cumsum(pieces) - pieces, pieces)
+        piece_starts = np.repeat(starts, pieces) + T * within
         piece_ends = np.minimum(piece_starts + T, np.repeat(starts + lengths, pieces))
         keep = piece_ends - piece_starts >= 2
         self.starts, self.lengths = piece_starts[keep], (piece_ends - piece_starts)[keep]

@@ -70,8 +70,9 @@ class TrainLoader:
         self.num_workers, self.prefetch_factor = num_workers, prefetch_factor
         self.total_batches = len(instances) // self.global_rows  # per epoch
         if self.total_batches == 0:
-            raise DataError(size_field, f"the data holds {len(instances)} sequences of {T} tokens, fewer than "
-                            f"one global batch ({self.global_rows} sequences = {global_batch_size} tokens)")
+            raise DataError(size_field, f"the data holds {len(instances)} sequences of {T} tokens, fewer "
+                            f"than one global batch ({self.global_rows} sequences = "
+                            f"{global_batch_size} tokens)")
         self.description = ""  # one line naming the data, for the logs (set by build_train_loader)
         self.epoch = 1
         self.batches_processed = 0  # within the current epoch
@@ -133,8 +134,8 @@ class TrainLoader:
                             "restored; point dataset.paths at the original data or start a new run")
         if state.get("global_batch_size") != self.global_batch_size:
             raise DataError("data_loader.global_batch_size",
-                            f"the checkpoint was taken with {state.get('global_batch_size')} tokens per batch, "
-                            f"not {self.global_batch_size}: the data position cannot be restored")
+                            f"the checkpoint was taken with {state.get('global_batch_size')} tokens per "
+                            f"batch, not {self.global_batch_size}: the data position cannot be restored")
         if state.get("seed") != self.seed:
             if self.dp_rank == 0:
                 print(f"note: data_loader.seed {self.seed} differs from the checkpoint's "

@@ -95,7 +95,7 @@ def _input_size(path: Path) -> int:
     return path.stat().st_size  # compressed size for .gz; the bar then tracks compressed bytes only roughly
 
 
-def _progress(total: int):
+def _progress():
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -112,7 +112,7 @@ def prepare(inputs: List[Path], output: Path, tokenizer, text_field: str, dtype:
     fd, temp_name = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
     temp = Path(temp_name)
     try:
-        with os.fdopen(fd, "wb") as out, _progress(sum(_input_size(p) for p in inputs)) as bar:
+        with os.fdopen(fd, "wb") as out, _progress() as bar:
             task = bar.add_task("tokenize", total=sum(_input_size(p) for p in inputs), name="")
             done_before = 0
             for path in inputs:
@@ -123,7 +123,8 @@ def prepare(inputs: List[Path], output: Path, tokenizer, text_field: str, dtype:
                     nonlocal documents, tokens
                     for ids in tokenizer.encode_batch(pending):
                         if ids.size and int(ids.max()) > limit:
-                            raise UserError("--dtype", f"token id {int(ids.max())} does not fit {dtype}; use uint32")
+                            raise UserError("--dtype", f"token id {int(ids.max())} does not fit {dtype}; "
+                                            "use uint32")
                         out.write(ids.astype(dtype).tobytes())
                         out.write(eos.tobytes())
                         tokens += int(ids.size) + 1
@@ -181,14 +182,15 @@ def main_prepare(argv: Optional[Sequence[str]] = None) -> int:
         return 130
 
     kind = "byte tokenizer" if isinstance(tokenizer, ByteTokenizer) else f"tokenizer {args.tokenizer}"
-    print(f"prepared {documents:,} documents, {tokens:,} tokens ({dtype}, {kind}, EOS {tokenizer.eos_token_id}) "
-          f"-> {output}")
+    print(f"prepared {documents:,} documents, {tokens:,} tokens ({dtype}, {kind}, "
+          f"EOS {tokenizer.eos_token_id}) -> {output}")
     if isinstance(tokenizer, ByteTokenizer):
         use = f"--dataset.kind=numpy --dataset.paths='[{output}]' --dataset.tokenizer.kind=byte"
     else:
         tokenizer_path = Path(args.tokenizer).expanduser().absolute()
         use = (f"--dataset.kind=numpy --dataset.paths='[{output}]' --dataset.tokenizer.kind=hf "
-               f"--dataset.tokenizer.path={tokenizer_path} --dataset.tokenizer.vocab_size={tokenizer.vocab_size} "
+               f"--dataset.tokenizer.path={tokenizer_path} "
+               f"--dataset.tokenizer.vocab_size={tokenizer.vocab_size} "
                f"--dataset.tokenizer.eos_token_id={tokenizer.eos_token_id} "
                f"--dataset.tokenizer.pad_token_id={tokenizer.eos_token_id} --dataset.dtype={dtype} "
                f"--model.vocab_size=<at least {tokenizer.vocab_size}>")

@@ -83,7 +83,8 @@ class TokenFiles:
     def __getstate__(self):
         return {**self.__dict__, "_maps": []}
 
-    def _map(self, k: int) -> np.memmap:
+    def file_array(self, k: int) -> np.memmap:
+        """The k-th file's ids (read-only memmap)."""
         if not self._maps:
             self._maps = [np.memmap(p, dtype=self.dtype, mode="r") for p in self.paths]
         return self._maps[k]
@@ -97,7 +98,7 @@ class TokenFiles:
         while start < end:
             file_end = self._starts[k + 1]
             stop = min(end, file_end)
-            pieces.append(self._map(k)[start - self._starts[k]:stop - self._starts[k]])
+            pieces.append(self.file_array(k)[start - self._starts[k]:stop - self._starts[k]])
             start, k = stop, k + 1
         return np.array(pieces[0]) if len(pieces) == 1 else np.concatenate(pieces)
 
@@ -114,7 +115,8 @@ class SyntheticTokens:
 
     @property
     def fingerprint(self) -> str:
-        return hashlib.sha256(f"synthetic:{self.num_tokens}:{self.vocab_size}:{self.seed}".encode()).hexdigest()[:16]
+        key = f"synthetic:{self.num_tokens}:{self.vocab_size}:{self.seed}"
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
 
     def _block(self, b: int) -> np.ndarray:
         rng = np.random.default_rng([self.seed, b])

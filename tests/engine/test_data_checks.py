@@ -81,17 +81,17 @@ def test_uint16_cannot_hold_a_large_vocab(tmp_path):
 
 
 def test_byte_tokenizer_settings_must_match(tmp_path, good):
-    err = _error(config(tmp_path, dataset={"kind": "synthetic", "tokenizer": {"kind": "byte", "vocab_size": 258,
-                                                                      "eos_token_id": 0}}))
+    byte = {"kind": "byte", "vocab_size": 258, "eos_token_id": 0}
+    err = _error(config(tmp_path, dataset={"kind": "synthetic", "tokenizer": byte}))
     assert err.field == "dataset.tokenizer.eos_token_id"
 
 
 def test_hf_tokenizer_missing_unreadable_or_larger_than_the_config(tmp_path, good):
-    hf = {"kind": "hf", "vocab_size": COUNTING_VOCAB}
-    err = _error(config(tmp_path, dataset={"paths": [str(good)], "tokenizer": {**hf, "path": str(tmp_path / "t.json")}}))
+    hf = {"kind": "hf", "vocab_size": COUNTING_VOCAB, "path": str(tmp_path / "t.json")}
+    err = _error(config(tmp_path, dataset={"paths": [str(good)], "tokenizer": hf}))
     assert err.field == "dataset.tokenizer.path" and "not found" in err.message
     (tmp_path / "t.json").write_text("{broken")
-    err = _error(config(tmp_path, dataset={"paths": [str(good)], "tokenizer": {**hf, "path": str(tmp_path / "t.json")}}))
+    err = _error(config(tmp_path, dataset={"paths": [str(good)], "tokenizer": hf}))
     assert "cannot read tokenizer" in err.message
 
     from tokenizers import Tokenizer, models

@@ -62,7 +62,8 @@ def test_windows_are_contiguous_chunks_of_the_concatenated_files(tmp_path):
     loader = build_train_loader(cfg, 0, 1)
     joined = np.concatenate([np.fromfile(a, np.uint16), np.fromfile(b, np.uint16)]).astype(np.int64)
     index = int(loader.global_order(1)[0])
-    assert torch.equal(next(iter(loader))["input_ids"][0], torch.from_numpy(joined[index * T:(index + 1) * T]))
+    window = torch.from_numpy(joined[index * T:(index + 1) * T])
+    assert torch.equal(next(iter(loader))["input_ids"][0], window)
 
 
 def test_ranks_are_disjoint_and_cover_the_global_batch(cfg):
