@@ -67,7 +67,7 @@ def test_job_failure_and_user_error_codes(stub, monkeypatch):
     assert "loss is not finite" in Path(failing.run_dir, "stdout.log").read_text()
     # Rank 0's own code, not torchrun's blanket 1.
     assert (user_error.status, user_error.exit_code) == ("failed", 2)
-    assert "exited with code 2" in user_error.message
+    assert "dataset.paths" in user_error.message and "loss is not finite" in failing.message
 
 
 def test_cancel_is_graceful_then_resume_continues(stub, monkeypatch):

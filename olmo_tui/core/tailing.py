@@ -9,12 +9,44 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 METRICS_PREFIX = "[metrics] "
+# Lines worth a colour and a jump key: torchrun's glog-style E/W prefixes, Python errors.
+ERROR_LINE = re.compile(r"^E\d{4} |\b(error|exception|traceback|fatal)\b|\w+Error\b|exitcode: [1-9]", re.IGNORECASE)
+WARNING_LINE = re.compile(r"^W\d{4} |\bwarn(ing)?\b", re.IGNORECASE)
+# The line that says why a job failed: the engine's one-line user error, or the last line of
+# a Python traceback ("RuntimeError: ...") -- not torchrun's own report that follows it.
+USER_ERROR = re.compile(r"^error: ")
+EXCEPTION_LINE = re.compile(r"^(\w+\.)*\w*(Error|Exception)\b.*: ")
+
+
+def line_kind(line: str) -> Optional[str]:
+    """'error', 'warning' or None."""
+    if ERROR_LINE.search(line):
+        return "error"
+    if WARNING_LINE.search(line):
+        return "warning"
+    return None
+
+
+def failure_line(log_path: Path, window: int = 256 << 10) -> Optional[str]:
+    """Why the job failed, read from the end of its log (None if nothing says)."""
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - window))
+            lines = f.read().decode("utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        if USER_ERROR.match(line):
+            return line.strip()
+    found = [line for line in lines if EXCEPTION_LINE.match(line) and "torch.distributed.elastic" not in line]
+    return found[-1].strip()[:300] if found else None
 
 
 def parse_metrics_line(line: str) -> Optional[Dict[str, Any]]:

@@ -12,7 +12,6 @@ backlog that outruns the screen is cut to that many too; the file on disk keeps 
 
 from __future__ import annotations
 
-import re
 import threading
 from collections import deque
 from typing import Deque, List, Optional
@@ -24,19 +23,12 @@ from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.css.query import NoMatches
 from textual.widgets import Input, Log, Static
 
-ERROR_LINE = re.compile(r"^E\d{4} |\b(error|exception|traceback|fatal)\b|\w+Error\b|exitcode: [1-9]", re.IGNORECASE)
-WARNING_LINE = re.compile(r"^W\d{4} |\bwarn(ing)?\b", re.IGNORECASE)
+from olmo_tui.core.tailing import line_kind
+
 METRICS_LINE = "[metrics] "
-
-
-def line_kind(line: str) -> Optional[str]:
-    if ERROR_LINE.search(line):
-        return "error"
-    if WARNING_LINE.search(line):
-        return "warning"
-    return None
 
 
 class RunLogHighlighter(Highlighter):
@@ -133,6 +125,8 @@ class LogPanel(Vertical):
 
     def flush(self) -> int:
         """Move the lines fed since the last tick into the Log; returns how many."""
+        if not self.is_attached:
+            return 0
         with self._lock:
             batch, self._pending = self._pending, []
         if not batch:
@@ -201,7 +195,12 @@ class LogPanel(Vertical):
         """Scroll to the next (or previous) error or warning line and mark it."""
         log = self.log_widget
         lines = log.lines
-        start = log.marked if log.marked is not None else (int(log.scroll_y) - (0 if forward else -log.size.height))
+        if log.marked is not None:
+            start = log.marked
+        elif self.following:  # nothing chosen yet: from the top going down, the end going up
+            start = -1 if forward else len(lines)
+        else:  # from the part of the log on screen
+            start = int(log.scroll_y) - 1 if forward else int(log.scroll_y) + log.size.height
         indices = range(start + 1, len(lines)) if forward else range(min(start, len(lines)) - 1, -1, -1)
         for y in indices:
             if line_kind(lines[y]):
@@ -230,4 +229,7 @@ class LogPanel(Vertical):
             parts.append(f"filter {self.term!r}: {self.log_widget.line_count:,} match")
         if note:
             parts.append(note)
-        self.query_one("#log-status", Static).update(" · ".join(parts))
+        try:
+            self.query_one("#log-status", Static).update(" · ".join(parts))
+        except NoMatches:  # the screen is being torn down
+            pass

@@ -139,7 +139,9 @@ class LocalBackend:
             changes.update(exit_code=code, ended=exit_record.get("ended") or time.time(),
                            status=status_for_exit(code, cancelled))
             if changes["status"] == RunStatus.FAILED:
-                changes["message"] = f"exited with code {code}"
+                changes["message"] = tailing.failure_line(run_dir / "stdout.log") or f"exited with code {code}"
+            elif changes["status"] == RunStatus.CANCELLED:
+                changes["message"] = "stopped on request" if cancelled else f"stopped by a signal (exit code {code})"
         elif run.host == socket.gethostname() and run.pid and not self._alive(run):
             # Re-read: the wrapper may have written exit.json between the two looks.
             if read_exit(run_dir) is not None:
