@@ -236,10 +236,13 @@ class Registry:
         return self._db().execute("SELECT COUNT(*) FROM runs").fetchone()[0]
 
     def find(self, ref: str) -> RunRecord:
-        """A run by exact id, unique id prefix, or name (the newest run of that name)."""
+        """A run by exact id, name (the newest run of that name), or unique id prefix."""
         exact = self.get(ref)
         if exact:
             return exact
+        row = self._db().execute("SELECT * FROM runs WHERE name = ? ORDER BY created DESC LIMIT 1", (ref,)).fetchone()
+        if row:
+            return self._decode(row)
         like = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         rows = self._db().execute(
             "SELECT * FROM runs WHERE id LIKE ? ESCAPE '\\' ORDER BY created DESC", (like,)
@@ -249,9 +252,6 @@ class Registry:
         if len(rows) > 1:
             ids = ", ".join(row["id"] for row in rows[:5])
             raise RegistryError(f"run {ref!r} is ambiguous: matches {ids}{' ...' if len(rows) > 5 else ''}")
-        row = self._db().execute("SELECT * FROM runs WHERE name = ? ORDER BY created DESC LIMIT 1", (ref,)).fetchone()
-        if row:
-            return self._decode(row)
         raise RegistryError(f"no run {ref!r}; see `olmo-tui runs` for ids")
 
 
