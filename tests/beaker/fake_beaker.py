@@ -41,6 +41,7 @@ class FakeJob:
     replicas: int
     created: Timestamp = field(default_factory=_now)
     status: int = S.STATUS_QUEUED
+    scheduled: Optional[Timestamp] = None
     started: Optional[Timestamp] = None
     finalized: Optional[Timestamp] = None
     canceled_code: int = 0
@@ -50,8 +51,9 @@ class FakeJob:
 
     def to_pb(self, workload_id: str) -> pb2.Job:
         status = pb2.JobStatus(status=self.status, created=self.created, message=self.message)
+        if self.scheduled is not None or self.started is not None:
+            status.scheduled.CopyFrom(self.scheduled or self.started)
         if self.started is not None:
-            status.scheduled.CopyFrom(self.started)
             status.started.CopyFrom(self.started)
         if self.finalized is not None:
             status.exited.CopyFrom(self.finalized)
@@ -141,6 +143,14 @@ class FakeBeakerState:
         assert len(self.experiments) == 1, list(self.experiments)
         return next(iter(self.experiments.values()))
 
+    def schedule_job(self, exp_id: str) -> None:
+        """Placed on a node, container not running yet."""
+        with self.cond:
+            for task_id in self.experiments[exp_id].task_ids:
+                job = self.experiments[exp_id].latest(task_id)
+                job.status, job.scheduled = S.STATUS_INITIALIZING, _now()
+            self.cond.notify_all()
+
     def start_job(self, exp_id: str) -> None:
         with self.cond:
             for task_id in self.experiments[exp_id].task_ids:
@@ -156,12 +166,19 @@ class FakeBeakerState:
                 time.sleep(0.000001)  # distinct timestamps, so `since` resumption is exact
             self.cond.notify_all()
 
-    def finish_job(self, exp_id: str, exit_code: int) -> None:
+    def finish_job(self, exp_id: str, exit_code: int, rank: Optional[int] = None) -> None:
+        """Every replica exits with `exit_code`; or only replica `rank` does, and Beaker cancels
+        the others ("sibling task failed", as propagateFailure asks)."""
         with self.cond:
-            for task_id in self.experiments[exp_id].task_ids:
+            for task_rank, task_id in enumerate(self.experiments[exp_id].task_ids):
                 job = self.experiments[exp_id].latest(task_id)
+                job.finalized = _now()
+                if rank is not None and task_rank != rank:
+                    job.status, job.message = S.STATUS_CANCELED, "a sibling task failed"
+                    job.canceled_code = pb2.CancelationCode.CANCELATION_CODE_SIBLING_TASK_FAILED
+                    continue
                 job.status = S.STATUS_SUCCEEDED if exit_code == 0 else S.STATUS_FAILED
-                job.exit_code, job.finalized = exit_code, _now()
+                job.exit_code = exit_code
                 if exit_code:
                     job.message = f"exited with code {exit_code}"
             self.cond.notify_all()

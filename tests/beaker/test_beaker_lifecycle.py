@@ -171,3 +171,30 @@ def test_relaunch_submits_a_new_experiment_with_the_edit(backend, fake_beaker): 
     assert child.parent_id == parent.id and child.workload_id != parent.workload_id
     first, second = fake_beaker.state.specs
     assert first["tasks"][0]["context"]["priority"] == "normal" and second["tasks"][0]["context"]["priority"] == "high"
+
+
+def test_multi_node_failure_of_one_replica_and_starting(backend, fake_beaker):  # noqa: F811
+    registry = Registry()
+    run = start_run(beaker_cfg("--launch.beaker.nodes=2"), registry=registry)
+    state = fake_beaker.state
+    assert len(state.only_experiment().task_ids) == 2
+    state.schedule_job(run.workload_id)
+    assert refresh_run(run, registry).status == RunStatus.STARTING
+    state.start_job(run.workload_id)
+    state.log(run.workload_id, "rank 0 working")
+    assert refresh_run(run, registry).status == RunStatus.RUNNING
+    state.finish_job(run.workload_id, 9, rank=1)  # replica 1 dies; Beaker cancels replica 0
+    run = refresh_run(run, registry)
+    assert (run.status, run.exit_code) == (RunStatus.FAILED, 9)
+    assert "replica 1" in run.message and "exited with code 9" in run.message
+    assert [r["status"] for r in run.extra["replicas"]] == [RunStatus.FAILED, RunStatus.FAILED]
+    # `olmo-tui logs RUN` (no -f): what exists now, then done
+    assert list(backend.follow_logs(run, threading.Event(), follow=False))[1:] == ["rank 0 working"]
+
+
+def test_vanished_workload_is_lost(backend, fake_beaker):  # noqa: F811
+    registry = Registry()
+    run = start_run(beaker_cfg(), registry=registry)
+    fake_beaker.state.experiments.clear()  # deleted on Beaker
+    run = refresh_run(run, registry)
+    assert run.status == RunStatus.LOST and "does not know this workload" in run.message
