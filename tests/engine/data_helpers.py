@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 
 from engine.config import ExperimentConfig, load_experiment
 
+REPO = Path(__file__).resolve().parents[2]
 EOS = 256
 COUNTING_VOCAB = 8192  # config() sets this vocab so counting files are valid data
 
@@ -46,3 +50,12 @@ def config(tmp_path: Path, **sections) -> ExperimentConfig:
             else:
                 data.setdefault(section, {})[key] = value
     return load_experiment(data)
+
+
+def run_engine(*args: str, env: Optional[dict] = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`python -m engine ARGS` (= `olmo-train ARGS`) in a real subprocess from the repo root.
+
+    Our own helper rather than `from conftest import run_cli`: with several conftest.py files in
+    the tree, which one that import finds depends on collection order."""
+    return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True, text=True,
+                          cwd=REPO, env={**os.environ, **(env or {})}, timeout=timeout)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +10,7 @@ import pytest
 from engine.data.checks import check_data
 from engine.errors import DataError
 
-from data_helpers import COUNTING_VOCAB, config, counting_file
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest import run_cli  # noqa: E402
+from data_helpers import COUNTING_VOCAB, config, counting_file, run_engine
 
 
 def _error(cfg) -> DataError:
@@ -114,9 +110,8 @@ def test_data_smaller_than_one_global_batch(tmp_path):
 
 def test_olmo_train_reports_a_data_error_in_one_line_before_creating_anything(tmp_path):
     runs = tmp_path / "runs"
-    result = run_cli("bad-data", "--preset", "tiny-cpu", "--dataset.kind=numpy",
-                     f"--dataset.paths=[{tmp_path}/missing.npy]", module="engine",
-                     env={"OLMO_TUI_RUNS_DIR": str(runs)})
+    result = run_engine("bad-data", "--preset", "tiny-cpu", "--dataset.kind=numpy",
+                        f"--dataset.paths=[{tmp_path}/missing.npy]", env={"OLMO_TUI_RUNS_DIR": str(runs)})
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "dataset.paths: file not found" in result.stderr
     assert not runs.exists()

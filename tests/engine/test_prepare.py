@@ -6,24 +6,21 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from engine.data.prepare import main_prepare
 from engine.data.tokenizer import ByteTokenizer, HFTokenizer
 
-from engine.data.prepare import main_prepare
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest import run_cli  # noqa: E402  (tests/conftest.py: a real `python -m` subprocess)
+from data_helpers import run_engine
 
 DOCS = ["The quick brown fox jumps over the lazy dog.", "Ünïcödé survives: ✓", "third document\nwith lines"]
 
 
 def prepare(*args):
-    return run_cli("prepare", *map(str, args), module="engine")
+    return run_engine("prepare", *map(str, args))
 
 
 def _split_on(ids: np.ndarray, eos: int) -> list:
