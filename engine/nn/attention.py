@@ -39,3 +39,21 @@ class Attention(nn.Module):
         gqa = q.shape[1] != k.shape[1]
         out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)  # (B, H, T, hd)
         return self.w_out(out.transpose(1, 2).reshape(B, T, -1))
+
+
+def set_sdpa_backend(name: str) -> None:
+    """Choose the CUDA kernel behind scaled_dot_product_attention for the whole process.
+
+    "auto": torch's own choice (flash attention 2 on Hopper for bf16); "cudnn": cuDNN's fused
+    attention, faster than FA2 on H100 (see docs/BENCHMARKS.md); "flash": FA2 only. Flags are
+    read when a kernel is picked, so set them before the first (compiled) forward.
+    """
+    import torch.backends.cuda as cuda_backends
+
+    enable = {"auto": dict(flash=True, mem=True, math=True, cudnn=True),
+              "cudnn": dict(flash=False, mem=False, math=True, cudnn=True),
+              "flash": dict(flash=True, mem=False, math=True, cudnn=False)}[name]
+    cuda_backends.enable_flash_sdp(enable["flash"])
+    cuda_backends.enable_mem_efficient_sdp(enable["mem"])
+    cuda_backends.enable_math_sdp(enable["math"])
+    cuda_backends.enable_cudnn_sdp(enable["cudnn"])

@@ -1,0 +1,122 @@
+"""Training throughput of a preset on synthetic tokens with the real TrainModule.
+
+    python benchmarks/throughput.py --preset llama2-271m --seq-len 1024 --micro-batch 16 \
+        --global-batch-tokens 262144 --steps 40 [--skip-steps 5] [--sdpa cudnn] [--set a.b=v ...]
+    torchrun --nproc-per-node 2 benchmarks/throughput.py --preset olmo2-1b ...   (FSDP over 2 GPUs)
+
+Prints one JSON line: model, params, seq_len, micro_batch, tokens/s/device over steps
+skip+1..N (the GPU is synchronised only at the window's two ends), MFU with our FLOP formula
+(ModelConfig.num_flops_per_token: attention not discounted for causality) and with the causal
+count OLMo-core 3.0 uses, peak GPU memory (allocated and reserved) over the training steps,
+and the first/last losses (random tokens: the loss should sit near ln(vocab)).
+Batches are random ids made on the device once, so data loading costs nothing here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", default="llama2-271m")
+    p.add_argument("--seq-len", type=int, default=1024)
+    p.add_argument("--micro-batch", type=int, default=16, help="sequences per micro-batch per rank")
+    p.add_argument("--global-batch-tokens", type=int, default=262144, help="tokens per step, all ranks")
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--skip-steps", type=int, default=5)
+    p.add_argument("--sdpa", choices=["auto", "cudnn", "flash"], default="auto")
+    p.add_argument("--no-compile", action="store_true")
+    p.add_argument("--set", action="append", default=[], help="extra config override a.b=v")
+    p.add_argument("--json-out", default=None)
+    args = p.parse_args()
+
+    import torch
+
+    from engine.config import resolve
+    from engine.distributed.init import init_distributed, teardown_distributed
+    from engine.hardware import accelerator_for_device
+    from engine.nn.attention import set_sdpa_backend
+    from engine.train_module.train_module import TrainModule
+
+    info = init_distributed()
+    world = info.world_size
+    overrides = [
+        f"--dataset.sequence_length={args.seq_len}", "--dataset.kind=synthetic",
+        f"--train_module.max_sequence_length={args.seq_len}",
+        f"--train_module.rank_microbatch_size={args.micro_batch * args.seq_len}",
+        f"--data_loader.global_batch_size={args.global_batch_tokens}",
+        f"--launch.nproc_per_node={world}", "--launch.backend=local",
+        f"--trainer.max_duration={args.steps} steps",
+    ] + (["--train_module.compile_model=false"] if args.no_compile else []) + [f"--{s}" for s in args.set]
+    cfg = resolve(preset=args.preset, overrides=overrides)
+    if info.device.type == "cuda":
+        set_sdpa_backend(args.sdpa)
+    t_build = time.perf_counter()
+    tm = TrainModule(cfg, device=info.device)
+    build_s = time.perf_counter() - t_build
+
+    seq, dp = args.seq_len, tm.dp_world_size
+    rank_instances = args.global_batch_tokens // dp // seq
+    gen = torch.Generator(device=info.device).manual_seed(1234 + tm.dp_rank)
+    vocab = cfg.dataset.tokenizer.vocab_size
+    batches = [torch.randint(0, vocab, (rank_instances, seq), device=info.device, generator=gen) for _ in range(2)]
+
+    def sync():
+        if info.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    if info.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    losses, t_start = [], time.perf_counter()
+    for step in range(1, args.steps + 1):
+        if step == args.skip_steps + 1:
+            sync()
+            t0 = time.perf_counter()
+        losses.append(tm.train_batch({"input_ids": batches[step % 2]})["ce_loss"])
+        tm.optim_step()
+    sync()
+    t1 = time.perf_counter()
+    window_steps = args.steps - args.skip_steps
+    tps = rank_instances * seq * window_steps / (t1 - t0)
+    flops_tok = tm.model.num_flops_per_token(seq)
+    mcfg = cfg.model
+    causal_flops_tok = 6 * mcfg.num_matmul_params() + 6 * mcfg.n_layers * mcfg.d_model * seq
+    acc = accelerator_for_device(torch.cuda.get_device_name()) if info.device.type == "cuda" else None
+    peak = acc.peak_bf16_flops if acc else None
+    result = {
+        "engine": "olmo-tui", "model": args.preset, "params": tm.model.num_params(), "seq_len": seq,
+        "micro_batch": args.micro_batch, "global_batch_tokens": args.global_batch_tokens,
+        "world_size": world, "dp": cfg.train_module.dp_config.name if cfg.train_module.dp_config else "none",
+        "compile": cfg.train_module.compile_model, "sdpa": args.sdpa, "steps": args.steps,
+        "window": [args.skip_steps + 1, args.steps],
+        "tps_per_device": round(tps, 1),
+        "mfu": round(100 * flops_tok * tps / peak, 2) if peak else None,
+        "mfu_causal": round(100 * causal_flops_tok * tps / peak, 2) if peak else None,
+        "model_tflops": round(flops_tok * tps / 1e12, 1),
+        "step_s": round((t1 - t0) / window_steps, 4),
+        "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if info.device.type == "cuda" else None,
+        "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / 2**30, 2) if info.device.type == "cuda" else None,
+        "build_s": round(build_s, 1), "total_s": round(t1 - t_start, 1),
+        "loss_first": round(losses[0].item(), 4), "loss_last": round(losses[-1].item(), 4),
+        "device": torch.cuda.get_device_name() if info.device.type == "cuda" else "cpu",
+        "torch": torch.__version__, "overrides": args.set,
+    }
+    if info.is_main:
+        line = json.dumps(result)
+        print(line, flush=True)
+        if args.json_out:
+            Path(args.json_out).write_text(line + "\n")
+    teardown_distributed()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
