@@ -33,7 +33,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,7 +195,7 @@ def _smaller_microbatch(cfg: ExperimentConfig, limit: float) -> Optional[Remedy]
     size = current // 2
     while size >= seq:
         if size % seq == 0:
-            remedy = _remedy(cfg, f"micro-batch {current:,} -> {size:,} tokens",
+            remedy = _remedy(cfg, f"micro-batch {size:,} tokens",
                              {"train_module.rank_microbatch_size": size}, limit)
             if remedy is not None:
                 best = remedy
@@ -216,7 +215,7 @@ def _ac_budget(cfg: ExperimentConfig, limit: float) -> Optional[Remedy]:
         budget = round(step * 0.05, 2)
         changes = {"train_module.ac_config": {"mode": "budget", "activation_memory_budget": budget},
                    "train_module.compile_model": True}
-        remedy = _remedy(cfg, f"activation checkpointing, budget {budget:g}", changes, limit)
+        remedy = _remedy(cfg, f"AC budget {budget:g}", changes, limit)
         if remedy is not None:
             best = remedy
             if remedy.fits:
@@ -230,7 +229,7 @@ def _sharding(cfg: ExperimentConfig, limit: float) -> Optional[Remedy]:
         return None
     section = dp.model_dump(mode="json") if dp is not None else {"name": "fsdp", "param_dtype": "bfloat16"}
     section.update(name="fsdp", shard_degree=None)
-    title = f"FSDP over {cfg.dp_world_size} ranks" + (" (was HSDP)" if dp is not None and dp.name == "hsdp" else "")
+    title = f"FSDP over {cfg.dp_world_size} ranks"
     return _remedy(cfg, title, {"train_module.dp_config": section}, limit)
 
 
@@ -238,7 +237,7 @@ def _tensor_parallel(cfg: ExperimentConfig, limit: float) -> Optional[Remedy]:
     best = None
     degree = cfg.tp_degree * 2
     while degree <= cfg.launch.world_size:
-        remedy = _remedy(cfg, f"tensor parallel, degree {degree}", {"train_module.tp_config": {"degree": degree}}, limit)
+        remedy = _remedy(cfg, f"TP degree {degree}", {"train_module.tp_config": {"degree": degree}}, limit)
         if remedy is not None:
             best = remedy
             if remedy.fits:
@@ -255,23 +254,21 @@ def remedies(cfg: ExperimentConfig, limit_bytes: float) -> List[Remedy]:
 
 # ---- MFU from earlier runs and wall time --------------------------------------------------
 
-def runs_root() -> Path:
-    return Path(os.environ.get("OLMO_TUI_RUNS_DIR") or "runs")
+def run_dirs_for_preset(preset: str) -> List[Path]:
+    """Run directories of earlier runs of `preset`, from the run registry (when it exists)."""
+    from . import registry
 
-
-def run_dirs_for_preset(preset: str, root: Optional[Path] = None) -> List[Path]:
-    """Run directories whose launch.json names `preset` (written by the launcher)."""
-    root = root or runs_root()
-    found = []
-    if root.is_dir():
-        for launch in sorted(root.glob("*/launch.json")):
-            try:
-                record = json.loads(launch.read_text())
-            except (OSError, ValueError):
-                continue
-            if isinstance(record, dict) and record.get("preset") == preset:
-                found.append(launch.parent)
-    return found
+    db = registry.state_dir() / "runs.db"
+    if not db.exists():
+        return []  # never launched anything: do not create a registry just to look
+    reg = registry.Registry(db)
+    try:
+        runs = reg.all()
+    except Exception:  # a registry being migrated or locked: estimates fall back to the default
+        return []
+    finally:
+        reg.close()
+    return [Path(run.run_dir) for run in runs if run.preset == preset and run.run_dir]
 
 
 def run_median_mfu(run_dir: Path) -> Optional[float]:

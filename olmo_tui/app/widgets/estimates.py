@@ -50,7 +50,7 @@ class EstimatesPanel(VerticalScroll):
         title.update("Remedies, in order (key applies):" if remedies else "")
         for key, remedy in zip(REMEDY_KEYS, self.remedies):
             mark = "fits" if remedy.fits else "still over"
-            label = f"{key} {remedy.title}: {gib(remedy.total_bytes)} ({mark})"
+            label = f"{key} {remedy.title}: {gib(remedy.total_bytes)}, {mark}"
             self.mount(Button(label, classes="remedy", compact=True, id=f"remedy-{key}"))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
@@ -66,41 +66,39 @@ class EstimatesPanel(VerticalScroll):
 
 
 def render_estimates(est: Estimates, stale: bool = False) -> Text:
+    """At most ~34 columns wide: the panel must fit beside the form at 80x24."""
     text = Text()
 
     def line(label: str, value: str, style: str = "") -> None:
-        text.append(f"{label:<14}", style="bold")
+        text.append(f"{label:<12}", style="bold")
         text.append(value + "\n", style=style)
 
     if stale:
-        text.append("config invalid: last valid estimates\n", style="italic")
+        text.append("(invalid config: last valid)\n", style="italic")
     line("params", f"{human_count(est.params)} ({human_count(est.non_embedding_params)} non-emb)")
     line("FLOPs/token", human_count(est.flops_per_token))
     line("tokens/step", f"{est.tokens_per_step:,}")
     if est.steps_to_stop is not None:
-        line("steps", f"{est.steps_to_stop:,} to {est.stop_label}")
+        line("steps", f"{est.steps_to_stop:,} ({'hard stop' if est.stop_label == 'hard stop' else 'full run'})")
     else:
-        line("steps", f"{est.stop_label} in epochs: depends on data size")
+        line("steps", "? (duration in epochs)")
     mem = est.memory
-    device = est.accelerator.name if est.accelerator else "no accelerator set"
+    acc = est.accelerator
+    device = f"{acc.name}, {acc.memory_gib:g} GiB" if acc else "no accelerator"
     text.append(f"\nmemory/device ({device})\n", style="bold")
     for name, value in mem.parts().items():
         text.append(f"  {name:<12}{gib(value):>10}\n")
-    total_style = "bold reverse" if est.over_memory else "bold"
-    text.append(f"  {'total':<12}{gib(mem.total):>10}", style=total_style)
-    if est.accelerator:
-        text.append(f" of {est.accelerator.memory_gib:g} GiB")
-    text.append("\n")
+    text.append(f"  {'total':<12}{gib(mem.total):>10}\n", style="bold reverse" if est.over_memory else "bold")
     if mem.approximate:
-        text.append("  (selected_modules AC counted as none)\n", style="italic")
+        text.append("  (selected_modules AC: as none)\n", style="italic")
     if est.over_memory:
         text.append("  ! exceeds device memory\n", style="bold reverse")
     text.append("\n")
     if est.wall_seconds is not None:
-        line("wall time", f"{human_duration(est.wall_seconds)} on {est.world_size} x {device}")
+        line("wall time", f"{human_duration(est.wall_seconds)}, {est.world_size} x {acc.name}")
         line("  at MFU", f"{est.mfu_percent:.1f}% ({est.mfu_source})")
-    elif est.accelerator is None:
-        line("wall time", "n/a (no launch.accelerator)")
+    elif acc is None:
+        line("wall time", "n/a (no accelerator)")
     else:
-        line("wall time", "unknown for epochs")
+        line("wall time", "? (duration in epochs)")
     return text

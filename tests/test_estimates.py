@@ -1,0 +1,156 @@
+"""Pre-flight estimates: parameter and FLOP counts from first principles for every built-in
+preset, the memory formula's parts, remedies, and MFU read from earlier runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from engine.config import list_presets, resolve
+from engine.config.presets import builtin_dir
+from olmo_tui.core import estimates as est
+from olmo_tui.core.estimates import GIB
+
+BUILTIN = [ref.name for ref in list_presets() if ref.builtin]
+
+
+def hand_count(cfg):
+    """Parameters and training FLOPs/token counted tensor by tensor, written out here
+    independently of ModelConfig's helpers."""
+    m = cfg.model
+    d, heads = m.d_model, m.n_heads
+    head_dim = d // heads
+    kv = (m.n_kv_heads or heads) * head_dim
+    hidden = m.mlp_hidden_size
+    if hidden is None:  # Llama's rule: 8/3 d x multiplier, rounded up to mlp_multiple_of
+        raw = int(m.mlp_multiplier * 8 * d / 3)
+        hidden = m.mlp_multiple_of * ((raw + m.mlp_multiple_of - 1) // m.mlp_multiple_of)
+    q, k, v, o = d * d, d * kv, d * kv, d * d
+    w1, w2, w3 = d * hidden, hidden * d, d * hidden
+    norms = 2 * d + ((d + kv) if m.qk_norm else 0)
+    block = q + k + v + o + w1 + w2 + w3 + norms
+    embedding = m.vocab_size * d
+    head = 0 if m.tie_embeddings else m.vocab_size * d
+    params = embedding + m.n_layers * block + d + head
+    matmul = m.n_layers * (q + k + v + o + w1 + w2 + w3) + m.vocab_size * d
+    seq = cfg.dataset.sequence_length
+    flops = 6 * matmul + 12 * m.n_layers * heads * head_dim * seq
+    return params, params - embedding, flops
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_params_and_flops_match_config_arithmetic_for_every_builtin_preset(name):
+    cfg = resolve(name)
+    result = est.estimate(cfg)
+    params, non_embedding, flops = hand_count(cfg)
+    assert result.params == params == cfg.model.num_params()
+    assert result.non_embedding_params == non_embedding == cfg.model.num_non_embedding_params()
+    assert result.flops_per_token == flops == cfg.model.num_flops_per_token(cfg.dataset.sequence_length)
+    assert result.tokens_per_step == cfg.data_loader.global_batch_size
+
+
+def test_every_builtin_is_covered():
+    assert len(BUILTIN) == len(list(builtin_dir().glob("*.toml"))) >= 8
+
+
+def test_memory_parts_follow_the_documented_formula():
+    cfg = resolve("llama2-271m", overrides=["--launch.nproc_per_node=8", "--data_loader.global_batch_size=524288"])
+    m = cfg.model
+    mem = est.memory_estimate(cfg)
+    assert cfg.train_module.dp_config.name == "fsdp" and est.shard_factor(cfg) == 8
+    assert mem.weights == pytest.approx(m.num_params() / 8 * 4)  # fp32 master weights, 8-way sharded
+    assert mem.grads == mem.weights and mem.optimizer == 2 * mem.weights
+    block = m.block_matmul_params() + m.block_norm_params()
+    assert mem.gathered == pytest.approx(2 * block * 2)  # two bf16 blocks gathered
+    tokens = cfg.train_module.rank_microbatch_size
+    per_token = m.n_layers * est.block_activation_elements(cfg) + m.d_model
+    assert mem.activations == pytest.approx(tokens * per_token * 2 + tokens * m.vocab_size * (2 + 4))
+    assert mem.overhead == GIB
+    # DDP replicates: 8x the sharded state, nothing gathered.
+    ddp = est.memory_estimate(resolve("llama2-271m", overrides=[
+        "--launch.nproc_per_node=8", "--data_loader.global_batch_size=524288", "--train_module.dp_config.name=ddp"]))
+    assert ddp.weights == pytest.approx(8 * mem.weights) and ddp.gathered == 0
+
+
+def test_activation_checkpointing_and_micro_batch_shrink_activations():
+    base = resolve("llama2-271m")
+    full = resolve("llama2-271m", overrides=["--train_module.ac_config.mode=full"])
+    every2 = resolve("llama2-271m", overrides=["--train_module.ac_config.mode=selected_blocks",
+                                               "--train_module.ac_config.block_interval=2"])
+    micro = base.train_module.rank_microbatch_size
+    half = resolve("llama2-271m", overrides=[f"--train_module.rank_microbatch_size={micro // 2}"])
+    a = {name: est.memory_estimate(cfg).activations for name, cfg in
+         (("none", base), ("full", full), ("every2", every2), ("half", half))}
+    assert a["full"] < a["every2"] < a["none"]
+    assert a["half"] == pytest.approx(a["none"] / 2)
+
+
+def test_remedies_come_in_the_guides_order_and_each_is_a_valid_config():
+    cfg = resolve("olmo2-13b")
+    result = est.estimate(cfg)
+    assert result.over_memory
+    titles = [r.title for r in result.remedies]
+    assert titles[0].startswith("micro-batch") and titles[1].startswith("AC budget")
+    assert titles[-1].startswith("TP degree")
+    limit = result.accelerator.memory_gib * GIB
+    for remedy in result.remedies:
+        overrides = []
+        for path, value in remedy.changes.items():
+            if isinstance(value, dict):
+                overrides += [f"--{path}.{k}={json.dumps(v)}" for k, v in value.items()]
+            else:
+                overrides.append(f"--{path}={json.dumps(value)}")
+        applied = resolve("olmo2-13b", overrides=overrides)
+        assert est.memory_estimate(applied).total == pytest.approx(remedy.total_bytes)
+        assert remedy.fits == (remedy.total_bytes <= limit) and remedy.total_bytes < result.memory.total
+
+
+def test_sharding_remedy_offered_for_ddp():
+    cfg = resolve("olmo2-7b", overrides=["--train_module.dp_config.name=ddp"])
+    titles = [r.title for r in est.estimate(cfg).remedies]
+    assert any(t.startswith("FSDP over 8 ranks") for t in titles)
+
+
+def test_wall_time_at_default_mfu_and_steps_from_tokens():
+    cfg = resolve("olmo2-1b", overrides=["--trainer.hard_stop=1000 steps"])
+    result = est.estimate(cfg)
+    assert result.steps_to_stop == 1000 and result.stop_label == "hard stop"
+    assert result.max_duration_steps == -(-4_000_000_000_000 // cfg.tokens_per_step)
+    flops = cfg.model.num_flops_per_token(cfg.dataset.sequence_length) * cfg.tokens_per_step * 1000
+    peak = 8 * 989.5e12 * est.DEFAULT_MFU / 100
+    assert result.mfu_source == "default" and result.wall_seconds == pytest.approx(flops / peak)
+    assert est.estimate(resolve("tiny-cpu")).wall_seconds is None  # no accelerator: no guess
+
+
+def test_best_mfu_is_the_best_run_median(tmp_path):
+    runs = []
+    for i, values in enumerate(([30.0, 31.0, 50.0], [35.0, 36.0, 37.0], [])):
+        run = tmp_path / f"run{i}"
+        run.mkdir()
+        lines = [json.dumps({"step": s, "mfu": v}) for s, v in enumerate(values)]
+        lines.append('{"step": 99, "mf')  # a line still being written
+        (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+        runs.append(run)
+    runs.append(tmp_path / "missing")
+    assert est.best_mfu(runs) == (36.0, 2)
+    result = est.estimate(resolve("olmo2-1b"), measured_mfu=(36.0, 2))
+    assert result.mfu_percent == 36.0 and "2 earlier run" in result.mfu_source
+
+
+def test_best_mfu_found_through_the_registry(tmp_path):
+    from olmo_tui.core.registry import Registry, RunRecord
+
+    run_dir = tmp_path / "r1"
+    run_dir.mkdir()
+    (run_dir / "metrics.jsonl").write_text(json.dumps({"step": 1, "mfu": 42.5}) + "\n")
+    registry = Registry()
+    fields = RunRecord.__dataclass_fields__
+    record = {"id": "r1", "name": "olmo2-1b", "backend": "local", "run_dir": str(run_dir), "preset": "olmo2-1b"}
+    if "status" in fields:
+        record["status"] = "succeeded"
+    registry.add(RunRecord(**record))
+    registry.close()
+    assert est.run_dirs_for_preset("olmo2-1b") == [run_dir]
+    assert est.best_mfu(est.run_dirs_for_preset("olmo2-1b")) == (42.5, 1)
+    assert est.run_dirs_for_preset("tiny-cpu") == []
