@@ -57,7 +57,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def entry() -> None:
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C outside the training loop (imports, data prep)
+        sys.exit(130)
 
 
 if __name__ == "__main__":
