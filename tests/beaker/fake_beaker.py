@@ -108,6 +108,9 @@ class FakeBeakerState:
         self.cancelled_ids: List[str] = []
         self.rpc_auth: List[str] = []
         self.http_auth: List[str] = []
+        # Secrets of the test workspace. Only their names may ever be asked for (GetSecret); the
+        # values stay here, and tests check that none of them shows up anywhere.
+        self.secrets: Dict[str, str] = {"team-hf-token": "hf_fake-beaker-side-secret-9d2", "team-hf": "hf_other-4c1"}
         self._counter = 0
 
     def _next(self, prefix: str) -> str:
@@ -223,6 +226,12 @@ class FakeBeakerServicer(beaker_pb2_grpc.BeakerServicer):
         if request.workspace_id not in WORKSPACES.values():
             context.abort(grpc.StatusCode.NOT_FOUND, "workspace not found")
         return pb2.GetWorkspaceResponse(workspace=pb2.Workspace(id=request.workspace_id, name="olmo-tui-tests"))
+
+    def GetSecret(self, request, context):
+        self._auth(context)
+        if request.secret_name not in self.state.secrets:
+            context.abort(grpc.StatusCode.NOT_FOUND, "secret not found")
+        return pb2.GetSecretResponse(secret=pb2.Secret(name=request.secret_name))
 
     def GetUser(self, request, context):
         self._auth(context)

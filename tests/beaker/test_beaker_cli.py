@@ -117,7 +117,7 @@ def test_headless_follows_a_failing_job_and_keeps_secrets_out(beaker_env, fake_b
     for path in [db, *db.parent.glob(db.name + "-*"), *Path(run.run_dir).rglob("*"), spec_path]:
         if path.is_file():
             places[str(path)] = path.read_bytes().decode(errors="replace")
-    for value in (secret_value, fake_beaker.TOKEN):
+    for value in (secret_value, fake_beaker.TOKEN, *state.secrets.values()):
         leaks = [where for where, text in places.items() if value in text]
         assert not leaks, f"secret found in {leaks}"
     assert {"name": "HF_TOKEN", "secret": "team-hf"} in state.specs[0]["tasks"][0]["envVars"]

@@ -198,3 +198,12 @@ def test_vanished_workload_is_lost(backend, fake_beaker):  # noqa: F811
     fake_beaker.state.experiments.clear()  # deleted on Beaker
     run = refresh_run(run, registry)
     assert run.status == RunStatus.LOST and "does not know this workload" in run.message
+
+
+def test_missing_secret_is_refused_before_anything_is_created(backend, fake_beaker):  # noqa: F811
+    from olmo_tui.core.backends.base import BackendError
+
+    registry = Registry()
+    with pytest.raises(BackendError, match=r"no secret 'nope' \(for \$HF_TOKEN\).*beaker secret write nope"):
+        start_run(beaker_cfg("--launch.beaker.secrets=[{env_var: HF_TOKEN, secret: nope}]"), registry=registry)
+    assert fake_beaker.state.specs == [] and registry.count() == 0

@@ -111,8 +111,16 @@ class BeakerBackend:
         _write_json(run_dir / "launch.json", launch_record)
 
         def create(beaker):
-            from beaker.exceptions import BeakerExperimentConflict
+            from beaker.exceptions import BeakerExperimentConflict, BeakerSecretNotFound
 
+            for secret in bk.secrets:  # metadata only: the value is never read
+                try:
+                    beaker.secret.get(secret.secret, workspace=bk.workspace)
+                except BeakerSecretNotFound:
+                    raise BackendError(
+                        f"launch.beaker.secrets: Beaker has no secret {secret.secret!r} (for ${secret.env_var}) in "
+                        f"workspace {bk.workspace or '(your default)'}; create it with `beaker secret write "
+                        f"{secret.secret}`") from None
             name = built.name
             for attempt in range(3):
                 try:
