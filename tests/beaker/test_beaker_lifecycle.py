@@ -38,7 +38,7 @@ def git_repo(path: Path) -> str:
 def backend(beaker_env, tmp_path):  # noqa: F811
     head = git_repo(tmp_path / "checkout")
     b = BeakerBackend(client=BeakerClient(timeout_s=3), repo=tmp_path / "checkout",
-                      refresh_timeout_s=3, launch_timeout_s=3, poll_s=0.05, retry_s=0.2)
+                      refresh_timeout_s=3, launch_timeout_s=3, poll_s=0.05, retry_s=0.2, min_refresh_s=0)
     b.head = head
     set_backend("beaker", b)
     yield b
@@ -207,3 +207,16 @@ def test_missing_secret_is_refused_before_anything_is_created(backend, fake_beak
     with pytest.raises(BackendError, match=r"no secret 'nope' \(for \$HF_TOKEN\).*beaker secret write nope"):
         start_run(beaker_cfg("--launch.beaker.secrets=[{env_var: HF_TOKEN, secret: nope}]"), registry=registry)
     assert fake_beaker.state.specs == [] and registry.count() == 0
+
+
+def test_refresh_asks_beaker_at_most_every_min_refresh_s(backend, fake_beaker):  # noqa: F811
+    registry = Registry()
+    run = start_run(beaker_cfg(), registry=registry)
+    backend.min_refresh_s = 60
+    first = refresh_run(run, registry)
+    calls = len(fake_beaker.state.rpc_auth)
+    fake_beaker.state.start_job(run.workload_id)
+    second = refresh_run(first, registry)
+    assert len(fake_beaker.state.rpc_auth) == calls and second.status == first.status == RunStatus.QUEUED
+    backend.min_refresh_s = 0
+    assert refresh_run(second, registry).status == RunStatus.RUNNING

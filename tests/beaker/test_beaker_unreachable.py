@@ -24,7 +24,7 @@ LIMIT_S = 1.5
 @pytest.fixture
 def backend(beaker_env):  # noqa: F811
     b = BeakerBackend(client=BeakerClient(timeout_s=LIMIT_S), refresh_timeout_s=LIMIT_S,
-                      launch_timeout_s=LIMIT_S, poll_s=0.05, retry_s=0.2)
+                      launch_timeout_s=LIMIT_S, poll_s=0.05, retry_s=0.2, min_refresh_s=0)
     set_backend("beaker", b)
     yield b
     set_backend("beaker", None)

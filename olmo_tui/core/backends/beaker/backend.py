@@ -32,6 +32,9 @@ MARK = "[olmo-tui]"  # prefix of the lines the follower adds to a job's own log
 SPEC_FILE = "beaker-spec.json"
 STARTED_POLL_S = 2.0  # how often to look whether a queued job has started
 METRICS_TAIL_LINES = 200  # refresh() reads this many last log lines for the latest metrics
+# The runs table and the monitor ask every second or faster; Beaker is asked at most this often
+# per run (the run is returned unchanged in between).
+MIN_REFRESH_S = 3.0
 DEFAULT_TIMEOUT_S = 15.0  # one Beaker call; beaker-py itself would wait forever on a dead server
 
 
@@ -47,7 +50,7 @@ class BeakerBackend:
 
     def __init__(self, client: Optional[BeakerClient] = None, repo: Path = REPO_ROOT,
                  refresh_timeout_s: Optional[float] = None, launch_timeout_s: Optional[float] = None,
-                 poll_s: float = STARTED_POLL_S, retry_s: float = 5.0):
+                 poll_s: float = STARTED_POLL_S, retry_s: float = 5.0, min_refresh_s: float = MIN_REFRESH_S):
         # $OLMO_TUI_BEAKER_TIMEOUT (seconds) bounds every call; launching gets 3x that.
         try:
             limit = float(os.environ.get("OLMO_TUI_BEAKER_TIMEOUT") or DEFAULT_TIMEOUT_S)
@@ -59,6 +62,8 @@ class BeakerBackend:
         self.launch_timeout_s = launch_timeout_s or 3 * limit
         self.poll_s = poll_s
         self.retry_s = retry_s  # follow_logs: pause before trying an unreachable Beaker again
+        self.min_refresh_s = min_refresh_s
+        self._last_look: Dict[str, float] = {}  # run id -> monotonic time of its last refresh
         self.save_spec_to: Optional[str] = None  # --save-spec: also write the submitted spec there
 
     # ---- spec ---------------------------------------------------------------------------
@@ -165,6 +170,10 @@ class BeakerBackend:
     def refresh(self, run):
         if run.terminal or not run.workload_id:
             return run
+        now = time.monotonic()
+        if now - self._last_look.get(run.id, -1e9) < self.min_refresh_s:
+            return run
+        self._last_look[run.id] = now
 
         def look(beaker):
             from . import status
@@ -229,6 +238,7 @@ class BeakerBackend:
         if run.workload_id not in cancelled:
             raise BackendError(f"Beaker did not confirm cancelling {run.workload_id}")
         run = replace(run, cancel_requested=requested, message="cancel sent to Beaker")
+        self._last_look.pop(run.id, None)  # look again now, whatever the last look was
         return self.refresh(run)
 
     # ---- logs ---------------------------------------------------------------------------
