@@ -10,7 +10,7 @@ import pytest
 from engine.config import ConfigError, resolve
 
 from olmo_tui.core.backends.beaker.git_state import GitState, cloneable_url, read_git_state, require_clean
-from olmo_tui.core.backends.beaker.spec import NODE_SCRIPT, build_spec, rendezvous_port
+from olmo_tui.core.backends.beaker.spec import NODE_SCRIPT, build_spec, rendezvous_port, spec_warnings
 
 GIT = GitState("https://github.com/example/olmo-tui.git", "0123456789abcdef0123456789abcdef01234567", False)
 
@@ -138,3 +138,13 @@ def test_cloneable_url():
     assert cloneable_url("ssh://git@github.com/a/b.git") == "https://github.com/a/b.git"
     assert cloneable_url("https://github.com/a/b.git") == "https://github.com/a/b.git"
     assert cloneable_url("/srv/git/b.git") == "/srv/git/b.git"
+
+
+def test_warnings_for_a_run_dir_off_the_shared_mounts():
+    multi = spec_warnings(beaker_cfg("--launch.beaker.nodes=2", "--launch.beaker.gpus=1"))
+    assert len(multi) == 1 and "with 2 nodes" in multi[0]
+    assert "from step 0" in spec_warnings(beaker_cfg())[0]
+    assert spec_warnings(beaker_cfg("--launch.beaker.preemptible=false")) == []
+    on_weka = beaker_cfg("--launch.beaker.nodes=2", "--launch.beaker.gpus=1", "--launch.beaker.mounts=[{source: oe}]",
+                         "--launch.beaker.run_dir=/weka/oe/me/run1")
+    assert spec_warnings(on_weka) == []

@@ -119,9 +119,13 @@ def beaker_preflight(cfg, args: argparse.Namespace) -> Optional[int]:
     from ..base import get_backend
     from ...registry import new_run_id
 
+    from .spec import spec_warnings
+
     try:
         backend = get_backend("beaker")
         built = backend.build(new_run_id(cfg.run_name), cfg)
+        for warning in spec_warnings(cfg):
+            print(f"warning: {warning}", file=sys.stderr)
         if not getattr(args, "dry_run", False):
             backend.save_spec_to = getattr(args, "save_spec", None)
             return None

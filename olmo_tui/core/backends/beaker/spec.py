@@ -115,6 +115,25 @@ def job_env(cfg: ExperimentConfig, run_id: str, git: Optional[GitState]) -> Dict
     return env
 
 
+def mount_paths(bk: BeakerConfig) -> List[str]:
+    return [m.mount_path or (f"/weka/{m.source}" if m.kind == "weka" else m.source) for m in bk.mounts]
+
+
+def spec_warnings(cfg: ExperimentConfig) -> List[str]:
+    """Settings that work but probably not as meant (shown before launching)."""
+    bk = beaker_settings(cfg)
+    run_dir = bk.run_dir or DEFAULT_RUN_DIR
+    shared = any(run_dir == path or run_dir.startswith(path.rstrip("/") + "/") for path in mount_paths(bk))
+    warnings: List[str] = []
+    if not shared and bk.nodes > 1:
+        warnings.append(f"launch.beaker.run_dir ({run_dir}) is not on a Weka/NFS mount: with {bk.nodes} nodes each "
+                        "node writes its own copy, so checkpoints need a shared mount (--launch.beaker.run_dir=/weka/...)")
+    elif not shared and bk.preemptible:
+        warnings.append(f"launch.beaker.run_dir ({run_dir}) is not on a Weka/NFS mount: if the job is preempted, "
+                        "its replacement starts again from step 0")
+    return warnings
+
+
 def node_command(extra_args: Optional[List[str]] = None) -> List[str]:
     return ["bash", "-c", NODE_SCRIPT, NODE_ARGV0, *(extra_args or [])]
 
@@ -155,11 +174,11 @@ def build_spec(cfg: ExperimentConfig, run_id: str, git: Optional[GitState]) -> B
         env_vars=env_vars,
         resources=BeakerTaskResources(gpu_count=bk.gpus, shared_memory=bk.shared_memory),
     )
-    for mount in bk.mounts:
+    for mount, path in zip(bk.mounts, mount_paths(bk)):
         if mount.kind == "weka":
-            task = task.with_dataset(mount.mount_path or f"/weka/{mount.source}", weka=mount.source)
+            task = task.with_dataset(path, weka=mount.source)
         else:
-            task = task.with_dataset(mount.mount_path or mount.source, host_path=mount.source)
+            task = task.with_dataset(path, host_path=mount.source)
     if bk.nodes > 1:
         # One replica per node; Beaker picks a leader whose host name every replica gets as
         # BEAKER_LEADER_REPLICA_HOSTNAME (the static rendezvous), starts them together, and a
