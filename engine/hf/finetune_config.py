@@ -91,6 +91,9 @@ def finetune_config_toml(cfg: ModelConfig, dst: Path, hf: Dict[str, Any], tokeni
         f"#   olmo-train RUN_NAME --config {dst / 'config.toml'} [--dataset.paths='[...]']\n"
     )
     if tokenizer is not None:
-        header += ("# dataset.paths is a placeholder: tokenize your text with this tokenizer first\n"
-                   f"#   olmo-train prepare ... --tokenizer {dst / 'tokenizer.json'}\n")
+        eos = experiment.dataset.tokenizer.eos_token_id
+        header += ("# dataset.paths is a placeholder: tokenize your text with this model's tokenizer first\n"
+                   f"#   mkdir -p data && olmo-train prepare docs.jsonl -o data/finetune.npy --tokenizer {dst / 'tokenizer.json'} "
+                   f"--eos-token-id {eos}\n"
+                   "# and add --dataset.paths='[\"data/finetune.npy\"]' to the olmo-train command.\n")
     return header + to_toml(experiment)

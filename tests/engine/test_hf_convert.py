@@ -99,3 +99,38 @@ def test_validation_catches_a_wrong_mapping(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "validation failed" in err[0] and "nothing was written" in err[0]
     assert not dst.exists() and leftovers(tmp_path) == []
+
+
+def _word_tokenizer(folder, size: int) -> None:
+    from tokenizers import Tokenizer, pre_tokenizers
+    from tokenizers.models import WordLevel
+
+    words = ["<unk>", "<pad>", "</s>", *(f"w{i}" for i in range(size - 3))]
+    tokenizer = Tokenizer(WordLevel(vocab={w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}))
+
+
+def test_tokenizer_travels_with_the_model(tmp_path):
+    """from-hf copies the tokenizer and writes a fine-tuning config that uses it; to-hf of that
+    checkpoint (or of a run fine-tuned from it) ships the tokenizer files again."""
+    from transformers import AutoTokenizer
+
+    from engine.config import resolve
+
+    src, engine_dir, back = tmp_path / "hf", tmp_path / "engine", tmp_path / "back"
+    make_hf_model(src, "llama", vocab_size=512)
+    _word_tokenizer(src, 430)
+    assert _convert("from-hf", src, engine_dir, "--no-validate") == 0
+    cfg = resolve(config_file=str(engine_dir / "config.toml"))
+    tok = cfg.dataset.tokenizer
+    assert (tok.kind, tok.vocab_size, tok.eos_token_id, tok.pad_token_id) == ("hf", 430, 2, 1)
+    assert tok.path == str(engine_dir / "tokenizer.json") and cfg.dataset.kind == "numpy"
+    assert cfg.model.vocab_size == 512 and cfg.trainer.load_path == str(engine_dir)
+
+    assert _convert("to-hf", engine_dir, back, "--no-validate") == 0
+    text = "w1 w7 w426 unknown"  # ids: 3 specials first, then w0 = 3 ... w426 = 429
+    assert AutoTokenizer.from_pretrained(str(back))(text)["input_ids"] == \
+        AutoTokenizer.from_pretrained(str(src))(text)["input_ids"] == [4, 10, 429, 0]
