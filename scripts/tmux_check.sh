@@ -37,7 +37,7 @@ t send-keys -t "$session" "/" ; sleep 0.3
 t send-keys -t "$session" "tiny" ; sleep 0.5
 t send-keys -t "$session" Enter ; sleep 0.3
 t send-keys -t "$session" Enter
-if wait_for "valid config" 20; then capture editor; else capture editor; echo "FAIL: editor not shown" >&2; status=1; fi
+if wait_for "valid config" 20 && wait_for "Save preset" 10; then capture editor; else capture editor; echo "FAIL: editor not shown" >&2; status=1; fi
 t send-keys -t "$session" Tab ; sleep 0.3
 t send-keys -t "$session" C-q
 exit $status

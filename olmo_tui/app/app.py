@@ -10,7 +10,7 @@ run manager (see docs/ARCHITECTURE.md, "The app"):
 
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from typing import TYPE_CHECKING, Iterable, Optional
 
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
@@ -20,16 +20,26 @@ from engine.config import ConfigError, ExperimentConfig, load_experiment, preset
 from engine.config.presets import find_preset, preset_description
 from olmo_tui.core.command_preview import LaunchRequest
 
-from .screens.editor import EditorScreen
 from .screens.presets import PresetBrowser
-from .screens.runs import RunsScreen, confirm_launch
+
+if TYPE_CHECKING:
+    from .screens.editor import EditorScreen
+
+# The first screen is the preset browser; the editor and the run manager's screens are
+# imported when first opened, so start-up stays well under 0.5 s (benchmarks/app_startup.py).
+
+
+def _runs_screen() -> Screen:
+    from .screens.runs import RunsScreen
+
+    return RunsScreen()
 
 
 class OlmoTuiApp(App):
     CSS_PATH = ["styles/app.tcss"]
     TITLE = "olmo-tui"
     # Screens reachable by name.
-    SCREENS = {"presets": PresetBrowser, "runs": RunsScreen}
+    SCREENS = {"presets": PresetBrowser, "runs": _runs_screen}
     BINDINGS = [Binding("ctrl+q", "quit", "Quit", show=False, priority=True)]
 
     def __init__(self, **kwargs) -> None:
@@ -44,17 +54,19 @@ class OlmoTuiApp(App):
         self.push_screen("runs")
 
     def open_editor(self, cfg: ExperimentConfig, preset_name: Optional[str] = None,
-                    parent_run_id: Optional[str] = None) -> EditorScreen:
+                    parent_run_id: Optional[str] = None) -> "EditorScreen":
         """The editor prefilled with `cfg`; its diff and marks are relative to `cfg`. With a
         preset name, saving keeps that preset's comments; with a parent run id, the launch
         request records it (relaunch)."""
+        from .screens.editor import EditorScreen
+
         ref = find_preset(preset_name) if preset_name else None
         description = preset_description(preset_name) if preset_name else ""
         screen = EditorScreen(cfg, ref, parent_run_id, description)
         self.push_screen(screen)
         return screen
 
-    def open_preset(self, name: str) -> Optional[EditorScreen]:
+    def open_preset(self, name: str) -> Optional["EditorScreen"]:
         cfg = self._load_preset(name)
         return self.open_editor(cfg, name) if cfg is not None else None
 
@@ -79,6 +91,8 @@ class OlmoTuiApp(App):
     def launch(self, request: LaunchRequest) -> None:
         """Launch a validated config: a dialog shows the exact commands (enter launches, esc
         goes back), then the run manager starts the run and its monitor opens."""
+        from .screens.runs import confirm_launch
+
         self.last_launch = request
         confirm_launch(self, request)
 

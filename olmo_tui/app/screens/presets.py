@@ -101,15 +101,19 @@ class PresetBrowser(Screen):
     def reload(self, select: Optional[str] = None) -> None:
         self.summaries = all_summaries()
         self.by_name = {s.name: s for s in self.summaries}
-        self._fill(self.query_one("#preset-filter", Input).value, select)
+        self._fill(self.query_one("#preset-filter", Input).value, select, keep=True)
 
-    def _fill(self, query: str, select: Optional[str] = None) -> None:
+    def _fill(self, query: str, select: Optional[str] = None, keep: bool = False) -> None:
+        """Show the presets matching `query`; highlight `select`, else (keep) the current one,
+        else the best match."""
         options = self.query_one("#preset-list", OptionList)
-        current = select or self.selected_name
+        current = select or (self.selected_name if keep else None)
         options.clear_options()
         words = query.lower().split()
         shown = []
-        for s in self.summaries:
+        # Presets whose name matches come first, then those matching by description only.
+        ranked = sorted(self.summaries, key=lambda s: not all(word in s.name.lower() for word in words))
+        for s in ranked:
             haystack = f"{s.name} {s.description} {s.family or ''} {'builtin' if s.builtin else 'user'}".lower()
             if all(word in haystack for word in words):
                 label = Text(s.name)
