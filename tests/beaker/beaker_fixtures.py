@@ -7,6 +7,8 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -36,6 +38,16 @@ def _self_signed_cert() -> tuple[bytes, bytes]:
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 60, module: str = "olmo_tui"):
+    """`python -m olmo_tui ...` in a subprocess. Our own copy: with several conftest.py files in
+    the suite, `from conftest import ...` may find another directory's conftest."""
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, **(env or {})}, timeout=timeout)
 
 
 # gRPC core reads its default trust roots once, when the process opens its first secure

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from beaker_fixtures import REPO
 from olmo_tui.core.backends.beaker.spec import CODE_DIR_IN_IMAGE
 
 DOCKERFILE = (REPO / "Dockerfile").read_text()

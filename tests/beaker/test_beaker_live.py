@@ -15,9 +15,8 @@ import subprocess
 import sys
 
 import pytest
-from beaker_fixtures import beaker_env, fake_beaker  # noqa: F401  (fixtures)
+from beaker_fixtures import REPO, beaker_env, fake_beaker  # noqa: F401  (fixtures)
 
-from conftest import REPO
 
 pytestmark = pytest.mark.timeout(300)
 

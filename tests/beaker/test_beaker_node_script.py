@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from beaker_fixtures import REPO
 from engine.config import resolve
 from olmo_tui.core.backends.beaker.git_state import GitState
 from olmo_tui.core.backends.beaker.spec import job_env, node_command

@@ -7,9 +7,8 @@ import threading
 import time
 
 import pytest
-from beaker_fixtures import beaker_env, fake_beaker  # noqa: F401  (fixtures)
+from beaker_fixtures import run_cli, beaker_env, fake_beaker  # noqa: F401  (fixtures)
 
-from conftest import run_cli
 from engine.config import resolve
 from olmo_tui.core.backends.base import BackendError, RunStatus, set_backend
 from olmo_tui.core.backends.beaker import BeakerBackend
