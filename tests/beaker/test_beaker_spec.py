@@ -148,3 +148,22 @@ def test_warnings_for_a_run_dir_off_the_shared_mounts():
     on_weka = beaker_cfg("--launch.beaker.nodes=2", "--launch.beaker.gpus=1", "--launch.beaker.mounts=[{source: oe}]",
                          "--launch.beaker.run_dir=/weka/oe/me/run1")
     assert spec_warnings(on_weka) == []
+
+
+@pytest.mark.parametrize("code, expected", [
+    ("CANCELATION_CODE_SYSTEM_PREEMPTION", "preempted"), ("CANCELATION_CODE_NODE_UNAVAILABLE", "preempted"),
+    ("CANCELATION_CODE_MANUAL", "cancelled"), ("CANCELATION_CODE_IDLE", "cancelled"),
+    ("CANCELATION_CODE_TIMEOUT", "failed"), ("CANCELATION_CODE_SIBLING_TASK_FAILED", "failed"),
+])
+def test_cancellation_codes_map_to_statuses(code, expected):
+    from beaker import beaker_pb2 as pb2
+
+    from olmo_tui.core.backends.beaker.status import job_state
+
+    job = pb2.Job(id="j1", status=pb2.JobStatus(canceled_code=pb2.CancelationCode.Value(code)))
+    job.status.finalized.GetCurrentTime()
+    job.status.canceled.GetCurrentTime()
+    state = job_state(job)
+    assert state.status == expected
+    if code == "CANCELATION_CODE_TIMEOUT":
+        assert state.message == "stopped by Beaker: timeout"

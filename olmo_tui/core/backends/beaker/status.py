@@ -15,8 +15,12 @@ from typing import List, Optional, Sequence
 from ..base import RunStatus
 
 # beaker_pb2.CancelationCode values, by name (compared by name to avoid importing grpc here)
+# Taken back by Beaker for reasons outside the job: Beaker queues a replacement job.
 PREEMPTION_CODES = {"CANCELATION_CODE_SYSTEM_PREEMPTION", "CANCELATION_CODE_USER_PREEMPTION",
-                    "CANCELATION_CODE_SIBLING_TASK_PREEMPTION"}
+                    "CANCELATION_CODE_SIBLING_TASK_PREEMPTION", "CANCELATION_CODE_NODE_UNAVAILABLE",
+                    "CANCELATION_CODE_SIBLING_TASK_RETRY"}
+# Someone asked for it (a person, or the idle reaper).
+CANCEL_CODES = {"CANCELATION_CODE_MANUAL", "CANCELATION_CODE_IDLE"}
 SIBLING_FAILED = "CANCELATION_CODE_SIBLING_TASK_FAILED"
 FINAL_WORKLOAD_STATES = {"STATUS_CANCELED", "STATUS_SUCCEEDED", "STATUS_FAILED"}
 
@@ -65,8 +69,12 @@ def job_state(job, rank: int = 0) -> JobState:
             state.status = RunStatus.PREEMPTED
         elif code_name == SIBLING_FAILED:
             state.status = RunStatus.FAILED
-        elif st.HasField("canceled"):
+        elif code_name in CANCEL_CODES or (st.HasField("canceled") and not code_name):
             state.status = RunStatus.CANCELLED
+        elif code_name:  # timeout, impossible to schedule, failed health check
+            state.status = RunStatus.FAILED
+            reason = code_name.replace("CANCELATION_CODE_", "").replace("_", " ").lower()
+            state.message = f"stopped by Beaker: {reason}" + (f" ({st.message})" if st.message else "")
         elif exit_code == 0 and pb2.WorkloadStatus.Name(st.status) == "STATUS_SUCCEEDED":
             state.status = RunStatus.SUCCEEDED
         else:
