@@ -1,7 +1,8 @@
 """Fine-tuning from HF weights, end to end on CPU: a tiny HF Llama is pre-trained for a few
 steps with transformers itself (so its weights are recognisably not a fresh init), converted
-with `convert from-hf`, fine-tuned for 20 steps by a real `olmo-train` process using the
-converted config.toml, and the result published back with `convert to-hf`.
+with `convert from-hf`, fine-tuned for 20 steps by `olmo-train` (its main(), in this process, to
+spare the test a second interpreter start) using the converted config.toml, and the result
+published back with `convert to-hf`.
 
 The claim "training starts from the converted model" is checked on the loss of the first batch:
 the run's step-1 loss equals the HF model's loss on that batch (same weights, fp32) and is far
@@ -11,10 +12,6 @@ from what a fresh init of the same architecture gives.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -23,10 +20,10 @@ pytest.importorskip("transformers")
 
 from hf_helpers import engine_logits_like_the_trainer, hf_logits, make_hf_model, random_ids  # noqa: E402
 
+from engine.cli import main  # noqa: E402
 from engine.config import resolve  # noqa: E402
 from engine.hf.cli import main_convert  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
 STEPS = 20
 # 2 x 128-token sequences per step, one micro-batch; no evals (they are not under test here).
 RUN_OVERRIDES = ["--data_loader.global_batch_size=256", "--train_module.rank_microbatch_size=256",
@@ -66,7 +63,7 @@ def _first_batch_losses(cfg, hf_model) -> tuple:
     return hf_loss, fresh_loss
 
 
-def test_finetune_starts_from_converted_weights_and_publishes_back(tmp_path):
+def test_finetune_starts_from_converted_weights_and_publishes_back(tmp_path, capsys):
     hf_dir, converted, run_dir, published = (tmp_path / "hf", tmp_path / "engine", tmp_path / "runs" / "ft",
                                              tmp_path / "published")
     hf_model = make_hf_model(hf_dir, "llama", seed=3)
@@ -83,12 +80,11 @@ def test_finetune_starts_from_converted_weights_and_publishes_back(tmp_path):
     assert cfg.trainer.load_path == str(converted) and cfg.dataset.kind == "embedded"
     hf_loss, fresh_loss = _first_batch_losses(cfg, hf_model)
 
-    env = {**os.environ, "OLMO_TUI_RUNS_DIR": str(tmp_path / "runs")}
-    result = subprocess.run([sys.executable, "-m", "engine", "ft", "--config", str(converted / "config.toml"),
-                             "--run-dir", str(run_dir), *RUN_OVERRIDES],
-                            capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert f"weights: weights from trainer.load_path {converted}" in result.stdout
+    capsys.readouterr()
+    code = main(["ft", "--config", str(converted / "config.toml"), "--run-dir", str(run_dir), *RUN_OVERRIDES])
+    out, err = capsys.readouterr()
+    assert code == 0, err[-2000:]
+    assert f"weights: weights from trainer.load_path {converted}" in out
     losses = [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert len(losses) == STEPS
 
