@@ -127,6 +127,11 @@ class Trainer:
 
     # ---- properties used by callbacks ----------------------------------------------------
     @property
+    def callbacks_in_order(self) -> List[Callback]:
+        """Callbacks in the order hooks run (priority, higher first)."""
+        return list(self._ordered)
+
+    @property
     def is_rank0(self) -> bool:
         return self.rank == 0
 
@@ -267,7 +272,7 @@ class Trainer:
         """Sync the current loss now (used before writing a checkpoint)."""
         loss = self._step_metrics.get("loss")
         if isinstance(loss, torch.Tensor):
-            value = loss.detach().float()
+            value = loss.detach().float().clone()  # all_reduce works in place: keep the metric intact
             if self.world_size > 1 and dist.is_initialized():
                 dist.all_reduce(value, op=dist.ReduceOp.SUM)
             if not math.isfinite(float(value)):

@@ -182,16 +182,40 @@ def test_load_path_loads_weights_and_hard_stop_keeps_the_schedule(reference_run,
     assert "resuming from" in again.stdout and "trainer.load_path ignored" in again.stdout
 
 
-def test_runs_under_torchrun_with_one_process(tmp_path):
-    run_dir = tmp_path / "torchrun"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "1",
+def _torchrun(run_dir: Path, nproc: int, *extra: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
            "-m", "engine", run_dir.name, "--preset", "tiny-cpu", "--run-dir", str(run_dir), *SMALL,
-           "--trainer.hard_stop=12 steps", "--trainer.callbacks.checkpointer.ephemeral_save_interval=10"]
-    result = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=_env(tmp_path), timeout=240)
+           f"--launch.nproc_per_node={nproc}", "--trainer.hard_stop=12 steps",
+           "--trainer.callbacks.checkpointer.ephemeral_save_interval=10", *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=_env(run_dir.parent), timeout=240)
+
+
+def test_runs_under_torchrun_with_one_process(reference_run, tmp_path):
+    run_dir = tmp_path / "torchrun"
+    result = _torchrun(run_dir, 1)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert f"run dir: {run_dir}" in result.stdout
-    assert [r["step"] for r in records(run_dir)] == list(range(1, 13))
+    recs = records(run_dir)
+    assert [r["step"] for r in recs] == list(range(1, 13))
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step12"]
+    reference = losses(reference_run)
+    assert all(r["loss"] == reference[r["step"]] for r in recs)  # same arithmetic as a plain process
+
+
+@pytest.mark.slow
+def test_two_ranks_match_one_process(reference_run, tmp_path):
+    """Data parallelism over 2 gloo ranks gives the single process's losses (same global batch),
+    also on the step where a checkpoint is saved (its loss check all-reduces)."""
+    run_dir = tmp_path / "two-ranks"
+    result = _torchrun(run_dir, 2)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    reference = losses(reference_run)
+    recs = records(run_dir)
+    assert [r["step"] for r in recs] == list(range(1, 13))
+    for r in recs:
+        assert r["loss"] == pytest.approx(reference[r["step"]], rel=1e-4), r["step"]
+    assert sorted(p.name for p in (run_dir / "checkpoints" / "step12" / "train").iterdir()) == [
+        "rank0.pt", "rank1.pt"]
 
 
 def test_non_finite_loss_stops_with_a_clear_error(tmp_path):

@@ -48,12 +48,12 @@ class CheckpointerCallback(Callback):
             self._announce(committed)
 
     def _on_staged(self, staging_dir) -> None:
-        for callback in self.trainer._ordered:
+        for callback in self.trainer.callbacks_in_order:
             callback.pre_checkpoint_commit(staging_dir)
 
     def _announce(self, path) -> None:
         self.trainer.log(f"checkpoint saved: {path}")
-        for callback in self.trainer._ordered:
+        for callback in self.trainer.callbacks_in_order:
             callback.post_checkpoint_saved(path)
 
     def _finalize(self) -> None:

@@ -45,8 +45,9 @@ class SpeedMonitorCallback(Callback):
         self._reset_interval()
         self._step_started = 0.0
         self._excluded_at_start = 0.0
-        self._run_started: Optional[float] = None
+        self._run_started: Optional[float] = None  # after warm-up: the ETA's clock
         self._run_started_step = 0
+        self._run_excluded_at_start = 0.0
         self.peak_flops: Optional[float] = None
         self.flops_per_token = 0
 
