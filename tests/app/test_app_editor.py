@@ -39,6 +39,10 @@ async def test_invalid_value_shows_error_blocks_launch_and_fix_clears_it(app):
         await pilot.press("ctrl+l")
         await pilot.pause()
         assert app.last_launch is None and app.screen is editor  # launch blocked
+        editor.query_one("#launch-button").focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.last_launch is None and app.screen is editor  # the button too
 
         await type_into(pilot, editor, "model.d_model", "256")
         assert field_error(editor, "model.d_model") == ""
@@ -246,7 +250,8 @@ async def test_relaunch_entry_point_records_parent(app):
         await pilot.pause()
         assert "relaunch of run-parent-1" in editor.sub_title
         await type_into(pilot, editor, "init_seed", "7")
-        await pilot.press("ctrl+l")
+        editor.query_one("#launch-button").focus()
+        await pilot.press("enter")
         await pilot.pause()
         request = app.last_launch
         assert request.parent_run_id == "run-parent-1" and request.overrides == ["--init_seed=7"]

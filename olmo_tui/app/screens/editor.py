@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import ContentSwitcher, Footer, Header, Static, TextArea
+from textual.widgets import Button, ContentSwitcher, Footer, Header, Static, TextArea
 
 from engine.config import ExperimentConfig
 from engine.config.presets import PresetRef
@@ -155,6 +155,10 @@ class EditorScreen(Screen):
         self.form.set_section_on(event.path, event.on, self.data)
         self.revalidate()
 
+    @on(Button.Pressed, "#launch-button")
+    def _launch_pressed(self) -> None:
+        self.action_launch()
+
     @on(FieldRow.Focused)
     def _focused(self, event: FieldRow.Focused) -> None:
         self.focused_path = event.row.spec.path
@@ -291,7 +295,8 @@ class EditorScreen(Screen):
             self.app.pop_screen()
 
     def action_help(self) -> None:
-        keys = [("tab/shift+tab", "next / previous field"), ("enter", "open a section or a select"),
+        keys = [("tab/shift+tab", "next / previous field"),
+                ("enter", "on Launch: launch; on a section title: fold/unfold; on a select: open it"),
                 ("ctrl+l", "launch (blocked while invalid)"), ("ctrl+s", "save as a user preset"),
                 ("ctrl+o", "diff: the changes as --a.b=v overrides"), ("ctrl+t", "raw TOML mode on/off"),
                 ("ctrl+z", "undo the focused field (back to the preset's value)"),

@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, List
 
 from textual.app import ComposeResult
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widget import Widget
-from textual.widgets import Collapsible, Static
+from textual.widgets import Button, Collapsible, Static
 
 from olmo_tui.core import form_model as fm
 
@@ -40,7 +40,9 @@ class ConfigForm(VerticalScroll):
         self.unbuilt: Dict[str, fm.FieldSpec] = {}
 
     def compose(self) -> ComposeResult:
-        yield Static("", id="form-summary")
+        with Horizontal(id="form-top"):
+            yield Static("", id="form-summary")
+            yield Button("Launch", id="launch-button", compact=True, tooltip="enter here or ctrl+l anywhere")
         yield from self._build(self.schema.children, self.get_data())
 
     def _build(self, specs: List[fm.FieldSpec], values: Dict[str, Any]) -> List[Widget]:
