@@ -21,8 +21,12 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# Each `make run` starts a new run (runs/tiny-cpu-<time>/); `make run RUN_NAME=x` reuses one,
+# and rerunning a name resumes it from its latest checkpoint.
+RUN_NAME ?= tiny-cpu-$(shell date +%Y%m%d-%H%M%S)
+
 run: install
-	$(VENV)/bin/olmo-train tiny-cpu --preset tiny-cpu
+	$(VENV)/bin/olmo-train $(RUN_NAME) --preset tiny-cpu
 
 test: install
 	$(VENV)/bin/pytest
