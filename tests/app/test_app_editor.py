@@ -256,3 +256,34 @@ async def test_relaunch_entry_point_records_parent(app):
         request = app.last_launch
         assert request.parent_run_id == "run-parent-1" and request.overrides == ["--init_seed=7"]
         assert request.cfg.model.n_layers == 3
+
+
+async def test_saving_a_run_config_without_a_preset_writes_every_section(app):
+    async with app.run_test(size=(100, 32)) as pilot:
+        await pilot.pause()
+        cfg = resolve("tiny-cpu", overrides=["--model.n_layers=3"])
+        editor = app.open_editor(cfg, parent_run_id="run-parent-2")
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        app.screen.query_one("#save-name").value = "from-run"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert resolve("from-run") == editor.config
+
+
+async def test_saving_warns_when_extends_brings_back_an_unset_section(app):
+    async with app.run_test(size=(100, 32)) as pilot:
+        editor = await open_editor(pilot, "olmo2-7b")  # dp_config comes from olmo2-base
+        await editor.form.focus_field("train_module.dp_config")
+        await pilot.pause()
+        editor.form.toggles["train_module.dp_config"].query_one(Switch).value = False
+        await pilot.pause()
+        assert editor.overrides() == ["--train_module.dp_config=null"]
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        app.screen.query_one("#save-name").value = "seven"
+        await pilot.press("enter")
+        await pilot.pause()
+        messages = [n.message for n in app._notifications]
+        assert any("differs at train_module.dp_config" in m for m in messages), messages

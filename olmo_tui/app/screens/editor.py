@@ -218,7 +218,10 @@ class EditorScreen(Screen):
     def _save(self, name: str, description: str, overwrite: bool) -> None:
         from olmo_tui.core.preset_store import PresetExists, save_user_preset
 
-        changes = configdiff.diff(self.baseline_cfg, self.config)
+        if self.preset is not None:
+            changes = configdiff.diff(self.baseline_cfg, self.config)  # on top of the preset's text
+        else:  # a run's config (relaunch): no source file, so write every section
+            changes = self.config.model_dump(mode="json", exclude_none=True)
         try:
             path = save_user_preset(name, changes, source=self.preset, description=description or None,
                                     overwrite=overwrite)
@@ -231,7 +234,24 @@ class EditorScreen(Screen):
             self.notify(f"cannot save: {exc.strerror}", severity="error")
             return
         self.notify(f"saved {path}", title="Preset saved")
+        self._check_saved(name)
         self.app.preset_saved(name)
+
+    def _check_saved(self, name: str) -> None:
+        """Read the saved preset back; TOML cannot unset a section inherited via `extends`,
+        so say which fields will not come back as edited."""
+        from engine.config import ConfigError, resolve
+
+        try:
+            saved = resolve(name)
+        except ConfigError as exc:
+            self.notify(f"the saved preset does not validate: {exc}", severity="error", timeout=10)
+            return
+        differs = configdiff.diff(self.config, saved)
+        if differs:
+            self.notify("the saved preset differs at " + ", ".join(differs) + " (a section unset here is "
+                        "inherited again through `extends`: switch it off by hand in the file or edit a copy "
+                        "without `extends`)", severity="warning", timeout=12)
 
     def action_diff(self) -> None:
         if self.config is not None:

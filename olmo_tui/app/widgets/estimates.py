@@ -51,12 +51,13 @@ class EstimatesPanel(VerticalScroll):
         for key, remedy in zip(REMEDY_KEYS, self.remedies):
             mark = "fits" if remedy.fits else "still over"
             label = f"{key} {remedy.title}: {gib(remedy.total_bytes)}, {mark}"
-            self.mount(Button(label, classes="remedy", compact=True, id=f"remedy-{key}"))
+            # No ids: the old buttons are removed asynchronously and may still be there.
+            self.mount(Button(label, classes="remedy", compact=True, name=key))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id and event.button.id.startswith("remedy-"):
+        if event.button.has_class("remedy") and event.button.name in REMEDY_KEYS:
             event.stop()
-            self.apply(REMEDY_KEYS.index(event.button.id[len("remedy-"):]))
+            self.apply(REMEDY_KEYS.index(event.button.name))
 
     def apply(self, index: int) -> bool:
         if index >= len(self.remedies):
