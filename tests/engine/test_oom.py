@@ -100,3 +100,13 @@ def test_debug_switch_environment(debug, expected):
     assert launch.debug_env() == expected
     launch.debug_env()["NCCL_DEBUG"] = "WARN" if debug else None  # callers get a copy
     assert launch.debug_env() == expected
+
+
+def test_both_launchers_set_what_the_debug_switch_promises():
+    """The local launcher and the Beaker spec export exactly LaunchConfig.debug_env()."""
+    from olmo_tui.core.backends import local
+    from olmo_tui.core.backends.beaker import spec
+
+    promised = LaunchConfig(debug=True).debug_env()
+    assert local.DEBUG_ENV == promised
+    assert spec.DEBUG_ENV == promised

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import List, Sequence
 
@@ -23,10 +24,19 @@ def small_config(*overrides: str, steps: int = 4) -> ExperimentConfig:
 
 
 def run(cfg: ExperimentConfig, run_dir: Path) -> int:
-    """olmo-train's training path (pre-flight, build, fit, exit code) in this process."""
+    """olmo-train's training path (pre-flight, build, fit, exit code) in this process.
+
+    A plain process joins a 1-rank group by writing MASTER_ADDR/MASTER_PORT/RANK/... into
+    os.environ; they are put back afterwards, or every later subprocess test would inherit them
+    and try to listen on the same port."""
     from engine.run import main_training
 
-    return main_training(cfg, run_dir)
+    saved = dict(os.environ)
+    try:
+        return main_training(cfg, run_dir)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def metrics(run_dir: Path) -> List[dict]:
