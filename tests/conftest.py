@@ -3,14 +3,9 @@ caches never touch the developer's real ones."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from cli_helpers import REPO, run_cli  # noqa: F401  (re-exported for older imports)
 
 
 @pytest.fixture(autouse=True)
@@ -22,15 +17,6 @@ def isolated_xdg(tmp_path_factory, monkeypatch):
         monkeypatch.setenv(var, str(path))
     monkeypatch.setenv("OLMO_TUI_RUNS_DIR", str(base / "runs"))
     return base
-
-
-def run_cli(*args: str, env: dict | None = None, timeout: float = 60, module: str = "olmo_tui"):
-    """Run a console entry point in a real subprocess (python -m), capturing output."""
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=REPO,
-        env=full_env, timeout=timeout,
-    )
 
 
 def pytest_collection_modifyitems(config, items):

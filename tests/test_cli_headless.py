@@ -6,7 +6,7 @@ import time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import run_cli
+from cli_helpers import run_cli
 
 MUST_SHOW = [
     "--preset", "llama2-271m", "--dry-run", "--trainer.callbacks.lm_evaluator.enabled=false",

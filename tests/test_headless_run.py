@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_cli
+from cli_helpers import REPO, run_cli
 
 FAST = ["--data_loader.global_batch_size=512", "--train_module.rank_microbatch_size=512",
         "--trainer.metrics_collect_interval=1", "--trainer.callbacks.lm_evaluator.enabled=false",
