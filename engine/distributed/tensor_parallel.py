@@ -30,6 +30,7 @@ def apply_tensor_parallel(model: Transformer, tp_mesh: DeviceMesh) -> None:
         raise UserError("train_module.tp_config", "tensor parallelism does not support model.qk_norm yet")
     if cfg.tie_embeddings:
         raise UserError("train_module.tp_config", "tensor parallelism does not support tied embeddings")
+    model.fused_loss = False  # the chunked head needs a plain weight; TP's head is a DTensor
     parallelize_module(model, tp_mesh, {
         # (B, T) ids, replicated -> (B, T/tp, d) sequence shards
         "embeddings": RowwiseParallel(input_layouts=Replicate(), output_layouts=Shard(1)),

@@ -25,6 +25,7 @@ from torch import nn
 from engine.config import ModelConfig
 
 from .attention import Attention
+from .fused_loss import chunk_objective, chunked_linear_cross_entropy
 from .loss import cross_entropy_sums
 from .mlp import SwiGLU
 from .norm import RMSNorm
@@ -63,7 +64,11 @@ class Transformer(nn.Module):
             self.lm_head.weight = self.embeddings.weight
         # RoPE tables are a cache, not state: built on first use on the right device.
         self._rope: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
-        # The train module swaps in a compiled version on GPU.
+        # Training loss: chunked head + CE that never holds all logits (fused_loss.py); off under
+        # tensor parallelism (the head weight is a DTensor there). compile.py swaps in compiled
+        # versions of both loss functions.
+        self.fused_loss = True
+        self.chunk_fn: Callable = chunk_objective
         self.loss_fn: Callable = cross_entropy_sums
 
     # ---- forward ----------------------------------------------------------------------------
@@ -78,19 +83,28 @@ class Transformer(nn.Module):
         input_ids: torch.Tensor,
         labels: Optional[torch.Tensor] = None,
         ignore_index: int = -100,
-        with_z_loss: bool = False,
+        z_loss_multiplier: Optional[float] = None,
     ):
-        """input_ids: (B, T) long. Without labels: logits (B, T, V). With labels (B, T):
-        (ce_sum, z_sum or None), fp32 sums over non-ignored labels (the loss goes through
-        forward so that FSDP's root hooks run)."""
+        """input_ids: (B, T) long. Without labels: logits (B, T, V).
+
+        With labels (B, T): (objective_sum, ce_sum, z_sum or None), fp32 sums over non-ignored
+        labels; objective_sum = ce_sum + z_loss_multiplier * z_sum is the one to differentiate
+        (ce_sum and z_sum are detached). The loss goes through forward so FSDP's root hooks run.
+        """
         h = self.embeddings(input_ids)  # (B, T, d)
         cos, sin = self.rope(input_ids.shape[1], h.device)
         for block in self.blocks.values():
             h = block(h, cos, sin)
-        logits = self.lm_head(self.norm(h))  # (B, T, V)
+        h = self.norm(h)
         if labels is None:
-            return logits
-        return self.loss_fn(logits.flatten(0, 1), labels.flatten(), ignore_index, with_z_loss)
+            return self.lm_head(h)  # (B, T, V)
+        if self.fused_loss and torch.is_grad_enabled():
+            return chunked_linear_cross_entropy(h.flatten(0, 1), self.lm_head.weight, labels.flatten(),
+                                                ignore_index, z_loss_multiplier, self.chunk_fn)
+        ce_sum, z_sum = self.loss_fn(self.lm_head(h).flatten(0, 1), labels.flatten(), ignore_index,
+                                     z_loss_multiplier is not None)
+        objective = ce_sum if z_sum is None else ce_sum + z_loss_multiplier * z_sum
+        return objective, ce_sum.detach(), None if z_sum is None else z_sum.detach()
 
     # ---- init -------------------------------------------------------------------------------
     def init_std_for(self, name: str) -> Optional[float]:

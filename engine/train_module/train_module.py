@@ -127,14 +127,12 @@ class TrainModule:
         for i, (a, b) in enumerate(micro):
             self._set_grad_sync(i == len(micro) - 1)
             with self._autocast():
-                ce_sum, z_sum = self.model(ids[a:b], labels=labels[a:b], ignore_index=self.ignore_index,
-                                           with_z_loss=z_mult is not None)
-            loss = ce_sum / global_tokens
+                objective, ce_sum, z_sum = self.model(ids[a:b], labels=labels[a:b], ignore_index=self.ignore_index,
+                                                      z_loss_multiplier=z_mult)
+            (objective * (scale / global_tokens)).backward()
+            ce_total += ce_sum
             if z_mult:
-                loss = loss + z_mult * z_sum / global_tokens
-                z_total += z_sum.detach()
-            (loss * scale).backward()
-            ce_total += ce_sum.detach()
+                z_total += z_sum
         metrics = {"ce_loss": self._all_reduce(ce_total) / global_tokens}
         if z_mult:
             metrics["z_loss"] = self._all_reduce(z_total) / global_tokens
@@ -172,7 +170,7 @@ class TrainModule:
         ce = torch.zeros((), device=self.device)
         for a, b in self._micro_batches(ids.shape[0], ids.shape[1]):
             with self._autocast():
-                ce_sum, _ = self.model(ids[a:b], labels=labels[a:b], ignore_index=self.ignore_index)
+                _, ce_sum, _ = self.model(ids[a:b], labels=labels[a:b], ignore_index=self.ignore_index)
             ce += ce_sum
         count = (labels != self.ignore_index).sum().float()
         return self._all_reduce(ce), self._all_reduce(count)
