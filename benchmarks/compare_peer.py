@@ -2,7 +2,7 @@
 micro-batch and global batch, both bf16 + FSDP + torch.compile, synthetic tokens.
 
     python3 benchmarks/compare_peer.py a b            # cases below; results in $OUT (or /tmp)
-    python3 benchmarks/compare_peer.py fsdp2          # 2 GPUs: ours and the peer, 1 vs 2 ranks
+    python3 benchmarks/compare_peer.py fsdp2:peer     # 2 GPUs: ours 1 vs 2 ranks, and the peer on 2
 
 The peer travels as wheels in the git-ignored .peer/ folder (see docs/BENCHMARKS.md); they
 are installed into /tmp/peer and put on PYTHONPATH for the peer's process only, so our run
@@ -56,10 +56,21 @@ def install_peer():
     return target
 
 
+def install_ours():
+    """Our pure-Python dependencies the GPU image lacks (pydantic, tomlkit), carried in .peer/ours."""
+    target = Path("/tmp/ours")
+    wheels = sorted((PEER / "ours").glob("*.whl"))
+    if wheels and not target.exists():
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+                        "--target", str(target), *map(str, wheels)], check=True)
+    return target
+
+
 def ours(case, extra=(), nproc=1, tag="", global_tokens=None):
     preset, _, seq, mb, gbt, steps = CASES[case]
     gbt = global_tokens or gbt
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(install_ours())
     env["PYTHONUNBUFFERED"] = "1"
     launcher = [sys.executable] if nproc == 1 else [sys.executable, "-m", "torch.distributed.run", "--standalone",
                                                     f"--nproc-per-node={nproc}"]
@@ -101,17 +112,18 @@ def main(argv):
         if case == "fsdp2":  # olmo2-1b, 4 micro-batches of 8 x 4096 per rank per step
             extra = [o for o in opts if o not in ("peer",)]
             extra = [f"--sdpa={o}" if o in ("cudnn", "flash", "auto") else o for o in extra]
-            one = ours("b8", extra, 1, "", 131072)
-            two = ours("b8", extra, 2, "", 262144)
+            one = ours("b", extra, 1, "", 131072)
+            two = ours("b", extra, 2, "", 262144)
             if one and two:
                 print("SCALING " + json.dumps({"ours_1": one["tps_per_device"], "ours_2": two["tps_per_device"],
                                                "efficiency": round(two["tps_per_device"] / one["tps_per_device"], 4)}))
             if "peer" in opts:
-                p2 = peer("b8", 2, 262144)
+                p2 = peer("b", 2, 262144)
                 summary.append(ratio(two, p2, "fsdp2 ours/peer (2 GPUs)"))
             continue
         extra = [f"--sdpa={o}" for o in opts if o in ("cudnn", "flash", "auto")]
         extra += [o for o in opts if "=" in o]
+        extra += ["--profile-steps=2"] if "profile" in opts else []
         mine = ours(case, extra, tag="_" + "_".join(o.replace("=", "-").replace(".", "-") for o in opts) if opts else "")
         if "nopeer" not in opts:
             summary.append(ratio(mine, peer(case), f"{case} {variant}"))

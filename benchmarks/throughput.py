@@ -35,6 +35,8 @@ def main() -> int:
     p.add_argument("--sdpa", choices=["auto", "cudnn", "flash"], default="auto")
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--set", action="append", default=[], help="extra config override a.b=v")
+    p.add_argument("--profile-steps", type=int, default=0,
+                   help="after the timed window, profile this many more steps and print the top CUDA kernels")
     p.add_argument("--json-out", default=None)
     args = p.parse_args()
 
@@ -84,6 +86,18 @@ def main() -> int:
         tm.optim_step()
     sync()
     t1 = time.perf_counter()
+    peak_alloc = torch.cuda.max_memory_allocated() if info.device.type == "cuda" else None
+    peak_reserved = torch.cuda.max_memory_reserved() if info.device.type == "cuda" else None
+    if args.profile_steps and info.device.type == "cuda":
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            for step in range(args.profile_steps):
+                tm.train_batch({"input_ids": batches[step % 2]})
+                tm.optim_step()
+            sync()
+        if info.is_main:
+            print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=70))
     window_steps = args.steps - args.skip_steps
     tps = rank_instances * seq * window_steps / (t1 - t0)
     flops_tok = tm.model.num_flops_per_token(seq)
@@ -102,8 +116,8 @@ def main() -> int:
         "mfu_causal": round(100 * causal_flops_tok * tps / peak, 2) if peak else None,
         "model_tflops": round(flops_tok * tps / 1e12, 1),
         "step_s": round((t1 - t0) / window_steps, 4),
-        "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if info.device.type == "cuda" else None,
-        "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / 2**30, 2) if info.device.type == "cuda" else None,
+        "peak_mem_gib": round(peak_alloc / 2**30, 2) if peak_alloc is not None else None,
+        "peak_reserved_gib": round(peak_reserved / 2**30, 2) if peak_reserved is not None else None,
         "build_s": round(build_s, 1), "total_s": round(t1 - t_start, 1),
         "loss_first": round(losses[0].item(), 4), "loss_last": round(losses[-1].item(), 4),
         "device": torch.cuda.get_device_name() if info.device.type == "cuda" else "cpu",
