@@ -32,7 +32,7 @@ def record_of(run_id: str) -> dict:
 
 
 def test_success_streams_the_log_then_relaunch_and_cancel():
-    out = run_cli("--preset", "tiny-cpu", *FAST, steps(6), timeout=240)
+    out = run_cli("--preset", "tiny-cpu", *FAST, steps(6), timeout=400)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.count("[metrics] ") == 6 and "finished at step 6" in out.stdout
     run_id = out.stderr.split("run ", 1)[1].split()[0]
@@ -69,7 +69,7 @@ def test_success_streams_the_log_then_relaunch_and_cancel():
 
 def test_job_failure_exits_1():
     out = run_cli("--preset", "tiny-cpu", *FAST, "--dataset.kind=numpy", "--dataset.paths=[/nonexistent/t.npy]",
-                  timeout=240)
+                  timeout=400)
     assert out.returncode == 1, out.stderr[-2000:]
     assert "failed, exit code 2: error: dataset.paths: file not found: /nonexistent/t.npy" in out.stderr
 

@@ -67,7 +67,7 @@ class FileTail:
     lines since the last call (a partial last line waits for its newline). Copes with the
     file not existing yet and with it being truncated or replaced (starts over)."""
 
-    def __init__(self, path: Path, chunk_bytes: int = 4 << 20):
+    def __init__(self, path: Path, chunk_bytes: int = 1 << 20):
         self.path = Path(path)
         self.chunk_bytes = chunk_bytes
         self._file = None
@@ -124,25 +124,50 @@ class FileTail:
         self._file = None
 
 
-def follow_file(path: Path, stop: threading.Event, finished: Callable[[], bool],
-                poll_s: float = 0.1) -> Iterator[str]:
-    """Yield every line of `path` from the start, then new lines as they are written, until
-    `finished()` is true and the file is read to its end, or `stop` is set."""
+def follow_file_batches(path: Path, stop: threading.Event, finished: Callable[[], bool],
+                        poll_s: float = 0.1) -> Iterator[List[str]]:
+    """Lists of lines of `path` from the start, then new lines as they are written, until
+    `finished()` is true and the file is read to its end, or `stop` is set. Batches keep the
+    per-line cost of a fast log (a million lines) low for the reader."""
     tail = FileTail(path)
     try:
         while not stop.is_set():
             lines = tail.read_lines()
-            yield from lines
             if lines:
+                yield lines
                 continue
             if finished() and tail.at_end():
                 # One last read: the writer may have appended between the two checks.
-                yield from tail.read_lines()
-                yield from tail.flush_partial()
+                last = tail.read_lines() + tail.flush_partial()
+                if last:
+                    yield last
                 return
             stop.wait(poll_s)
     finally:
         tail.close()
+
+
+def follow_file(path: Path, stop: threading.Event, finished: Callable[[], bool],
+                poll_s: float = 0.1) -> Iterator[str]:
+    """follow_file_batches, one line at a time."""
+    for batch in follow_file_batches(path, stop, finished, poll_s):
+        yield from batch
+
+
+def batched(lines: Iterator[str], stop: threading.Event, max_lines: int = 10_000,
+            max_wait_s: float = 0.05) -> Iterator[List[str]]:
+    """Group a line iterator (e.g. a Beaker log stream) into lists for the same consumers."""
+    batch: List[str] = []
+    started = time.monotonic()
+    for line in lines:
+        batch.append(line)
+        if len(batch) >= max_lines or time.monotonic() - started > max_wait_s:
+            yield batch
+            batch, started = [], time.monotonic()
+        if stop.is_set():
+            break
+    if batch:
+        yield batch
 
 
 def read_metrics(path: Path) -> List[Dict[str, Any]]:

@@ -102,9 +102,9 @@ async def test_launch_from_editor_quit_reopen_reattach(isolated_xdg):
         await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(app.screen, MonitorScreen), 30, "the monitor")
         monitor = monitor_of(app)
-        await wait_until(pilot, lambda: (latest_step(monitor) or 0) >= 2, 90, "the first steps")
+        await wait_until(pilot, lambda: (latest_step(monitor) or 0) >= 2, 240, "the first steps")
         first = latest_step(monitor)
-        await wait_until(pilot, lambda: latest_step(monitor) > first, 60, "steps advancing")
+        await wait_until(pilot, lambda: latest_step(monitor) > first, 120, "steps advancing")
         run = monitor.run
         assert "torch.distributed.run" in str(monitor.query_one("#run-header").render())
     # The app is gone; the run is not.
@@ -118,7 +118,7 @@ async def test_launch_from_editor_quit_reopen_reattach(isolated_xdg):
         app.action_show_runs()
         await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.runs, 10, "the runs table")
         monitor = await open_monitor(pilot, run.id)
-        await wait_until(pilot, lambda: monitor.run.status == "succeeded", 150, "the run to succeed")
+        await wait_until(pilot, lambda: monitor.run.status == "succeeded", 300, "the run to succeed")
         await wait_until(pilot, lambda: latest_step(monitor) == STEPS, 10, "the last step in the panel")
         header = str(monitor.query_one("#run-header").render())
         assert "succeeded" in header and "exit code 0" in header
@@ -134,7 +134,7 @@ async def test_failing_job_shows_the_error_and_exit_code(isolated_xdg):
     app = OlmoTuiApp()
     async with app.run_test(size=(140, 40)) as pilot:
         monitor = await open_monitor(pilot, run.id)
-        await wait_until(pilot, lambda: monitor.run.status == "failed", 90, "the run to fail")
+        await wait_until(pilot, lambda: monitor.run.status == "failed", 240, "the run to fail")
         panel = monitor.query_one(LogPanel)
         await wait_until(pilot, lambda: any("nonexistent" in line for line in panel.log_widget.lines), 5, "the log")
         header = str(monitor.query_one("#run-header").render())
@@ -162,7 +162,7 @@ async def test_cancel_keeps_a_checkpoint_resume_continues_and_relaunch_changes_o
     try:
         async with app.run_test(size=(140, 40)) as pilot:
             monitor = await open_monitor(pilot, parent.id)
-            await wait_until(pilot, lambda: (latest_step(monitor) or 0) >= 3, 90, "a few steps")
+            await wait_until(pilot, lambda: (latest_step(monitor) or 0) >= 3, 240, "a few steps")
             await pilot.press("c")
             await pilot.pause()
             await pilot.press("y")
@@ -184,7 +184,7 @@ async def test_cancel_keeps_a_checkpoint_resume_continues_and_relaunch_changes_o
                              30, "the resumed run's monitor")
             resumed = app.screen
             children.append(resumed.run.id)
-            await wait_until(pilot, lambda: resumed.query_one(ThroughputPanel).records_seen >= 1, 90, "resumed steps")
+            await wait_until(pilot, lambda: resumed.query_one(ThroughputPanel).records_seen >= 1, 240, "resumed steps")
             assert resumed.run.parent_id == parent.id and resumed.run.relation == "resume"
             log_text = Path(resumed.run.run_dir, "stdout.log").read_text()
             assert f"resuming from" in log_text and f"(step {stopped_at})" in log_text

@@ -25,9 +25,9 @@ from textual.widgets import Footer, Header, Static
 from olmo_tui.core import run_manager
 from olmo_tui.core.backends.base import BackendError, RunStatus, get_backend
 from olmo_tui.core.registry import Registry, RunRecord
-from olmo_tui.core.tailing import parse_metrics_line
+from olmo_tui.core.tailing import batched, parse_metrics_line
 
-from ..widgets.log_panel import LogPanel, line_kind
+from ..widgets.log_panel import LogPanel
 from ..widgets.throughput import ThroughputPanel
 
 STATUS_STYLE = {
@@ -58,7 +58,6 @@ class MonitorScreen(Screen):
         self.registry = registry or Registry()
         self.stop = threading.Event()
         self.metrics_seen = 0
-        self.first_error: Optional[str] = None
         self.latest_checkpoint: Optional[str] = None
         self.profiler_traces: List[str] = []  # paths printed in the log (also on a remote node)
 
@@ -87,24 +86,19 @@ class MonitorScreen(Screen):
         panel = self.query_one(LogPanel)
         try:
             backend = get_backend(self.run.backend)
-            batch: List[str] = []
-            metrics = []
-            last_handoff = time.monotonic()
-            for line in backend.follow_logs(self.run, self.stop):
-                batch.append(line)
-                if "[metrics] " in line:
-                    record = parse_metrics_line(line)
-                    if record:
-                        metrics.append(record)
-                elif "profiler: rank " in line and (found := PROFILER_TRACE_LINE.search(line)):
-                    self.profiler_traces.append(found.group(1))
-                elif self.first_error is None and line_kind(line) == "error":
-                    self.first_error = line
-                now = time.monotonic()
-                if len(batch) >= LINES_PER_HANDOFF or now - last_handoff > 0.05:
-                    self._hand_off(panel, batch, metrics)
-                    batch, metrics, last_handoff = [], [], now
-            self._hand_off(panel, batch, metrics)
+            # Backends may offer lists of lines (local files); a plain line stream is grouped.
+            if hasattr(backend, "follow_log_batches"):
+                batches = backend.follow_log_batches(self.run, self.stop)
+            else:
+                batches = batched(backend.follow_logs(self.run, self.stop), self.stop)
+            for batch in batches:
+                metrics = [record for line in batch if "[metrics] " in line
+                           if (record := parse_metrics_line(line)) is not None]
+                for line in [line for line in batch if "profiler: rank " in line]:
+                    if found := PROFILER_TRACE_LINE.search(line):
+                        self.profiler_traces.append(found.group(1))
+                for start in range(0, len(batch), LINES_PER_HANDOFF):
+                    self._hand_off(panel, batch[start:start + LINES_PER_HANDOFF], metrics if start == 0 else [])
         except BackendError as exc:
             if not self.stop.is_set():
                 self.app.call_from_thread(self.notify, f"log: {exc}", severity="error")
@@ -157,9 +151,8 @@ class MonitorScreen(Screen):
         lines = [first, "command: " + escape(shlex.join(run.argv) if run.argv else "-"),
                  f"run dir: {escape(run.run_dir)}   latest checkpoint: {escape(self.latest_checkpoint or '-')}"]
         if run.message and run.status != RunStatus.SUCCEEDED:
-            lines.append(f"[red]{escape(run.message)}[/]")
-        if run.status == RunStatus.FAILED and self.first_error:
-            lines.append(f"[bold red]{escape(self.first_error.strip()[:300])}[/]")
+            # For a failed run: the line of the log that says why (the engine's error line).
+            lines.append(f"[bold red]{escape(run.message[:300])}[/]")
         self.query_one("#run-header", Static).update("\n".join(lines))
 
     # ---- actions ------------------------------------------------------------------------------

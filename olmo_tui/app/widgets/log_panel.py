@@ -24,6 +24,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.css.query import NoMatches
+from textual.geometry import Size
 from textual.widgets import Input, Log, Static
 
 from olmo_tui.core.tailing import line_kind
@@ -63,6 +64,28 @@ class RunLog(Log):
         super().__init__(highlight=True, **kwargs)
         self.highlighter = RunLogHighlighter()
 
+    def write_lines(self, lines, scroll_end=None):
+        """Log.write_lines for lines that are already split (no newlines inside): skips the
+        per-line splitlines, the per-line cache discards and the width worker thread, which
+        dominate the cost of a 10,000-line batch. The width is the longest line in
+        characters (cell width differs only for wide glyphs; it only sets the h-scroll range)."""
+        lines = lines if isinstance(lines, list) else list(lines)
+        if not lines:
+            return self
+        is_end = self.is_vertical_scroll_end
+        auto_scroll = self.auto_scroll if scroll_end is None else scroll_end
+        self._lines.extend(lines)
+        if self.max_lines is not None and len(self._lines) > self.max_lines:
+            self._prune_max_lines()
+        self._width = max(self._width, max(map(len, lines)))
+        self.virtual_size = Size(self._width, len(self._lines))
+        self._render_line_cache.clear()
+        if auto_scroll and not self.is_vertical_scrollbar_grabbed and is_end:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
+        else:
+            self.refresh()
+        return self
+
     def _render_line_strip(self, y, rich_style):
         strip = super()._render_line_strip(y, rich_style)
         if y == self.marked:
@@ -79,7 +102,7 @@ class LogPanel(Vertical):
     LogPanel RunLog { height: 1fr; }
     LogPanel #log-filter { display: none; }
     LogPanel.filtering #log-filter { display: block; }
-    LogPanel #log-status { height: 1; color: $text-muted; }
+    LogPanel #log-status { height: 1; width: 1fr; color: $text-muted; }
     """
     BINDINGS = [
         Binding("f", "toggle_follow", "Follow"),
@@ -89,13 +112,15 @@ class LogPanel(Vertical):
         Binding("G", "end", "End", show=False),
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
-    FLUSH_S = 0.1
+    FLUSH_S = 0.05
+    MAX_LINES_PER_TICK = 20_000  # bounds the UI thread's work per tick (a key press waits at most one)
 
     def __init__(self, max_lines: int = 200_000, **kwargs) -> None:
         super().__init__(**kwargs)
         self.max_lines = max_lines
         self.lines: Deque[str] = deque(maxlen=max_lines)  # newest lines, unfiltered
         self.total_lines = 0  # everything ever fed, including lines no longer kept
+        self.skipped_lines = 0  # fed while the screen was behind, never drawn (still in the file)
         self.term = ""
         self._pending: List[str] = []
         self._lock = threading.Lock()
@@ -120,7 +145,9 @@ class LogPanel(Vertical):
             self._pending.extend(lines)
             if len(self._pending) > 2 * self.max_lines:
                 # The screen fell behind: keep only what could be shown anyway.
-                self.total_lines += len(self._pending) - self.max_lines
+                skipped = len(self._pending) - self.max_lines
+                self.total_lines += skipped
+                self.skipped_lines += skipped
                 del self._pending[:-self.max_lines]
 
     def flush(self) -> int:
@@ -128,7 +155,8 @@ class LogPanel(Vertical):
         if not self.is_attached:
             return 0
         with self._lock:
-            batch, self._pending = self._pending, []
+            batch = self._pending[:self.MAX_LINES_PER_TICK]
+            del self._pending[:self.MAX_LINES_PER_TICK]
         if not batch:
             return 0
         self.total_lines += len(batch)
@@ -229,7 +257,12 @@ class LogPanel(Vertical):
             parts.append(f"filter {self.term!r}: {self.log_widget.line_count:,} match")
         if note:
             parts.append(note)
+        text = " · ".join(parts)
+        if text == getattr(self, "_status_text", None):
+            return
+        self._status_text = text
         try:
-            self.query_one("#log-status", Static).update(" · ".join(parts))
+            # Fixed size (CSS): no layout pass, which costs far more than the repaint.
+            self.query_one("#log-status", Static).update(text, layout=False)
         except NoMatches:  # the screen is being torn down
             pass

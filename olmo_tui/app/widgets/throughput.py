@@ -26,10 +26,11 @@ MAX_POINTS = 4096  # per series: more than any panel is wide; the sparkline buck
 class ThroughputPanel(Vertical):
     DEFAULT_CSS = """
     ThroughputPanel { width: 46; height: 1fr; padding: 0 1; border-right: solid $panel; }
+    ThroughputPanel Label { width: 1fr; height: 1; }
     ThroughputPanel .series-label { margin-top: 1; }
     ThroughputPanel Sparkline { height: 3; }
     ThroughputPanel #tp-progress-label { margin-top: 1; }
-    ThroughputPanel #tp-extra { margin-top: 1; color: $text-muted; }
+    ThroughputPanel #tp-extra { margin-top: 1; height: 5; width: 1fr; color: $text-muted; }
     """
 
     def __init__(self, **kwargs) -> None:
@@ -77,7 +78,8 @@ class ThroughputPanel(Vertical):
         for key, label, show in SERIES:
             value = latest.get("tps_total", latest.get("tps")) if key == "tps" else latest.get(key)
             text = f"{label}  {show(value)}" if isinstance(value, (int, float)) else f"{label}  -"
-            self.query_one(f"#tp-{key}-label", Label).update(text)
+            # Fixed-size widgets (CSS): update without a layout pass.
+            self.query_one(f"#tp-{key}-label", Label).update(text, layout=False)
             self.query_one(f"#tp-{key}", Sparkline).data = list(self.points[key])
         step, total = latest.get("step"), latest.get("total_steps")
         bar = self.query_one("#tp-progress", ProgressBar)
@@ -85,7 +87,7 @@ class ThroughputPanel(Vertical):
             bar.update(total=total, progress=min(step or 0, total))
         eta = format_eta(latest.get("eta_s")) if latest.get("eta_s") is not None else "--:--"
         self.query_one("#tp-progress-label", Label).update(
-            f"step {step}" + (f" / {total}" if total else "") + f"   ETA {eta}")
+            f"step {step}" + (f" / {total}" if total else "") + f"   ETA {eta}", layout=False)
         extra = []
         if latest.get("tokens") is not None:
             extra.append(f"tokens {human_count(latest['tokens'])}")
@@ -100,4 +102,4 @@ class ThroughputPanel(Vertical):
             extra.append(gpu)
         if latest.get("eval/lm/loss") is not None:
             extra.append(f"eval loss {latest['eval/lm/loss']:.4f}")
-        self.query_one("#tp-extra", Static).update("\n".join(extra))
+        self.query_one("#tp-extra", Static).update("\n".join(extra), layout=False)

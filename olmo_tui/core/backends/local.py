@@ -166,6 +166,11 @@ class LocalBackend:
         return self.refresh(run)
 
     def follow_logs(self, run: RunRecord, stop: threading.Event, follow: bool = True) -> Iterator[str]:
+        for batch in self.follow_log_batches(run, stop, follow):
+            yield from batch
+
+    def follow_log_batches(self, run: RunRecord, stop: threading.Event, follow: bool = True) -> Iterator[List[str]]:
+        """follow_logs in lists of lines (the monitor's fast path for a very busy log)."""
         run_dir = Path(run.run_dir)
 
         def finished() -> bool:
@@ -173,7 +178,7 @@ class LocalBackend:
                 return True
             return read_exit(run_dir) is not None or (run.host == socket.gethostname() and not self._alive(run))
 
-        yield from tailing.follow_file(run_dir / "stdout.log", stop, finished)
+        yield from tailing.follow_file_batches(run_dir / "stdout.log", stop, finished)
 
 
 def read_exit(run_dir: Path) -> Optional[dict]:
