@@ -5,7 +5,8 @@
 Runs the real entry point in a subprocess into a temp run dir and prints: wall time (process
 start to exit, imports and data prep included), tokens/s per logged interval (median and best,
 warm-up steps excluded by the speed monitor), first and last logged loss, and the system load
-average before and after, because figures from a shared machine mean little without it.
+average before and after, because figures from a shared machine mean little without it. The
+process's CPU seconds (tokens per CPU-second) are the figure least disturbed by other load.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -26,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=None, help="hard stop (default: the preset's full run)")
+    parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for the run (default: torch's)")
     args, extra = parser.parse_known_args()
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "bench"
@@ -33,17 +36,21 @@ def main() -> int:
                "--trainer.no_checkpoints", *extra]
         if args.steps:
             cmd.append(f"--trainer.hard_stop={args.steps} steps")
+        env = {**os.environ, **({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {})}
         load_before = os.getloadavg()[0]
         started = time.perf_counter()
-        result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+        result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
         wall = time.perf_counter() - started
+        cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu_s = cpu.ru_utime + cpu.ru_stime
         load_after = os.getloadavg()[0]
         if result.returncode != 0:
             print(result.stdout[-2000:], result.stderr[-2000:], file=sys.stderr)
             return result.returncode
         records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     tps = [r["tps"] for r in records if r.get("tps")]
-    print(f"steps: {records[-1]['step']}  tokens: {records[-1]['tokens']:,}  wall: {wall:.1f} s")
+    print(f"steps: {records[-1]['step']}  tokens: {records[-1]['tokens']:,}  wall: {wall:.1f} s  "
+          f"CPU: {cpu_s:.1f} s ({records[-1]['tokens'] / cpu_s:,.0f} tokens per CPU-second, start-up included)")
     print(f"tokens/s per device: median {statistics.median(tps):,.0f}  best {max(tps):,.0f}  "
           f"(over {len(tps)} logged intervals)")
     print(f"loss: first logged {records[0]['loss']:.3f} -> last {records[-1]['loss']:.3f}")

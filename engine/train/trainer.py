@@ -279,7 +279,8 @@ class Trainer:
                 raise NonFiniteLossError(f"training loss is {float(value)} at step {self.global_step}: "
                                          "not saving a checkpoint of a diverged model")
 
-    def _train_step(self, batch: Dict[str, Any]) -> None:
+    def _train_step(self, batch: Dict[str, Any]) -> Optional[int]:
+        """One optimizer step and its callbacks; returns the signal all ranks agreed to stop on."""
         for callback in self._ordered:
             callback.pre_step(batch)
         metrics = self.train_module.train_batch(batch)
@@ -295,10 +296,14 @@ class Trainer:
             self.record_metric(name, value)
         for callback in self._ordered:
             callback.post_step()
-        if self._is_log_step():
+        # Ranks agree on stopping before deciding to log, so they all log (and reduce) together;
+        # the last step before a graceful stop is always logged.
+        stop_signal = self._agreed_stop_signal()
+        if self._is_log_step() or stop_signal is not None:
             record = self._collect_metrics()
             for callback in self._ordered:
                 callback.log_metrics(self.global_step, record)
+        return stop_signal
 
     def fit(self) -> Optional[int]:
         """Train until stop_step or a stop signal. Returns the signal number that stopped the run,
@@ -318,8 +323,7 @@ class Trainer:
                 batch = next(batches)
                 self.last_data_time_s = time.perf_counter() - started
                 self.last_batch_tokens = int(batch["input_ids"].numel())
-                self._train_step(batch)
-                stop_signal = self._agreed_stop_signal()
+                stop_signal = self._train_step(batch)
                 if stop_signal is not None:
                     self._cancel_signal = stop_signal
                     break

@@ -85,6 +85,10 @@ def wait_for(proc: subprocess.Popen, condition, what: str, timeout: float = 180)
     pytest.fail(f"timed out waiting for {what}")
 
 
+def ckpt_steps(run_dir: Path) -> list:
+    return sorted(int(p.name[4:]) for p in (run_dir / "checkpoints").iterdir() if p.name[4:].isdigit())
+
+
 def losses(run_dir: Path) -> dict:
     return {r["step"]: r["loss"] for r in records(run_dir)}
 
@@ -153,14 +157,17 @@ def test_sigkill_then_rerun_reproduces_every_later_loss(reference_run, tmp_path)
 @pytest.mark.parametrize("signum, exit_code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_stops_gracefully_with_a_final_checkpoint(tmp_path, signum, exit_code):
     run_dir = tmp_path / "stopped"
-    proc = start(run_dir)
-    wait_for(proc, lambda: max(losses(run_dir), default=0) >= 5, "step 5")
+    # Logging every 7th step: the step the run stops at must be logged all the same.
+    proc = start(run_dir, "--trainer.metrics_collect_interval=7")
+    wait_for(proc, lambda: max(losses(run_dir), default=0) >= 7, "step 7")
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == exit_code, out[-2000:] + err[-2000:]
     last = max(losses(run_dir))
     assert last < 200
+    # the final checkpoint is of the last (logged) step
     assert (run_dir / "checkpoints" / f"step{last}" / ".complete.json").is_file()
+    assert ckpt_steps(run_dir)[-1] == last
     assert f"stopped by {signal.Signals(signum).name} at step {last}" in out
     assert "Traceback" not in err
 
