@@ -21,12 +21,14 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# Each `make run` starts a new run (runs/tiny-cpu-<time>/); `make run RUN_NAME=x` reuses one,
-# and rerunning a name resumes it from its latest checkpoint.
-RUN_NAME ?= tiny-cpu-$(shell date +%Y%m%d-%H%M%S)
+# Each `make run` starts a new run through the headless launcher (detached torchrun, listed by
+# `olmo-tui runs`, watched in the app); `olmo-tui relaunch RUN --resume` continues one from its
+# latest checkpoint. Runs go to $OLMO_TUI_RUNS_DIR, here ./runs.
+OLMO_TUI_RUNS_DIR ?= $(CURDIR)/runs
+export OLMO_TUI_RUNS_DIR
 
 run: install
-	$(VENV)/bin/olmo-train $(RUN_NAME) --preset tiny-cpu
+	$(VENV)/bin/olmo-tui --preset tiny-cpu
 
 test: install
 	$(VENV)/bin/pytest
