@@ -217,7 +217,10 @@ class Checkpointer:
         future = None
         with _quiet_dcp():
             if self.async_save:
+                # The default stager copies to host memory before returning (training may then
+                # change the weights); only the file writes run in the background.
                 future = dcp.async_save(dcp_state, checkpoint_id=target, process_group=self.process_group)
+                future = getattr(future, "upload_completion", future)  # AsyncSaveResponse (newer torch)
             else:
                 dcp.save(dcp_state, checkpoint_id=target, process_group=self.process_group)
         self._pending = _PendingSave(step, ephemeral, staging, future, on_staged)
