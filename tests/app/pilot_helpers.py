@@ -1,11 +1,28 @@
 """Helpers for driving the real app with Pilot: open a preset in the editor, type into a field
-as a user would (focus, clear, keys), read what a field shows."""
+as a user would (focus, clear, keys), read what a field shows; and the app tests' fixtures.
+
+Not a conftest.py: another conftest would shadow tests/conftest.py for `from conftest import
+...` in the rest of the suite. Test modules import the fixtures they use from here."""
 
 from __future__ import annotations
 
+import pytest
 from textual.widgets import Input
 
+from olmo_tui.app.app import OlmoTuiApp
 from olmo_tui.app.screens.editor import EditorScreen
+
+
+@pytest.fixture(autouse=True)
+def quiet_terminal(monkeypatch):
+    """Same screen on every machine: no animations, no colour hint from the outer terminal."""
+    monkeypatch.setenv("TEXTUAL_ANIMATIONS", "none")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+
+
+@pytest.fixture
+def app() -> OlmoTuiApp:
+    return OlmoTuiApp()
 
 
 def no_blink(app) -> None:

@@ -12,6 +12,7 @@ from olmo_tui.app.app import OlmoTuiApp
 from olmo_tui.app.screens.dialogs import TextDialog
 from olmo_tui.app.screens.editor import EditorScreen
 from olmo_tui.app.screens.presets import PresetBrowser
+from pilot_helpers import app, quiet_terminal  # noqa: F401 (fixtures)
 
 
 def detail(app) -> str:

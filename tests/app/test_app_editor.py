@@ -12,7 +12,7 @@ from engine.config import resolve
 from olmo_tui.app.screens.dialogs import ConfirmDialog, SaveDialog, TextDialog
 from olmo_tui.app.screens.editor import EditorScreen
 
-from pilot_helpers import field_error, open_editor, type_into
+from pilot_helpers import app, field_error, open_editor, quiet_terminal, type_into  # noqa: F401 (fixtures)
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from olmo_tui.app.app import OlmoTuiApp
-from pilot_helpers import no_blink, open_editor, type_into
+from pilot_helpers import no_blink, open_editor, quiet_terminal, type_into  # noqa: F401 (fixture)
 
 REPO_PRESETS = Path(__file__).resolve().parents[2] / "presets"
 SHOWN = ("tiny-cpu", "llama2-271m", "olmo2-base", "olmo2-7b")

@@ -81,6 +81,8 @@ def render_estimates(est: Estimates, stale: bool = False) -> Text:
     line("tokens/step", f"{est.tokens_per_step:,}")
     if est.steps_to_stop is not None:
         line("steps", f"{est.steps_to_stop:,} ({'hard stop' if est.stop_label == 'hard stop' else 'full run'})")
+        if est.stop_label == "hard stop" and est.max_duration_steps is not None:
+            line("  schedule", f"{est.max_duration_steps:,} (max duration)")
     else:
         line("steps", "? (duration in epochs)")
     mem = est.memory
