@@ -171,7 +171,9 @@ class RunsScreen(Screen):
 
         def asked_forget(yes: Optional[bool]) -> None:
             if yes:
-                self.app.push_screen(ConfirmDialog(f"Also delete its files?\n{run.run_dir}"), deleted)
+                # After the first dialog is gone (both use the id "confirm").
+                self.app.call_after_refresh(
+                    self.app.push_screen, ConfirmDialog(f"Also delete its files?\n{run.run_dir}"), deleted)
 
         def deleted(delete_files: Optional[bool]) -> None:
             try:
