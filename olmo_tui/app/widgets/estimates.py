@@ -7,7 +7,7 @@ from typing import List, Optional
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import VerticalScroll
+from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Button, Static
 
@@ -31,12 +31,22 @@ class EstimatesPanel(VerticalScroll):
     def compose(self) -> ComposeResult:
         yield Static("", id="est-body")
         yield Static("", id="est-remedies-title")
+        yield Vertical(id="est-remedies")
+        yield Static("", id="est-wall")
 
     def show(self, est: Estimates, stale: bool = False) -> None:
+        """Size and memory first, then the remedies (visible at 80x24 when memory is over),
+        then wall time. A layout pass only when a block's line count changes, not per keystroke."""
         self.set_class(stale, "-stale")
-        # Fixed-height body: no layout pass of the whole screen on every keystroke.
-        self.query_one("#est-body", Static).update(render_estimates(est, stale), layout=False)
+        self._update("#est-body", render_estimates(est, stale))
         self._show_remedies(est.remedies if est.over_memory else [])
+        self._update("#est-wall", render_wall_time(est))
+
+    def _update(self, selector: str, text: Text) -> None:
+        widget = self.query_one(selector, Static)
+        lines = text.plain.count("\n")
+        widget.update(text, layout=lines != getattr(widget, "_lines", None))
+        widget._lines = lines
 
     def _show_remedies(self, remedies: List[Remedy]) -> None:
         signature = [(r.title, round(r.total_bytes)) for r in remedies]
@@ -44,15 +54,17 @@ class EstimatesPanel(VerticalScroll):
             return
         self._shown_remedies = signature
         self.remedies = remedies[: len(REMEDY_KEYS)]
-        for button in self.query(".remedy"):
+        box = self.query_one("#est-remedies", Vertical)
+        for button in box.query(".remedy"):
             button.remove()
         title = self.query_one("#est-remedies-title", Static)
         title.update("Remedies, in order (key applies):" if remedies else "")
+        title.display = bool(remedies)
         for key, remedy in zip(REMEDY_KEYS, self.remedies):
             mark = "fits" if remedy.fits else "still over"
             label = f"{key} {remedy.title}: {gib(remedy.total_bytes)}, {mark}"
             # No ids: the old buttons are removed asynchronously and may still be there.
-            self.mount(Button(label, classes="remedy", compact=True, name=key))
+            box.mount(Button(label, classes="remedy", compact=True, name=key))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.has_class("remedy") and event.button.name in REMEDY_KEYS:
@@ -67,7 +79,7 @@ class EstimatesPanel(VerticalScroll):
 
 
 def render_estimates(est: Estimates, stale: bool = False) -> Text:
-    """At most ~34 columns wide: the panel must fit beside the form at 80x24."""
+    """Size, compute, steps and memory; at most ~34 columns wide (beside the form at 80x24)."""
     text = Text()
 
     def line(label: str, value: str, style: str = "") -> None:
@@ -96,12 +108,18 @@ def render_estimates(est: Estimates, stale: bool = False) -> Text:
         text.append("  (selected_modules AC: as none)\n", style="italic")
     if est.over_memory:
         text.append("  ! exceeds device memory\n", style="bold reverse")
-    text.append("\n")
+    return text
+
+
+def render_wall_time(est: Estimates) -> Text:
+    text = Text()
+    text.append(f"{'wall time':<12}", style="bold")
     if est.wall_seconds is not None:
-        line("wall time", f"{human_duration(est.wall_seconds)}, {est.world_size} x {acc.name}")
-        line("  at MFU", f"{est.mfu_percent:.1f}% ({est.mfu_source})")
-    elif acc is None:
-        line("wall time", "n/a (no accelerator)")
+        text.append(f"{human_duration(est.wall_seconds)}, {est.world_size} x {est.accelerator.name}\n")
+        text.append(f"{'  at MFU':<12}", style="bold")
+        text.append(f"{est.mfu_percent:.1f}% ({est.mfu_source})")
+    elif est.accelerator is None:
+        text.append("n/a (no accelerator)")
     else:
-        line("wall time", "? (duration in epochs)")
+        text.append("? (duration in epochs)")
     return text
