@@ -112,8 +112,8 @@ class LogPanel(Vertical):
         Binding("G", "end", "End", show=False),
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
-    FLUSH_S = 0.05
-    MAX_LINES_PER_TICK = 20_000  # bounds the UI thread's work per tick (a key press waits at most one)
+    FLUSH_S = 0.1
+    MAX_LINES_PER_TICK = 25_000  # bounds the UI thread's work per tick (a key press waits at most one)
 
     def __init__(self, max_lines: int = 200_000, **kwargs) -> None:
         super().__init__(**kwargs)
