@@ -119,7 +119,13 @@ def resume_overrides(run: RunRecord) -> list:
     """What turns the parent's config into "continue from its latest checkpoint": the new run
     saves into (and so resumes from) the parent's checkpoint folder."""
     cfg = run_config(run)
-    return [] if cfg.trainer.save_folder else [f"--trainer.save_folder={checkpoint_folder(run, cfg)}"]
+    if cfg.trainer.save_folder:
+        return []
+    if run.backend != "local":
+        # The default folder was inside the job's container: nothing there to continue from.
+        raise BackendError(f"run {run.id} saved its checkpoints inside the {run.backend} job; set "
+                           "trainer.save_folder to a shared path (e.g. a Weka mount) to resume such runs")
+    return [f"--trainer.save_folder={checkpoint_folder(run, cfg)}"]
 
 
 def resume_config(run: RunRecord, overrides: Sequence[str] = ()) -> ExperimentConfig:
