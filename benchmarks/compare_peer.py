@@ -110,9 +110,9 @@ def main(argv):
         case, _, variant = arg.partition(":")  # e.g. "a:cudnn" or "b:cudnn,peer"
         opts = variant.split(",") if variant else []
         if case == "fsdp2":  # olmo2-1b, 4 micro-batches of 8 x 4096 per rank per step
-            extra = [o for o in opts if o not in ("peer",)]
+            extra = [o for o in opts if o not in ("peer", "no1")]
             extra = [f"--sdpa={o}" if o in ("cudnn", "flash", "auto") else o for o in extra]
-            one = ours("b", extra, 1, "", 131072)
+            one = None if "no1" in opts else ours("b", extra, 1, "", 131072)
             two = ours("b", extra, 2, "", 262144)
             if one and two:
                 print("SCALING " + json.dumps({"ours_1": one["tps_per_device"], "ours_2": two["tps_per_device"],
