@@ -12,10 +12,16 @@ from typing import Any, Callable, Optional
 
 import torch
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
 from engine import checkpoint
 from engine.config import DurationUnit, ExperimentConfig
 from engine.errors import UserError
 
+from .callbacks.config_saver import CONFIG_FILE
 from .callbacks.registry import build_callbacks
 from .trainer import Trainer, seed_all
 
@@ -36,12 +42,37 @@ def steps_for(cfg: ExperimentConfig, duration, batches_per_epoch: Optional[int],
     return cfg.steps_for(duration)
 
 
+# What decides the tensors' names and shapes (rope_theta, init_std, dtype, ... may change freely).
+_SHAPE_FIELDS = ("family", "d_model", "n_layers", "n_heads", "kv_heads", "mlp_hidden", "vocab_size",
+                 "qk_norm", "tie_embeddings")
+
+
+def check_same_model(cfg: ExperimentConfig, path: Path) -> None:
+    """A run dir reused with another architecture would fail deep inside DCP with a shape error;
+    compare with the config saved in the checkpoint (config_saver) and say which fields differ."""
+    from engine.config import ModelConfig
+
+    saved_file = path / CONFIG_FILE
+    if not saved_file.is_file():
+        return
+    try:
+        saved = ModelConfig.model_validate(tomllib.loads(saved_file.read_text()).get("model", {}))
+    except Exception:  # unreadable or from another schema version: let the load itself decide
+        return
+    differ = [f"model.{name} {getattr(saved, name)!r} -> {getattr(cfg.model, name)!r}" for name in _SHAPE_FIELDS
+              if getattr(saved, name) != getattr(cfg.model, name)]
+    if differ:
+        raise UserError("model", f"{path} holds a different model ({', '.join(differ[:3])}): use another "
+                        "RUN_NAME / --run-dir / trainer.save_folder, or the checkpoint's own config")
+
+
 def restore_weights(trainer: Trainer, cfg: ExperimentConfig, save_folder: Path) -> str:
     """Resume from the save folder, else load weights from load_path, else keep the fresh init.
     Returns the one line that says which."""
     latest = None if cfg.trainer.no_checkpoints else checkpoint.latest_checkpoint(save_folder)
     group = trainer.cpu_group
     if latest is not None:
+        check_same_model(cfg, latest)
         state = trainer.dcp_state()
         checkpoint.load_model_and_optim(latest, state, process_group=group)
         trainer.train_module.load_state_dict(state)
@@ -53,6 +84,7 @@ def restore_weights(trainer: Trainer, cfg: ExperimentConfig, save_folder: Path) 
         return f"resuming from {latest} (step {trainer.global_step}){ignored}"
     if cfg.trainer.load_path:
         source = checkpoint.resolve_load_path(cfg.trainer.load_path)
+        check_same_model(cfg, source)
         state = trainer.dcp_state()
         model_only = {"model": state["model"]}
         checkpoint.load_model_and_optim(source, model_only, process_group=group)

@@ -39,3 +39,15 @@ def test_one_epoch_then_a_rerun_has_nothing_to_do(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"nothing to do: already at step {steps} of {steps}" in out
     assert len(metrics(tmp_path / "run")) == steps
+
+
+def test_reusing_a_run_dir_with_another_model_is_a_user_error(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert run(_cfg("--trainer.max_duration=2 steps", "--trainer.no_checkpoints=false"), run_dir) == 0
+    capsys.readouterr()
+    code = run(_cfg("--trainer.max_duration=4 steps", "--trainer.no_checkpoints=false", "--model.d_model=64"),
+               run_dir)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert err[0].startswith("error: model: ") and "model.d_model 32 -> 64" in err[0]
+    assert (run_dir / "checkpoints" / "step2").is_dir()  # the existing run is untouched
