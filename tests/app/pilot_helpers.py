@@ -40,13 +40,18 @@ async def open_editor(pilot, preset: str) -> EditorScreen:
     return screen
 
 
-async def type_into(pilot, screen: EditorScreen, path: str, text: str) -> None:
-    """Focus the field's text input, clear it and type `text` key by key."""
+async def type_into(pilot, screen: EditorScreen, path: str, text: str, keys: bool = False) -> None:
+    """Focus the field's text input and replace its text. With keys=True, clear it and type
+    `text` key by key; otherwise paste it (one Input.Changed, as a paste gives: each key press
+    costs a layout pass of the screen, which adds up on a 2-core CI machine)."""
     await screen.form.focus_field(path)
     await pilot.pause()
     field = screen.form.rows[path].query(Input).first()
     field.focus()
-    await pilot.press("end", "ctrl+u", *[_key(c) for c in text])
+    if keys:
+        await pilot.press("end", "ctrl+u", *[_key(c) for c in text])
+    else:
+        field.value = text
     await pilot.pause()
 
 

@@ -32,7 +32,7 @@ def summary(screen: EditorScreen) -> str:
 async def test_invalid_value_shows_error_blocks_launch_and_fix_clears_it(app):
     async with app.run_test(size=(100, 32)) as pilot:
         editor = await open_editor(pilot, "tiny-cpu")
-        await type_into(pilot, editor, "model.d_model", "12x")
+        await type_into(pilot, editor, "model.d_model", "12x", keys=True)
         assert "got '12x', expected an integer" in field_error(editor, "model.d_model")
         assert "model.d_model" in summary(editor) and "launch blocked" in summary(editor)
 
@@ -44,7 +44,7 @@ async def test_invalid_value_shows_error_blocks_launch_and_fix_clears_it(app):
         await pilot.pause()
         assert app.last_launch is None and app.screen is editor  # the button too
 
-        await type_into(pilot, editor, "model.d_model", "256")
+        await type_into(pilot, editor, "model.d_model", "256", keys=True)
         assert field_error(editor, "model.d_model") == ""
         assert "valid config" in summary(editor)
         await pilot.press("ctrl+l")
