@@ -113,17 +113,21 @@ def run_training(cfg: ExperimentConfig, run_dir: Path) -> int:
     after removing a run directory this call created."""
     paths = preflight(cfg, run_dir)
     created = not run_dir.exists()
+    env = None
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         from engine.train.build import build_trainer  # torch and the model: only past pre-flight
 
         env = build_trainer(cfg, paths)
-        if env.is_rank0:
-            write_atomic(run_dir / "config.toml", to_toml(cfg))
         env.trainer.log(f"run dir: {run_dir}")
         env.restore()  # resume / load_path / fresh init, logged in one line
-    except UserError:
-        if created:
+        # Only now: a refused resume must not overwrite the existing run's config.toml.
+        if env.is_rank0:
+            write_atomic(run_dir / "config.toml", to_toml(cfg))
+    except BaseException as exc:
+        if env is not None:
+            env.teardown()
+        if isinstance(exc, UserError) and created:
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     trainer = env.trainer

@@ -45,9 +45,11 @@ def test_reusing_a_run_dir_with_another_model_is_a_user_error(tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert run(_cfg("--trainer.max_duration=2 steps", "--trainer.no_checkpoints=false"), run_dir) == 0
     capsys.readouterr()
+    saved_config = (run_dir / "config.toml").read_text()
     code = run(_cfg("--trainer.max_duration=4 steps", "--trainer.no_checkpoints=false", "--model.d_model=64"),
                run_dir)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
     assert err[0].startswith("error: model: ") and "model.d_model 32 -> 64" in err[0]
     assert (run_dir / "checkpoints" / "step2").is_dir()  # the existing run is untouched
+    assert (run_dir / "config.toml").read_text() == saved_config
