@@ -14,9 +14,13 @@ from engine.nn.loss import cross_entropy_sums
 from engine.nn.transformer import Transformer
 
 
+# The compiler backend; tests swap in one that inspects the partitioned graphs.
+BACKEND = "inductor"
+
+
 def apply_compile(model: Transformer) -> None:
     for block in model.blocks.values():
-        block.compile(fullgraph=True)
+        block.compile(backend=BACKEND, fullgraph=True)
     # The loss upcasts (N, V) logits to fp32 for the logsumexp; compiled, the upcast fuses into
     # the reduction instead of materialising an fp32 copy of the logits.
     model.loss_fn = torch.compile(cross_entropy_sums, fullgraph=True)

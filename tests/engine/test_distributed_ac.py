@@ -12,13 +12,14 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from engine.config import load_experiment
 from engine.errors import UserError
+from engine.nn.fused_loss import chunk_objective
 from engine.train_module.train_module import TrainModule
 
 SEQ, VOCAB, D = 32, 128, 64
 
 
-def experiment(ac=None):
-    tm = {"rank_microbatch_size": 4 * SEQ, "max_sequence_length": SEQ}
+def experiment(ac=None, compile_model=False):
+    tm = {"rank_microbatch_size": 4 * SEQ, "max_sequence_length": SEQ, "compile_model": compile_model}
     if ac:
         tm["ac_config"] = ac
     return load_experiment({
@@ -119,19 +120,44 @@ def test_unmatched_module_pattern_is_a_user_error():
         TrainModule(experiment({"mode": "selected_modules", "modules": ["blocks.*.feed_forward"]}))
 
 
-def test_budget_mode_sets_the_compiler_memory_budget():
+def matmuls_in_backward_graphs(budget: float, monkeypatch) -> list:
+    """Build a compiled model with ac mode 'budget' and count the matmuls in each block's
+    backward graph as partitioned by the min-cut partitioner (the one inductor uses)."""
+    from functorch.compile import make_boxed_func, min_cut_rematerialization_partition
+    from torch._dynamo.backends.common import aot_autograd
+
+    import engine.distributed.compile as compile_module
+
+    counts = []
+
+    def backward_compiler(gm, example_inputs):
+        counts.append(sum(n.target in (torch.ops.aten.mm.default, torch.ops.aten.bmm.default) for n in gm.graph.nodes))
+        return make_boxed_func(gm.forward)
+
+    backend = aot_autograd(fw_compiler=lambda gm, _: make_boxed_func(gm.forward), bw_compiler=backward_compiler,
+                           partition_fn=min_cut_rematerialization_partition)
+    monkeypatch.setattr(compile_module, "BACKEND", backend)
+    torch._dynamo.reset()
+    tm = TrainModule(experiment({"mode": "budget", "activation_memory_budget": budget}, compile_model=True))
+    tm.model.chunk_fn = chunk_objective  # only the blocks matter here: keep the loss eager
+    tm.train_batch({"input_ids": IDS})
+    return counts
+
+
+def test_budget_mode_trades_saved_activations_for_recomputed_matmuls(monkeypatch):
     import torch._functorch.config as functorch_config
 
     before = functorch_config.activation_memory_budget
     try:
-        cfg = experiment()
-        cfg.train_module.compile_model = False  # compile is exercised on GPU; here: the setting only
-        from engine.config import ActivationCheckpointingConfig
-        from engine.distributed.activation_checkpointing import apply_activation_checkpointing
-        from engine.nn.transformer import build_model
-
-        apply_activation_checkpointing(build_model(cfg.model), ActivationCheckpointingConfig(
-            mode="budget", activation_memory_budget=0.25))
-        assert functorch_config.activation_memory_budget == 0.25
+        save_all = matmuls_in_backward_graphs(1.0, monkeypatch)
+        half = matmuls_in_backward_graphs(0.5, monkeypatch)
+        recompute_all = matmuls_in_backward_graphs(0.0, monkeypatch)
     finally:
         functorch_config.activation_memory_budget = before
+        torch._dynamo.reset()
+    # All 4 blocks share one graph. Budget 1: backward holds only the 2 gradient matmuls of each
+    # of the 7 projections. Budget 0: it also recomputes the 6 forward matmuls whose outputs
+    # backward needs (mlp.w2's output is needed by nobody). In between: some of them.
+    assert save_all == [14]
+    assert recompute_all == [14 + 6]
+    assert 14 <= half[0] <= 20
