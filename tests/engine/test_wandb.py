@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import struct
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,8 @@ def read_wandb_records(path: Path):
         if kind == 0:  # zero padding up to the end of the block
             pos += left
             continue
+        if pos + 7 + length > len(data):  # still being written
+            break
         chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
         if kind in (1, 4):  # FULL, LAST
             record = pb.Record()
@@ -52,6 +55,10 @@ def read_wandb_records(path: Path):
             yield record
         else:  # FIRST, MIDDLE
             pending += chunk
+
+
+def record_types(run_file: Path):
+    return [record.WhichOneof("record_type") for record in read_wandb_records(run_file)]
 
 
 def history(run_file: Path):
@@ -77,7 +84,13 @@ def test_offline_run_dir_holds_the_logged_metrics_and_no_key(tmp_path, wandb_env
 
     offline_runs = list((run_dir / "wandb").glob("offline-run-*"))
     assert len(offline_runs) == 1
-    rows = history(next(offline_runs[0].glob("run-*.wandb")))
+    run_file = next(offline_runs[0].glob("run-*.wandb"))
+    # W&B's own process writes the file; wait (bounded) until it has written the run's exit record.
+    deadline = time.monotonic() + 30
+    while "exit" not in record_types(run_file) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    rows = history(run_file)
+    assert len(rows) == 3, f"record types in {run_file}: {record_types(run_file)}"
     logged = tiny_run.metrics(run_dir)
     assert [row["_step"] for row in rows] == [record["step"] for record in logged] == [1, 2, 3]
     for row, record in zip(rows, logged):
