@@ -56,10 +56,8 @@ def _first_batch_losses(cfg, hf_model) -> tuple:
     with torch.no_grad():
         hf_loss = hf_model(input_ids=ids, labels=ids).loss.item()  # mean over B x (T-1) next tokens
         fresh = materialize(build_model(cfg.model), torch.device("cpu"), cfg.init_seed).eval()
-        labels = torch.full_like(ids, -100)
-        labels[:, :-1] = ids[:, 1:]
-        ce_sum, _ = fresh(ids, labels=labels)
-        fresh_loss = ce_sum.item() / labels[:, :-1].numel()
+        logits = fresh(ids)[:, :-1]  # (B, T-1, V): predictions of the next token
+        fresh_loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten()).item()
     return hf_loss, fresh_loss
 
 
