@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 import time
 from typing import List
@@ -16,7 +17,7 @@ from engine.config import ConfigError
 from .core import exit_codes
 from .core.backends.base import BackendError
 from .core.describe import human_count
-from .core.registry import Registry, RegistryError, RunRecord
+from .core.registry import Registry, RegistryError, RunRecord, UnknownRun
 
 
 def _err(message: str) -> None:
@@ -54,7 +55,11 @@ def cmd_runs(argv: List[str]) -> int:
     args = parser.parse_args(argv)
     from .core.run_manager import refresh_all
 
-    runs = refresh_all(Registry())
+    try:
+        runs = refresh_all(Registry())
+    except (RegistryError, sqlite3.Error) as exc:
+        _err(f"error: run registry: {exc}")
+        return exit_codes.LAUNCH
     if args.json:
         print(json.dumps([run.to_json() for run in runs], indent=2))
         return exit_codes.OK
@@ -79,9 +84,12 @@ def cmd_logs(argv: List[str]) -> int:
     registry = Registry()
     try:
         run = find_run(registry, args.run)
-    except RegistryError as exc:
+    except UnknownRun as exc:
         _err(f"error: {exc}")
         return exit_codes.USAGE
+    except RegistryError as exc:
+        _err(f"error: {exc}")
+        return exit_codes.LAUNCH
     try:
         follower = Follower(run, registry)
         run = follower.follow(follow=args.follow)
@@ -110,9 +118,12 @@ def cmd_cancel(argv: List[str]) -> int:
     registry = Registry()
     try:
         run = find_run(registry, args.run)
-    except RegistryError as exc:
+    except UnknownRun as exc:
         _err(f"error: {exc}")
         return exit_codes.USAGE
+    except RegistryError as exc:
+        _err(f"error: {exc}")
+        return exit_codes.LAUNCH
     if run.terminal:
         _err(f"run {run.id} already ended ({run.status}); nothing to cancel")
         return exit_codes.OK
@@ -147,9 +158,12 @@ def cmd_relaunch(argv: List[str]) -> int:
         overrides = shorthand_overrides(args) + list(args.set) + split_overrides(extras)
         cfg = (run_manager.resume_config(parent, overrides) if args.resume
                else run_manager.relaunch_config(parent, overrides))
-    except RegistryError as exc:
+    except UnknownRun as exc:
         _err(f"error: {exc}")
         return exit_codes.USAGE
+    except RegistryError as exc:
+        _err(f"error: {exc}")
+        return exit_codes.LAUNCH
     except ConfigError as exc:
         return fail_config(exc)
     except BackendError as exc:

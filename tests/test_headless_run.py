@@ -98,6 +98,11 @@ def test_launch_error_exits_3_and_leaves_nothing(tmp_path):
     assert out.returncode == 3, out.stderr
     assert out.stderr.startswith("error: launch failed") and "Traceback" not in out.stderr
     assert json.loads(run_cli("runs", "--json").stdout) == []
+    # An unusable registry is a launch-side error too, reported in one line.
+    out = run_cli("--preset", "tiny-cpu", env={"XDG_STATE_HOME": str(blocked / "state")})
+    assert out.returncode == 3 and "run registry" in out.stderr and "Traceback" not in out.stderr
+    runs_dir = Path(os.environ["OLMO_TUI_RUNS_DIR"])
+    assert not runs_dir.exists() or not any(runs_dir.iterdir())  # the half-made run dir is gone
 
 
 def follow_until_metrics(*extra: str) -> tuple:

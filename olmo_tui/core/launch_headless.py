@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -155,7 +156,7 @@ def launch_and_follow(start: Callable[[Registry], RunRecord], args) -> int:
     try:
         try:
             run = start(registry)
-        except (BackendError, RegistryError, OSError) as exc:
+        except (BackendError, RegistryError, OSError, sqlite3.Error) as exc:
             err(f"error: launch failed: {exc}")
             return exit_codes.LAUNCH
         report_launched(run, args)

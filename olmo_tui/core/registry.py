@@ -32,7 +32,11 @@ SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 class RegistryError(Exception):
-    """A registry problem the user must fix (unknown or ambiguous run id, newer database)."""
+    """The registry cannot be used (unwritable state dir, database from a newer olmo-tui)."""
+
+
+class UnknownRun(RegistryError):
+    """No run, or more than one, matches what the user typed (a usage error, exit 2)."""
 
 
 @dataclass
@@ -125,13 +129,17 @@ class Registry:
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA busy_timeout = 30000")
-            self._enable_wal(db)
-            db.execute("PRAGMA synchronous = NORMAL")  # safe with WAL; an OS crash may lose the last commit
-            self._migrate(db)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                db.row_factory = sqlite3.Row
+                db.execute("PRAGMA busy_timeout = 30000")
+                self._enable_wal(db)
+                db.execute("PRAGMA synchronous = NORMAL")  # safe with WAL; an OS crash may lose the last commit
+                self._migrate(db)
+            except (OSError, sqlite3.Error) as exc:
+                raise RegistryError(f"cannot open the run registry {self.path}: {exc} "
+                                    "(set XDG_STATE_HOME to a writable folder)") from exc
             self._local.db = db
         return db
 
@@ -251,8 +259,8 @@ class Registry:
             return self._decode(rows[0])
         if len(rows) > 1:
             ids = ", ".join(row["id"] for row in rows[:5])
-            raise RegistryError(f"run {ref!r} is ambiguous: matches {ids}{' ...' if len(rows) > 5 else ''}")
-        raise RegistryError(f"no run {ref!r}; see `olmo-tui runs` for ids")
+            raise UnknownRun(f"run {ref!r} is ambiguous: matches {ids}{' ...' if len(rows) > 5 else ''}")
+        raise UnknownRun(f"no run {ref!r}; see `olmo-tui runs` for ids")
 
 
 def updated(run: RunRecord, **changes: Any) -> RunRecord:

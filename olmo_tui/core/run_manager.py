@@ -48,7 +48,10 @@ def start_run(cfg: ExperimentConfig, preset: Optional[str] = None, parent_id: Op
         registry.add(run)
         launched = backend.launch(run, cfg, dict(secrets or {}))
     except BaseException:
-        registry.remove(run_id)
+        try:
+            registry.remove(run_id)
+        except Exception:  # the registry itself may be what failed; the folder goes regardless
+            pass
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
     return registry.save_changes(run, launched)
