@@ -85,6 +85,11 @@ def test_bfloat16_export_loads_and_matches_rounded_weights(tmp_path, capsys):
     ids = random_ids()
     diff = (hf_logits(back, ids) - hf_logits(src, ids)).abs().max().item()
     assert 0 < diff < 1.0  # rounded to bf16: close to, but not exactly, the fp32 model
+    # A bf16 HF directory converts in too (upcast exactly to the engine's fp32 master weights).
+    again = tmp_path / "engine-from-bf16"
+    assert _convert("from-hf", back, again) == 0
+    ours = engine_logits_like_the_trainer(again, read_checkpoint_config(again).model, ids)
+    assert (ours - hf_logits(back, ids)).abs().max().item() < ATOL
 
 
 def test_validation_catches_a_wrong_mapping(tmp_path, monkeypatch, capsys):
