@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import shlex
 import threading
-import time
 from pathlib import Path
 from typing import List, Optional
 
