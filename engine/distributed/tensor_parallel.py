@@ -9,7 +9,8 @@ Norms then act on sequence shards (SequenceParallel), so they cost 1/tp of the w
 from __future__ import annotations
 
 from torch.distributed.device_mesh import DeviceMesh
-from torch.distributed.tensor import Replicate, Shard
+from torch import nn
+from torch.distributed.tensor import Replicate, Shard, distribute_tensor
 from torch.distributed.tensor.parallel import (
     ColwiseParallel,
     PrepareModuleInput,
@@ -24,10 +25,6 @@ from engine.nn.transformer import Transformer
 
 def apply_tensor_parallel(model: Transformer, tp_mesh: DeviceMesh) -> None:
     cfg = model.config
-    if cfg.qk_norm:
-        # QK-norm normalises over all heads at once; with heads split across ranks that needs an
-        # extra all-reduce inside the norm, which is not built.
-        raise UserError("train_module.tp_config", "tensor parallelism does not support model.qk_norm yet")
     if cfg.tie_embeddings:
         raise UserError("train_module.tp_config", "tensor parallelism does not support tied embeddings")
     model.fused_loss = False  # the chunked head needs a plain weight; TP's head is a DTensor
@@ -41,8 +38,8 @@ def apply_tensor_parallel(model: Transformer, tp_mesh: DeviceMesh) -> None:
     for block in model.blocks.values():
         # Reordered-norm (olmo2) blocks normalise the sub-layer outputs, which are Shard(1) too.
         plan = {
-            "attention_norm": SequenceParallel(),
-            "mlp_norm": SequenceParallel(),
+            "attention_norm": SequenceParallel(use_local_output=True),
+            "mlp_norm": SequenceParallel(use_local_output=True),
             "attention": PrepareModuleInput(input_layouts=(Shard(1), None, None),
                                             desired_input_layouts=(Replicate(), None, None)),
             "attention.w_q": ColwiseParallel(),
@@ -55,3 +52,9 @@ def apply_tensor_parallel(model: Transformer, tp_mesh: DeviceMesh) -> None:
             "mlp.w2": RowwiseParallel(output_layouts=Shard(1)),
         }
         parallelize_module(block, tp_mesh, plan)
+        if cfg.qk_norm:
+            # QK-norm spans all heads; each rank holds its heads' slice of q / k, so the norm
+            # weights are sharded the same way and the mean square is summed over the group.
+            for norm in (block.attention.q_norm, block.attention.k_norm):
+                norm.weight = nn.Parameter(distribute_tensor(norm.weight, tp_mesh, [Shard(0)]))
+                norm.tp_mesh = tp_mesh

@@ -13,12 +13,30 @@ class RMSNorm(nn.Module):
         self.size = size
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(size))
+        # Set by tensor parallelism for QK-norm: x then holds only this rank's slice of the
+        # normalised dims (and the weight is sharded to match); the mean square is summed over
+        # the group.
+        self.tp_mesh = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (..., size). The reduction runs in fp32 whatever the input dtype; the weight is
         # applied in the input dtype, as OLMo-core and HF Llama do.
+        if self.tp_mesh is not None:
+            return self._forward_sharded(x)
         normed = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).to(x.dtype)
         return normed * self.weight.to(x.dtype)
+
+    def _forward_sharded(self, x: torch.Tensor) -> torch.Tensor:
+        from torch.distributed._functional_collectives import all_gather_tensor_autograd
+
+        # x: (..., size / tp). Gather every rank's sum of squares (differentiable, traceable),
+        # add them up: the same mean square as over the unsharded vector.
+        xf = x.float()
+        local = xf.square().sum(-1, keepdim=True)  # (..., 1)
+        gathered = all_gather_tensor_autograd(local, gather_dim=local.dim() - 1, group=self.tp_mesh.get_group())
+        mean_square = gathered.sum(-1, keepdim=True) / self.size
+        normed = (xf * torch.rsqrt(mean_square + self.eps)).to(x.dtype)
+        return normed * self.weight.to_local().to(x.dtype)
 
     def reset_parameters(self) -> None:
         nn.init.ones_(self.weight)

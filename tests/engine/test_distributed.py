@@ -64,6 +64,7 @@ def train(tm: TrainModule, steps=4, start=0):
 
 
 def _parallel_run(kind: str, family: str):
+    # (kind, family) pairs are unique except tp, which runs both families
     dp = {"ddp": {"name": "ddp"}, "fsdp": {"name": "fsdp"},
           "hsdp": {"name": "hsdp", "shard_degree": 1}}.get(kind)
     tm = TrainModule(experiment(world=2, dp=dp, tp={"degree": 2} if kind == "tp" else None, family=family))
@@ -80,12 +81,13 @@ CASES = [
     ("fsdp", "olmo2", {"mesh": (2,), "placements": ["Shard(dim=0)"], "local_rows": 128}),
     ("hsdp", "llama", {"mesh": (2, 1), "placements": ["Replicate()", "Shard(dim=0)"], "local_rows": 256}),
     ("tp", "llama", {"mesh": (2,), "placements": ["Shard(dim=0)"], "local_rows": 128}),
+    ("tp", "olmo2", {"mesh": (2,), "placements": ["Shard(dim=0)"], "local_rows": 128}),  # QK-norm over TP
 ]
 
 
 def _all_parallel_runs():
     # One pair of processes runs every mode in turn: starting processes is the slow part here.
-    return {kind: _parallel_run(kind, family) for kind, family, _ in CASES}
+    return {(kind, family): _parallel_run(kind, family) for kind, family, _ in CASES}
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +106,7 @@ def reference(family):
 
 @pytest.mark.parametrize("kind,family,layout", CASES)
 def test_parallel_training_reproduces_single_process(kind, family, layout, parallel_results):
-    results = [rank_results[kind] for rank_results in parallel_results]
+    results = [rank_results[(kind, family)] for rank_results in parallel_results]
     assert results[0]["layout"] == layout
     assert [r["dp"] for r in results] == ([(0, 1), (0, 1)] if kind == "tp" else [(0, 2), (1, 2)])
     ref = reference(family)
