@@ -20,6 +20,7 @@ def test_schedule_arithmetic_matches_the_docs(tmp_path):
     assert recorded_steps(default, 1) == range(9, 12)  # skip 5, wait 1, warm up 2, record 3
     two = ProfilerConfig(skip_first=0, wait=1, warmup=1, active=2, repeat=2)
     assert list(recorded_steps(two, 1)) == [3, 4] and list(recorded_steps(two, 2)) == [7, 8]
+    assert recorded_steps(default, 1, start_step=100) == range(109, 112)  # resumed at step 100
     assert trace_path(tmp_path, 3, 1) == tmp_path / "profiler" / "rank3.trace.json"
     assert trace_path(tmp_path, 0, 2).name == "rank0.cycle2.trace.json"
 

@@ -6,7 +6,7 @@ Schedule (torch.profiler.schedule; one `prof.step()` per training step):
         wait   steps idle  ->  warmup steps traced and thrown away  ->  active steps recorded
 
 so with the defaults (skip_first 5, wait 1, warmup 2, active 3, repeat 1) steps 9-11 are
-recorded. Warm-up matters: the first traced steps carry the profiler's own start-up cost.
+recorded (counted from where the process starts: after a resume at step 100, steps 109-111). Warm-up matters: the first traced steps carry the profiler's own start-up cost.
 
 Each recorded cycle is written to `<run dir>/profiler/rank<R>.trace.json` (cycles after the
 first: `rank<R>.cycle<K>.trace.json`), first to a temp file and then renamed, so a reader never
@@ -41,10 +41,11 @@ def trace_written_line(rank: int, first_step: int, last_step: int, path: Path) -
     return f"profiler: rank {rank} trace of steps {first_step}-{last_step} written to {path} (open in ui.perfetto.dev)"
 
 
-def recorded_steps(config: ProfilerConfig, cycle: int) -> range:
-    """The (1-based) training steps a cycle records, as the schedule above lays them out."""
+def recorded_steps(config: ProfilerConfig, cycle: int, start_step: int = 0) -> range:
+    """The (1-based) training steps a cycle records, as the schedule above lays them out; the
+    schedule counts from the step the process started at (`start_step`, > 0 after a resume)."""
     cycle_len = config.wait + config.warmup + config.active
-    first = config.skip_first + (cycle - 1) * cycle_len + config.wait + config.warmup + 1
+    first = start_step + config.skip_first + (cycle - 1) * cycle_len + config.wait + config.warmup + 1
     return range(first, first + config.active)
 
 
@@ -57,6 +58,7 @@ class ProfilerCallback(Callback):
         self.config = config
         self._profiler: Optional[profile] = None
         self._cycles = 0
+        self._start_step = 0
         self.traces: List[Path] = []
 
     def pre_train(self) -> None:
@@ -74,7 +76,8 @@ class ProfilerCallback(Callback):
             on_trace_ready=self._write_trace,
         )
         self._profiler.start()
-        steps = recorded_steps(c, 1)
+        self._start_step = trainer.global_step
+        steps = recorded_steps(c, 1, self._start_step)
         trainer.log(f"profiler: recording steps {steps.start}-{steps.stop - 1} "
                     f"(schedule skip_first={c.skip_first} wait={c.wait} warmup={c.warmup} "
                     f"active={c.active} repeat={c.repeat}) on rank(s) {c.ranks}")
@@ -91,7 +94,7 @@ class ProfilerCallback(Callback):
         prof.export_chrome_trace(str(temp))
         os.replace(temp, path)
         self.traces.append(path)
-        steps = recorded_steps(self.config, self._cycles)
+        steps = recorded_steps(self.config, self._cycles, self._start_step)
         last = min(steps.stop - 1, self.trainer.global_step)  # a run may end inside the cycle
         # Every profiled rank prints its own path; the app's run monitor picks these lines up.
         print(trace_written_line(self.trainer.rank, steps.start, last, path), flush=True)
@@ -103,7 +106,7 @@ class ProfilerCallback(Callback):
         profiler.stop()  # writes a partial cycle if the run ends inside the active steps
         if not self.traces:
             self.trainer.log(f"profiler: the run ended at step {self.trainer.global_step}, before the first "
-                             f"recorded step ({recorded_steps(self.config, 1).start}); no trace written")
+                             f"recorded step ({recorded_steps(self.config, 1, self._start_step).start}); no trace written")
 
     def post_train(self) -> None:
         self._stop()
