@@ -9,8 +9,12 @@ Memory per device (bytes), derived here rather than measured:
     optimizer  = P_dev x 2 x bytes(model.dtype)                   (Adam: exp_avg and exp_avg_sq)
     gathered   = 2 x block_params / TP x bytes(compute)  if sharded (FSDP all-gathers one block
                  and prefetches the next; both unsharded copies are alive in backward)
-    activations= T x [ L_kept x A_block / TP + L_ckpt x d + A_block / TP ] x bytes(compute)
-                 + T x V / TP x (bytes(compute) + 4)          (logits, and their fp32 copy for the loss)
+    activations= T x [ L_kept x A_block / TP + L_ckpt x d + A_block / TP + d ] x bytes(compute)
+                 + loss
+    loss       = min(T x V, 2^28) x (bytes(compute) + 4)      (one chunk of logits + fp32 temporaries:
+                 + T x d x bytes(compute) + V x d x 4          the engine's chunked loss), stored grads
+                                                               of hidden states and fp32 head weight;
+                 under TP instead T x V / TP x (bytes(compute) + 4) (all logits + their fp32 copy)
     overhead   = 1 GiB (CUDA context, NCCL buffers, allocator slack)
 
 with T = tokens per micro-batch per rank (`rank_microbatch_size`), shard = the data-parallel
@@ -42,6 +46,8 @@ from engine.hardware import BY_NAME, Accelerator
 
 GIB = 1024**3
 OVERHEAD_BYTES = 1 * GIB
+# engine/nn/fused_loss.py's CHUNK_ELEMENTS (tests/test_estimates.py checks they agree).
+LOSS_CHUNK_ELEMENTS = 1 << 28
 DEFAULT_MFU = 40.0  # percent; stated in the panel whenever no earlier run of the preset measured one
 
 
@@ -130,6 +136,19 @@ def block_activation_elements(cfg: ExperimentConfig) -> int:
     return elements
 
 
+def loss_bytes(cfg: ExperimentConfig, tokens: int, compute: int) -> float:
+    """Output head + cross-entropy. The engine's fused loss (engine/nn/fused_loss.py) never
+    holds all logits: one chunk of ~LOSS_CHUNK_ELEMENTS logits and its fp32 temporaries at a
+    time, plus the stored gradients of the hidden states (compute dtype) and of the head weight
+    (fp32). Under tensor parallelism the head is a DTensor and the plain loss keeps every logit
+    and its fp32 copy."""
+    m = cfg.model
+    if cfg.tp_degree > 1:
+        return tokens * m.vocab_size / cfg.tp_degree * (compute + 4)
+    chunk = min(tokens * m.vocab_size, LOSS_CHUNK_ELEMENTS)
+    return chunk * (compute + 4) + tokens * m.d_model * compute + m.vocab_size * m.d_model * 4
+
+
 def memory_estimate(cfg: ExperimentConfig) -> MemoryEstimate:
     m, tm = cfg.model, cfg.train_module
     tp = cfg.tp_degree
@@ -162,8 +181,7 @@ def memory_estimate(cfg: ExperimentConfig) -> MemoryEstimate:
         kept, ckpt, approximate = layers, 0, True
     recompute = a_block if ckpt else 0.0
     per_token = kept * a_block + ckpt * m.d_model + recompute + m.d_model  # + embedding output
-    activations = tokens * per_token * compute
-    activations += tokens * m.vocab_size / tp * (compute + 4)
+    activations = tokens * per_token * compute + loss_bytes(cfg, tokens, compute)
     return MemoryEstimate(weights, grads, optimizer, gathered, activations, OVERHEAD_BYTES, approximate)
 
 
