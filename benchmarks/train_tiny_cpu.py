@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=None, help="hard stop (default: the preset's full run)")
-    parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for the run (default: torch's)")
+    parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for the run (default: the engine's, 1 per CPU rank)")
     args, extra = parser.parse_known_args()
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "bench"

@@ -6,6 +6,7 @@ says so in one log line.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -101,6 +102,13 @@ def build_trainer(cfg: ExperimentConfig, paths) -> TrainingEnv:
     from engine.train_module.train_module import TrainModule
 
     dist_info = init_distributed()
+    threads_note = ""
+    if dist_info.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        # One thread per CPU rank unless asked (torchrun does the same for several ranks): on a
+        # shared machine extra threads mostly spin-wait; tiny-cpu ran 14x slower with 2 threads
+        # than with 1 while other processes held the cores (docs/BENCHMARKS.md).
+        torch.set_num_threads(1)
+        threads_note = " (1 thread; set OMP_NUM_THREADS for more)"
     seed_all(cfg.init_seed)
     train_module = TrainModule(cfg, dist_info.device)
     dp_rank, dp_size = train_module.dp_rank, train_module.dp_world_size
@@ -129,7 +137,7 @@ def build_trainer(cfg: ExperimentConfig, paths) -> TrainingEnv:
         trainer.log(f"weights: {line}")
         trainer.log(f"training {cfg.run_name}: steps {trainer.global_step} -> {stop_step}{hard}, "
                     f"{cfg.tokens_per_step:,} tokens/step, {cfg.model.num_params():,} params, "
-                    f"{dist_info.world_size} x {dist_info.device.type}")
+                    f"{dist_info.world_size} x {dist_info.device.type}{threads_note}")
 
     def teardown() -> None:
         torch.cuda.synchronize() if torch.cuda.is_available() else None
