@@ -153,7 +153,10 @@ async def bench(total: int) -> dict:
             "lines_skipped_while_behind": panel.skipped_lines,
             "lines_kept_in_memory": len(panel.lines),
             "seconds": round(elapsed, 2),
-            "lines_per_s": round(shown / elapsed),
+            # Lines drawn into the Log; lines skipped while the screen was behind were older
+            # than the newest 200,000 it keeps, so they would have scrolled out anyway.
+            "lines_drawn_per_s": round((shown - panel.skipped_lines) / elapsed),
+            "lines_through_panel_per_s": round(shown / elapsed),
             "key_presses": len(latencies),
             "key_ms_median": round(statistics.median(latencies), 1),
             "key_ms_p95": round(sorted(latencies)[int(0.95 * (len(latencies) - 1))], 1),
@@ -169,7 +172,7 @@ async def bench(total: int) -> dict:
             "load_average_1min": os.getloadavg()[0],
             "cpus": os.cpu_count(),
         }
-    result["ok"] = (result["lines_per_s"] >= 100_000 and result["key_ms_max"] <= 100
+    result["ok"] = (result["lines_drawn_per_s"] >= 100_000 and result["key_ms_max"] <= 100
                     and result["new_line_ms_max"] <= 500
                     and result["rss_mb_peak"] < 300 and result["lines_in_panel"] == total)
     return result
