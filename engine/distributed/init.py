@@ -53,12 +53,13 @@ def init_distributed(device: Optional[torch.device] = None, timeout_s: float = 1
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        if "RANK" not in os.environ:
-            os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-            os.environ.setdefault("MASTER_PORT", str(_free_port()))
-            os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
         backend = "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
         kwargs = {"device_id": device} if device.type == "cuda" else {}
+        if "RANK" not in os.environ:
+            # A plain process: meet ourselves on a free local port. Passed explicitly rather
+            # than through os.environ, so nothing leaks into later subprocesses of the caller
+            # (an in-process run followed by a torchrun child would inherit RANK/MASTER_PORT).
+            kwargs.update(init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1)
         dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s), **kwargs)
     if _CPU_GROUP is None:
         _CPU_GROUP = dist.new_group(backend="gloo") if device.type == "cuda" else dist.group.WORLD
