@@ -228,16 +228,21 @@ async def test_duration_and_list_editors(app):
         row = editor.form.rows["trainer.max_duration"]
         row.query_one(".duration-unit").value = "tokens"
         await pilot.pause()
+        assert editor.config is not None, editor.validation.issues
         assert editor.config.trainer.max_duration.unit.value == "tokens"
         assert editor.last_estimates.steps_to_stop == 1_000_000 // 2048 + 1
         await editor.form.focus_field("trainer.callbacks.downstream_evaluator.tasks")
         await pilot.pause()
         tasks = editor.form.rows["trainer.callbacks.downstream_evaluator.tasks"]
-        await pilot.click(tasks.query_one(".list-add"))
+        tasks.query_one(".list-add").focus()  # keyboard only: focus "+ add", enter, type
+        await pilot.press("enter")
+        await pilot.pause()
+        assert tasks.query(".list-item").last().has_focus
         await pilot.press(*"hs")
         await pilot.pause()
         assert editor.config.trainer.callbacks.downstream_evaluator.tasks == ["sample-mc", "hs"]
-        await pilot.click(tasks.query(".list-remove").first())
+        tasks.query(".list-remove").first().focus()
+        await pilot.press("enter")
         await pilot.pause()
         assert editor.config.trainer.callbacks.downstream_evaluator.tasks == ["hs"]
 
