@@ -96,10 +96,27 @@ async def test_contextual_help_and_command_palette(app):
         await pilot.press("ctrl+p")
         await pilot.pause()
         await pilot.press(*"Show diff as")
-        await pilot.pause(0.3)
+        await wait_until(pilot, lambda: "Show diff as overrides" in _palette_top(app))  # searched in a worker
         await pilot.press("enter")
-        await pilot.pause(0.3)
-        assert isinstance(app.screen, TextDialog) and app.screen.id == "diff"
+        await wait_until(pilot, lambda: isinstance(app.screen, TextDialog))
+        assert app.screen.id == "diff"
+
+
+def _palette_top(app) -> str:
+    from textual.command import CommandList
+
+    found = app.screen.query(CommandList)
+    if not found or not found.first().option_count:
+        return ""
+    return str(found.first().get_option_at_index(0).prompt)
+
+
+async def wait_until(pilot, condition, seconds: float = 10.0) -> None:
+    for _ in range(int(seconds / 0.05)):
+        if condition():
+            return
+        await pilot.pause(0.05)
+    assert condition()
 
 
 async def test_resize_to_tiny_and_large_does_not_crash(app):
