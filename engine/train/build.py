@@ -104,11 +104,15 @@ def build_trainer(cfg: ExperimentConfig, paths) -> TrainingEnv:
     dist_info = init_distributed()
     threads_note = ""
     if dist_info.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-        # One thread per CPU rank unless asked (torchrun does the same for several ranks): on a
-        # shared machine extra threads mostly spin-wait; tiny-cpu ran 14x slower with 2 threads
-        # than with 1 while other processes held the cores (docs/BENCHMARKS.md).
-        torch.set_num_threads(1)
-        threads_note = " (1 thread; set OMP_NUM_THREADS for more)"
+        # Split this machine's cores between the local CPU ranks (torch alone would give every
+        # rank all of them). On a quiet 2-core machine tiny-cpu trains 1.5x faster with 2
+        # threads than with 1; on a machine other processes keep busy, extra threads mostly
+        # spin-wait, so set OMP_NUM_THREADS=1 there (docs/BENCHMARKS.md has both figures).
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+        threads = max(1, cores // max(local_ranks, 1))
+        torch.set_num_threads(threads)
+        threads_note = f" ({threads} thread{'s' if threads > 1 else ''}; set OMP_NUM_THREADS to change)"
     seed_all(cfg.init_seed)
     train_module = TrainModule(cfg, dist_info.device)
     dp_rank, dp_size = train_module.dp_rank, train_module.dp_world_size
