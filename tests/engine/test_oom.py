@@ -102,11 +102,15 @@ def test_debug_switch_environment(debug, expected):
     assert launch.debug_env() == expected
 
 
-def test_both_launchers_set_what_the_debug_switch_promises():
-    """The local launcher and the Beaker spec export exactly LaunchConfig.debug_env()."""
-    from olmo_tui.core.backends import local
+def test_both_launchers_set_what_the_debug_switch_promises(tmp_path):
+    """The local launcher's recorded env and the Beaker spec's env hold LaunchConfig.debug_env()."""
+    from engine.config import resolve
     from olmo_tui.core.backends.beaker import spec
 
-    promised = LaunchConfig(debug=True).debug_env()
-    assert local.DEBUG_ENV == promised
-    assert spec.DEBUG_ENV == promised
+    cfg = resolve("tiny-cpu", overrides=["--launch.debug=true", "--launch.backend=beaker"])
+    promised = cfg.launch.debug_env()
+    assert promised and set(promised) == {"CUDA_LAUNCH_BLOCKING", "NCCL_DEBUG", "TORCH_DISTRIBUTED_DEBUG"}
+    env = spec.job_env(cfg, "run-1", None)
+    assert {k: env[k] for k in promised} == promised
+    quiet = resolve("tiny-cpu", overrides=["--launch.backend=beaker"])
+    assert not set(promised) & set(spec.job_env(quiet, "run-1", None))

@@ -27,7 +27,6 @@ from .base import BackendError, RunStatus
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 GRACEFUL_EXIT_CODES = (130, 143)  # the engine stopped on SIGINT / SIGTERM after a final checkpoint
-DEBUG_ENV = {"CUDA_LAUNCH_BLOCKING": "1", "NCCL_DEBUG": "INFO", "TORCH_DISTRIBUTED_DEBUG": "DETAIL"}
 
 
 def process_start_ticks(pid: int) -> Optional[int]:
@@ -88,8 +87,7 @@ class LocalBackend:
         run_dir = Path(run.run_dir)
         argv = self.command(run, cfg)
         visible_env = {"OLMO_TUI_RUN_ID": run.id, "PYTHONUNBUFFERED": "1"}
-        if cfg.launch.debug:
-            visible_env.update(DEBUG_ENV)
+        visible_env.update(cfg.launch.debug_env())
         launch_record = {
             "backend": self.name, "argv": argv, "env": visible_env, "git": git_state(REPO_ROOT),
             "parent_run_id": run.parent_id, "relation": run.relation, "run_id": run.id,

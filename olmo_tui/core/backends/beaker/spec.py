@@ -26,7 +26,6 @@ RESULT_PATH = "/results"
 DEFAULT_RUN_DIR = "/results/run"
 CODE_DIR_IN_IMAGE = "/opt/olmo-tui"  # where the Dockerfile puts the project
 SYNC_START_TIMEOUT = "90m"  # replicas wait this long for each other before the job fails
-DEBUG_ENV = {"CUDA_LAUNCH_BLOCKING": "1", "NCCL_DEBUG": "INFO", "TORCH_DISTRIBUTED_DEBUG": "DETAIL"}
 NODE_ARGV0 = "olmo-tui-node"  # $0 of the script: bash -c SCRIPT NAME [engine args...]
 
 # Runs on every node. `set -u` makes a missing variable fail loudly instead of expanding to "".
@@ -109,8 +108,7 @@ def job_env(cfg: ExperimentConfig, run_id: str, git: Optional[GitState]) -> Dict
     env["PYTHONUNBUFFERED"] = "1"  # log lines reach Beaker's stream as they are printed
     if bk.nodes > 1:
         env["NUM_NODES"] = str(bk.nodes)
-    if cfg.launch.debug:
-        env.update(DEBUG_ENV)
+    env.update(cfg.launch.debug_env())
     env.update(bk.env)  # the user's own variables win over the defaults above (OLMO_TUI_* are refused)
     return env
 
