@@ -28,6 +28,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         return main_convert(argv[1:])
     parser = run_parser(prog="olmo-train")
+    if not argv:  # training the schema's bare defaults by accident helps nobody
+        parser.print_usage(sys.stderr)
+        print("error: give a preset (--preset tiny-cpu) or a config file (--config FILE); "
+              "`olmo-tui presets` lists presets", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
     parser.description = ("Train a language model. RUN_NAME names the run directory; rerunning the "
                           "same command resumes from its latest complete checkpoint.")
     parser.epilog = ("Exit codes: 0 finished, 1 training failed, 2 user error (nothing left behind), "

@@ -108,3 +108,12 @@ def test_dry_run_prints_the_config_and_creates_nothing(tmp_path, capsys, monkeyp
     assert main(["dry", "--preset", "tiny-cpu", "--dry-run"]) == 0
     assert 'run_name = "dry"' in capsys.readouterr().out
     assert not (tmp_path / "runs").exists()
+
+
+def test_no_arguments_is_a_usage_error_not_a_training_run(tmp_path, monkeypatch, capsys):
+    from engine.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main([]) == 2
+    assert "--preset" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # no run dir was made
