@@ -19,11 +19,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from olmo_tui.cli import print_config, resolve_from_args, run_parser  # shared argument surface
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["prepare"]:  # `olmo-train prepare ...`: tokenize text into token files (E3)
+    if argv[:1] == ["prepare"]:  # `olmo-train prepare ...`: tokenize text into token files
         from engine.data.prepare import main_prepare
 
         return main_prepare(argv[1:])
-    if argv[:1] == ["convert"]:  # `olmo-train convert from-hf|to-hf SRC DST` (engine/hf, H1)
+    if argv[:1] == ["convert"]:  # `olmo-train convert from-hf|to-hf SRC DST` (engine/hf)
         from engine.hf.cli import main_convert
 
         return main_convert(argv[1:])

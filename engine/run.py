@@ -97,7 +97,7 @@ def preflight(cfg: ExperimentConfig, run_dir: Path) -> RunPaths:
     if not cfg.trainer.no_checkpoints:
         check_writable_dir(save_folder, "trainer.save_folder")
     if cfg.trainer.load_path and checkpoint.latest_checkpoint(save_folder) is None:
-        from engine.hf.load_check import check_load_path_fits  # architecture and tokenizer match (H1)
+        from engine.hf.load_check import check_load_path_fits  # architecture and tokenizer match
 
         check_load_path_fits(cfg, checkpoint.resolve_load_path(cfg.trainer.load_path))
     check_data(cfg)
