@@ -49,6 +49,18 @@ def find_run(registry: Registry, ref: str) -> RunRecord:
     return registry.find(ref)
 
 
+def _lookup(registry: Registry, ref: str):
+    """The run `ref` names, or the exit code after saying why not (2 unknown, 3 registry broken)."""
+    try:
+        return find_run(registry, ref)
+    except UnknownRun as exc:
+        _err(f"error: {exc}")
+        return exit_codes.USAGE
+    except RegistryError as exc:
+        _err(f"error: {exc}")
+        return exit_codes.LAUNCH
+
+
 def cmd_runs(argv: List[str]) -> int:
     parser = argparse.ArgumentParser(prog="olmo-tui runs", description="List runs (newest first).")
     parser.add_argument("--json", action="store_true", help="one JSON array of run records")
@@ -82,14 +94,9 @@ def cmd_logs(argv: List[str]) -> int:
     from .core.launch_headless import Follower, describe_end, result_code
 
     registry = Registry()
-    try:
-        run = find_run(registry, args.run)
-    except UnknownRun as exc:
-        _err(f"error: {exc}")
-        return exit_codes.USAGE
-    except RegistryError as exc:
-        _err(f"error: {exc}")
-        return exit_codes.LAUNCH
+    run = _lookup(registry, args.run)
+    if isinstance(run, int):
+        return run
     try:
         follower = Follower(run, registry)
         run = follower.follow(follow=args.follow)
@@ -116,14 +123,9 @@ def cmd_cancel(argv: List[str]) -> int:
     from .core.run_manager import cancel_run
 
     registry = Registry()
-    try:
-        run = find_run(registry, args.run)
-    except UnknownRun as exc:
-        _err(f"error: {exc}")
-        return exit_codes.USAGE
-    except RegistryError as exc:
-        _err(f"error: {exc}")
-        return exit_codes.LAUNCH
+    run = _lookup(registry, args.run)
+    if isinstance(run, int):
+        return run
     if run.terminal:
         _err(f"run {run.id} already ended ({run.status}); nothing to cancel")
         return exit_codes.OK
