@@ -155,14 +155,13 @@ def cmd_relaunch(argv: List[str]) -> int:
     from .core.launch_headless import launch_and_follow
 
     registry = Registry()
+    parent = _lookup(registry, args.run)
+    if isinstance(parent, int):
+        return parent
     try:
-        parent = find_run(registry, args.run)
         overrides = shorthand_overrides(args) + list(args.set) + split_overrides(extras)
         cfg = (run_manager.resume_config(parent, overrides) if args.resume
                else run_manager.relaunch_config(parent, overrides))
-    except UnknownRun as exc:
-        _err(f"error: {exc}")
-        return exit_codes.USAGE
     except RegistryError as exc:
         _err(f"error: {exc}")
         return exit_codes.LAUNCH
