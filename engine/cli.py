@@ -11,13 +11,12 @@ from __future__ import annotations
 import sys
 from typing import List, Optional, Sequence
 
+from engine.cli_args import print_config, resolve_args, run_parser
 from engine.config import EXIT_CONFIG_ERROR, ConfigError
 from engine.errors import EXIT_USER_ERROR, UserError
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from olmo_tui.cli import print_config, resolve_from_args, run_parser  # shared argument surface
-
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["prepare"]:  # `olmo-train prepare ...`: tokenize text into token files
         from engine.data.prepare import main_prepare
@@ -43,7 +42,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args, extras = parser.parse_known_args(argv)
     try:
         overrides: List[str] = [f"--run_name={args.run_name}"] if args.run_name else []
-        cfg = resolve_from_args(args, [*overrides, *extras])
+        cfg = resolve_args(args, [*overrides, *extras])
     except ConfigError as exc:
         for line in exc.lines():
             print(line, file=sys.stderr)

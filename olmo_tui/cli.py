@@ -12,103 +12,19 @@ import json
 import sys
 from typing import Callable, Dict, List, Optional, Sequence
 
-from engine.config import ConfigError, ExperimentConfig, resolve, to_toml
+from engine.cli_args import print_config, run_parser, split_overrides  # noqa: F401  (re-exported)
+from engine.config import ConfigError, ExperimentConfig
 
 from .core import exit_codes
+from .launch_args import (  # noqa: F401  (LAUNCH_FLAG_ADDERS etc. re-exported for backends)
+    LAUNCH_FLAG_ADDERS, SHORTHAND_OVERRIDES, fail_config, launch_parser, resolve_from_args, shorthand_overrides,
+)
 
 Subcommand = Callable[[List[str]], int]
 
 
 def _err(message: str) -> None:
     print(message, file=sys.stderr)
-
-
-def fail_config(exc: ConfigError) -> int:
-    for line in exc.lines():
-        _err(line)
-    return exit_codes.USAGE
-
-
-def split_overrides(extras: Sequence[str]) -> List[str]:
-    """Keep `--a.b=v`, `--a.b` and `a.b=v`; anything else is a usage error."""
-    overrides = []
-    for arg in extras:
-        if arg.startswith("--") or ("=" in arg and "." in arg.split("=", 1)[0]):
-            overrides.append(arg)
-        else:
-            raise ConfigError.one("", f"unexpected argument {arg!r}: overrides look like --section.field=value")
-    return overrides
-
-
-def run_parser(prog: str = "olmo-tui") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        allow_abbrev=False,
-        description="Launch or inspect a training run. Extra --section.field=value arguments override the preset.",
-        epilog="Subcommands: presets, runs, logs, cancel, relaunch. Exit codes: 0 ok, 1 job failed, 2 usage/config error, "
-        "3 launch error, 130 interrupted.",
-    )
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--preset", help="preset name (see `olmo-tui presets`)")
-    source.add_argument("--config", help="a TOML config file (e.g. a run's config.toml)")
-    parser.add_argument("--set", action="append", default=[], metavar="A.B=V", help="an override (repeatable)")
-    parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    return parser
-
-
-# Functions that add flags to the launching commands (`olmo-tui --preset ...`, `relaunch`) and
-# functions that turn parsed flags into overrides (e.g. Beaker shorthands like --gpus 2 ->
-# --launch.beaker.gpus=2). A backend adds its own by appending to both lists; an override
-# maker reads flags with getattr(args, name, None) (olmo-train parses without them).
-LAUNCH_FLAG_ADDERS: List[Callable[[argparse.ArgumentParser], None]] = []
-SHORTHAND_OVERRIDES: List[Callable[[argparse.Namespace], List[str]]] = []
-
-
-def add_follow_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("launching")
-    group.add_argument("--detach", action="store_true",
-                       help="start the run and print its id (a JSON record with --json) instead of following it")
-    group.add_argument("--cancel-on-interrupt", action="store_true",
-                       help="Ctrl-C also cancels the run (default: the run keeps going)")
-    group.add_argument("--grace", type=float, default=60.0, metavar="SECONDS",
-                       help="when cancelling: time for the final checkpoint before SIGKILL (default 60)")
-
-
-LAUNCH_FLAG_ADDERS.append(add_follow_flags)
-
-
-def _register_beaker_flags() -> None:
-    from .core.backends.beaker.cli_flags import add_beaker_arguments, beaker_overrides
-
-    LAUNCH_FLAG_ADDERS.append(add_beaker_arguments)
-    SHORTHAND_OVERRIDES.append(beaker_overrides)
-
-
-_register_beaker_flags()
-
-
-def launch_parser(prog: str = "olmo-tui") -> argparse.ArgumentParser:
-    parser = run_parser(prog)
-    for add in LAUNCH_FLAG_ADDERS:
-        add(parser)
-    return parser
-
-
-def shorthand_overrides(args: argparse.Namespace) -> List[str]:
-    return [override for make in SHORTHAND_OVERRIDES for override in make(args)]
-
-
-def resolve_from_args(args: argparse.Namespace, extras: Sequence[str]) -> ExperimentConfig:
-    overrides = shorthand_overrides(args) + list(args.set) + split_overrides(extras)
-    return resolve(preset=args.preset, config_file=args.config, overrides=overrides)
-
-
-def print_config(cfg: ExperimentConfig, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(cfg.model_dump(mode="json"), indent=2))
-    else:
-        sys.stdout.write(to_toml(cfg))
 
 
 def narrate_summary(cfg: ExperimentConfig) -> None:
@@ -160,7 +76,7 @@ def cmd_presets(argv: List[str]) -> int:
     return exit_codes.OK
 
 
-from .cli_runs import cmd_cancel, cmd_logs, cmd_relaunch, cmd_runs  # noqa: E402  (they use the helpers above)
+from .cli_runs import cmd_cancel, cmd_logs, cmd_relaunch, cmd_runs  # noqa: E402
 
 SUBCOMMANDS: Dict[str, Subcommand] = {
     "presets": cmd_presets,

@@ -12,37 +12,18 @@ import sys
 import time
 from typing import List
 
+from engine.cli_args import print_config, split_overrides
 from engine.config import ConfigError
 
 from .core import exit_codes
 from .core.backends.base import BackendError
-from .core.describe import human_count
 from .core.registry import Registry, RegistryError, RunRecord, UnknownRun
+from .core.run_table import table_row
+from .launch_args import fail_config, launch_parser, shorthand_overrides
 
 
 def _err(message: str) -> None:
     print(message, file=sys.stderr)
-
-
-def age(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
-def table_row(run: RunRecord, now: float) -> List[str]:
-    s = run.summary
-    step = "-" if run.latest_step is None else str(run.latest_step)
-    if run.total_steps:
-        step += f"/{run.total_steps}"
-    tps = s.get("tps_total") or s.get("tps")
-    return [run.id, run.preset or "-", run.backend, run.status, step,
-            f"{s['loss']:.4g}" if s.get("loss") is not None else "-",
-            human_count(tps) if tps else "-",
-            f"{s['mfu']:.1f}%" if s.get("mfu") is not None else "-",
-            age(now - run.created)]
 
 
 def find_run(registry: Registry, ref: str) -> RunRecord:
@@ -139,8 +120,6 @@ def cmd_cancel(argv: List[str]) -> int:
 
 
 def cmd_relaunch(argv: List[str]) -> int:
-    from .cli import launch_parser, shorthand_overrides, split_overrides, fail_config
-
     parser = launch_parser(prog="olmo-tui relaunch")
     parser.description = ("Start a new run from RUN's resolved config with the given overrides; "
                           "the new run records RUN as its parent.")
@@ -171,8 +150,6 @@ def cmd_relaunch(argv: List[str]) -> int:
         _err(f"error: {exc}")
         return exit_codes.USAGE
     if args.dry_run:
-        from .cli import print_config
-
         print_config(cfg, args.json)
         return exit_codes.OK
     relation = "resume" if args.resume else "relaunch"

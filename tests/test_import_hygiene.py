@@ -1,39 +1,97 @@
-"""The architecture's walls: the config and the app's core import neither torch nor textual."""
+"""The architecture's walls, two ways:
 
+- import-linter contracts (.importlinter) over the static import graph, every import counted,
+  including those inside functions: engine never imports olmo_tui; torch and textual stay out
+  of engine.config and olmo_tui.core; textual only under olmo_tui.app; the core knows no front
+  end; the app uses the core, never the CLI; no import cycles between sibling modules;
+- a fresh interpreter importing the real modules and reading sys.modules (what actually loads,
+  whatever the static graph says).
+"""
+
+import configparser
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-FORBIDDEN = ("torch", "textual")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def loaded_after(modules, prefixes):
+    """Top-level packages among `prefixes` that importing `modules` in a fresh interpreter loads."""
+    code = (
+        "import importlib, json, sys\n"
+        f"for m in {modules!r}: importlib.import_module(m)\n"
+        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {tuple(prefixes)!r})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    return json.loads(out.stdout)
+
+
+def test_import_linter_contracts_hold():
+    lint = Path(sys.executable).with_name("lint-imports")
+    assert lint.exists(), "import-linter is part of the test extra (pip install -e .[test])"
+    out = subprocess.run([str(lint), "--no-cache"], capture_output=True, text=True, cwd=REPO,
+                         env={**os.environ, "NO_COLOR": "1"})
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+    assert "0 broken" in out.stdout, out.stdout[-2000:]
+
+
+def test_every_front_end_module_is_in_the_contracts():
+    """A new olmo_tui/cli*.py must join the front-end lists, or the walls would not cover it."""
+    config = configparser.ConfigParser()
+    config.read(REPO / ".importlinter")
+    front_ends = {f"olmo_tui.{p.stem}" for p in (REPO / "olmo_tui").glob("cli*.py")} | {"olmo_tui.launch_args"}
+    assert {"olmo_tui.cli", "olmo_tui.cli_runs"} <= front_ends
+    for contract, key in [("core-knows-no-front-end", "forbidden_modules"), ("app-uses-core", "forbidden_modules"),
+                          ("textual-only-in-app", "source_modules"), ("front-ends-torch-free", "source_modules")]:
+        listed = set(config[f"importlinter:contract:{contract}"][key].split())
+        assert front_ends <= listed, f"{contract}.{key} misses {sorted(front_ends - listed)}"
+
+
+def test_engine_cli_loads_no_app_package():
+    """The issue's exact check: the engine's entry point never loads olmo_tui."""
+    code = "import engine.cli, sys; assert not any(m.startswith('olmo_tui') for m in sys.modules)"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
 @pytest.mark.parametrize(
     "modules",
     [
-        ["engine.config"],
+        ["engine.config", "engine.cli_args"],
         ["olmo_tui.core"],
         ["olmo_tui.cli", "olmo_tui.core.catalog", "olmo_tui.core.configdiff", "olmo_tui.core.preset_store"],
     ],
 )
 def test_no_torch_or_textual(modules):
-    code = (
-        "import importlib, json, sys\n"
-        f"for m in {modules!r}: importlib.import_module(m)\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'textual'))))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert json.loads(out.stdout) == []
+    assert loaded_after(modules, ("torch", "textual")) == []
 
 
 def test_core_modules_are_all_clean():
-    """Every module under olmo_tui.core, imported together, stays clean."""
+    """Every module under olmo_tui.core, imported together, loads neither torch, textual nor a
+    front end."""
     code = (
         "import importlib, json, pkgutil, sys\n"
         "import olmo_tui.core as core\n"
         "for info in pkgutil.walk_packages(core.__path__, 'olmo_tui.core.'): importlib.import_module(info.name)\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'textual'))))"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'textual')\n"
+        "    or m.startswith(('olmo_tui.app', 'olmo_tui.cli', 'olmo_tui.launch_args')))))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert json.loads(out.stdout) == []
+
+
+def test_app_screens_load_no_cli():
+    """The app's screens (all of them) load the core, never the headless CLI modules."""
+    code = (
+        "import importlib, json, pkgutil, sys\n"
+        "import olmo_tui.app.screens as screens\n"
+        "for info in pkgutil.walk_packages(screens.__path__, 'olmo_tui.app.screens.'): importlib.import_module(info.name)\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('olmo_tui.cli', 'olmo_tui.launch_args'))"
+        " or m.split('.')[0] == 'torch')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert json.loads(out.stdout) == []

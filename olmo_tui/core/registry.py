@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from .backends.base import RunStatus
+from .run_status import RunStatus
 
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 

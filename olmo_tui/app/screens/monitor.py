@@ -28,6 +28,7 @@ from olmo_tui.core.tailing import batched, parse_metrics_line
 
 from ..widgets.log_panel import LogPanel
 from ..widgets.throughput import ThroughputPanel
+from .run_actions import confirm_cancel, open_relaunch_editor, resume_run
 
 STATUS_STYLE = {
     RunStatus.SUCCEEDED: "green", RunStatus.FAILED: "bold red", RunStatus.LOST: "red",
@@ -159,18 +160,12 @@ class MonitorScreen(Screen):
         self.app.pop_screen()
 
     def action_cancel(self) -> None:
-        from .runs import confirm_cancel
-
         confirm_cancel(self, self.run)
 
     def action_resume(self) -> None:
-        from .runs import resume_run
-
-        resume_run(self, self.run)
+        resume_run(self, self.run, MonitorScreen)
 
     def action_relaunch(self) -> None:
-        from .runs import open_relaunch_editor
-
         open_relaunch_editor(self.app, self.run)
 
     def action_profiler_traces(self) -> None:

@@ -18,13 +18,14 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from olmo_tui.cli_runs import table_row
 from olmo_tui.core import run_manager
 from olmo_tui.core.backends.base import BackendError
 from olmo_tui.core.registry import Registry, RunRecord
+from olmo_tui.core.run_table import table_row
 
 from .dialogs import ConfirmDialog, TextDialog, help_text, show_text
 from .monitor import STATUS_STYLE, MonitorScreen
+from .run_actions import confirm_cancel, open_relaunch_editor, resume_run, start_in_app
 
 COLUMNS = ["Run", "Preset", "Backend", "Status", "Step", "Loss", "Tok/s", "MFU", "Age"]
 SORT_KEYS: Dict[str, Callable[[RunRecord], object]] = {
@@ -38,7 +39,6 @@ SORT_KEYS: Dict[str, Callable[[RunRecord], object]] = {
     "Tok/s": lambda r: r.summary.get("tps_total") or r.summary.get("tps") or 0.0,
     "MFU": lambda r: r.summary.get("mfu") or 0.0,
 }
-CANCEL_GRACE_S = 60.0
 
 
 class RunsScreen(Screen):
@@ -154,7 +154,7 @@ class RunsScreen(Screen):
     def action_resume(self) -> None:
         run = self.selected_run()
         if run:
-            resume_run(self, run)
+            resume_run(self, run, MonitorScreen)
 
     def action_cancel(self) -> None:
         run = self.selected_run()
@@ -224,75 +224,6 @@ class RunsScreen(Screen):
         show_text(self.app, "Runs", help_text("Runs", __doc__.split("\n\n")[1], []), "runs-help")
 
 
-# ---- shared with the monitor ---------------------------------------------------------------------
-
-def open_relaunch_editor(app, run: RunRecord) -> None:
-    """The editor prefilled with the run's resolved config; launching records the parent."""
-    try:
-        cfg = run_manager.run_config(run)
-    except Exception as exc:  # a missing or unreadable config.toml: say so, keep the app
-        app.notify(f"cannot relaunch {run.id}: {exc}", severity="error")
-        return
-    app.open_editor(cfg, None, parent_run_id=run.id)
-
-
-def resume_run(screen: Screen, run: RunRecord) -> None:
-    checkpoint = run_manager.latest_checkpoint(run) if run.backend == "local" else None
-    if run.backend == "local" and checkpoint is None:
-        screen.notify(f"{run.id} has no checkpoint to resume from", severity="warning")
-        return
-    where = f" from {checkpoint.name}" if checkpoint else ""
-
-    def answered(yes: Optional[bool]) -> None:
-        if yes:
-            start_in_app(screen.app, lambda registry: run_manager.relaunch(run, resume=True, registry=registry))
-
-    screen.app.push_screen(ConfirmDialog(f"Resume {run.id}{where} as a new run?"), answered)
-
-
-def confirm_cancel(screen: Screen, run: RunRecord) -> None:
-    if run.terminal:
-        screen.notify(f"{run.id} already ended ({run.status})")
-        return
-
-    def answered(yes: Optional[bool]) -> None:
-        if yes:
-            cancel_in_background(screen, run)
-
-    screen.app.push_screen(ConfirmDialog(
-        f"Cancel {run.id}?\nSIGTERM now (the engine writes a final checkpoint), SIGKILL after "
-        f"{CANCEL_GRACE_S:g} s."), answered)
-
-
-def cancel_in_background(screen: Screen, run: RunRecord) -> None:
-    app = screen.app
-
-    def work_() -> None:
-        try:
-            run_manager.cancel_run(run, grace_s=CANCEL_GRACE_S)
-        except BackendError as exc:
-            app.call_from_thread(app.notify, str(exc), severity="error")
-            return
-        app.call_from_thread(app.notify, f"stopping {run.id}")
-
-    app.run_worker(work_, thread=True, group="cancel", exit_on_error=False)
-
-
-def start_in_app(app, start: Callable[[Registry], RunRecord]) -> None:
-    """Launch in a thread worker (torchrun takes a moment), then open the new run's monitor."""
-    registry = Registry()
-
-    def work_() -> None:
-        try:
-            run = start(registry)
-        except Exception as exc:  # BackendError, OSError, ConfigError: show it, keep the app
-            app.call_from_thread(app.notify, f"launch failed: {exc}", severity="error", timeout=10)
-            return
-        app.call_from_thread(app.push_screen, MonitorScreen(run, registry))
-
-    app.run_worker(work_, thread=True, group="launch", exit_on_error=False)
-
-
 class LaunchDialog(TextDialog):
     """The exact commands a launch runs; enter (or y) launches, esc goes back."""
 
@@ -340,6 +271,6 @@ def confirm_launch(app, request) -> None:
 
     def answered(yes: Optional[bool]) -> None:
         if yes:
-            start_in_app(app, start)
+            start_in_app(app, start, MonitorScreen)
 
     app.push_screen(LaunchDialog("Launch", body, "launch-preview"), answered)

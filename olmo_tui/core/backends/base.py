@@ -16,26 +16,12 @@ import importlib
 import threading
 from typing import TYPE_CHECKING, Dict, Iterator, List, Mapping, Optional, Protocol, runtime_checkable
 
+from ..run_status import RunStatus  # noqa: F401  (re-exported: backends and screens import it from here)
+
 if TYPE_CHECKING:  # engine.config is torch-free, but keep import time small for `olmo-tui runs`
     from engine.config import ExperimentConfig
 
     from ..registry import RunRecord
-
-
-class RunStatus:
-    QUEUED = "queued"
-    STARTING = "starting"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    PREEMPTED = "preempted"
-    LOST = "lost"
-
-    ALL = (QUEUED, STARTING, RUNNING, SUCCEEDED, FAILED, CANCELLED, PREEMPTED, LOST)
-    # Finished for good: refresh() is not called again for these.
-    TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED, LOST})
-    ACTIVE = frozenset(ALL) - TERMINAL
 
 
 class BackendError(Exception):

@@ -1,0 +1,90 @@
+"""What the runs screen and a run's monitor both do to a run: relaunch in the editor, resume,
+cancel, and start a run in a worker then open its monitor.
+
+Kept apart from both screens so neither imports the other for these (the monitor used to
+reach back into runs.py): a caller that opens a monitor passes the screen class to use.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+from textual.screen import Screen
+
+from olmo_tui.core import run_manager
+from olmo_tui.core.backends.base import BackendError
+from olmo_tui.core.registry import Registry, RunRecord
+
+from .dialogs import ConfirmDialog
+
+CANCEL_GRACE_S = 60.0
+# Builds the monitor for a run just started: MonitorScreen(run, registry).
+MonitorFactory = Callable[[RunRecord, Registry], Screen]
+
+
+def open_relaunch_editor(app, run: RunRecord) -> None:
+    """The editor prefilled with the run's resolved config; launching records the parent."""
+    try:
+        cfg = run_manager.run_config(run)
+    except Exception as exc:  # a missing or unreadable config.toml: say so, keep the app
+        app.notify(f"cannot relaunch {run.id}: {exc}", severity="error")
+        return
+    app.open_editor(cfg, None, parent_run_id=run.id)
+
+
+def resume_run(screen: Screen, run: RunRecord, monitor: MonitorFactory) -> None:
+    checkpoint = run_manager.latest_checkpoint(run) if run.backend == "local" else None
+    if run.backend == "local" and checkpoint is None:
+        screen.notify(f"{run.id} has no checkpoint to resume from", severity="warning")
+        return
+    where = f" from {checkpoint.name}" if checkpoint else ""
+
+    def answered(yes: Optional[bool]) -> None:
+        if yes:
+            start_in_app(screen.app, lambda registry: run_manager.relaunch(run, resume=True, registry=registry),
+                         monitor)
+
+    screen.app.push_screen(ConfirmDialog(f"Resume {run.id}{where} as a new run?"), answered)
+
+
+def confirm_cancel(screen: Screen, run: RunRecord) -> None:
+    if run.terminal:
+        screen.notify(f"{run.id} already ended ({run.status})")
+        return
+
+    def answered(yes: Optional[bool]) -> None:
+        if yes:
+            cancel_in_background(screen, run)
+
+    screen.app.push_screen(ConfirmDialog(
+        f"Cancel {run.id}?\nSIGTERM now (the engine writes a final checkpoint), SIGKILL after "
+        f"{CANCEL_GRACE_S:g} s."), answered)
+
+
+def cancel_in_background(screen: Screen, run: RunRecord) -> None:
+    app = screen.app
+
+    def work_() -> None:
+        try:
+            run_manager.cancel_run(run, grace_s=CANCEL_GRACE_S)
+        except BackendError as exc:
+            app.call_from_thread(app.notify, str(exc), severity="error")
+            return
+        app.call_from_thread(app.notify, f"stopping {run.id}")
+
+    app.run_worker(work_, thread=True, group="cancel", exit_on_error=False)
+
+
+def start_in_app(app, start: Callable[[Registry], RunRecord], monitor: MonitorFactory) -> None:
+    """Launch in a thread worker (torchrun takes a moment), then open the new run's monitor."""
+    registry = Registry()
+
+    def work_() -> None:
+        try:
+            run = start(registry)
+        except Exception as exc:  # BackendError, OSError, ConfigError: show it, keep the app
+            app.call_from_thread(app.notify, f"launch failed: {exc}", severity="error", timeout=10)
+            return
+        app.call_from_thread(app.push_screen, monitor(run, registry))
+
+    app.run_worker(work_, thread=True, group="launch", exit_on_error=False)

@@ -1,0 +1,30 @@
+"""The runs table's cells, shared by `olmo-tui runs` and the app's Runs screen."""
+
+from __future__ import annotations
+
+from typing import List
+
+from .describe import human_count
+from .registry import RunRecord
+
+
+def age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def table_row(run: RunRecord, now: float) -> List[str]:
+    """ID, PRESET, BACKEND, STATUS, STEP, LOSS, TOK/S, MFU, AGE as display strings."""
+    s = run.summary
+    step = "-" if run.latest_step is None else str(run.latest_step)
+    if run.total_steps:
+        step += f"/{run.total_steps}"
+    tps = s.get("tps_total") or s.get("tps")
+    return [run.id, run.preset or "-", run.backend, run.status, step,
+            f"{s['loss']:.4g}" if s.get("loss") is not None else "-",
+            human_count(tps) if tps else "-",
+            f"{s['mfu']:.1f}%" if s.get("mfu") is not None else "-",
+            age(now - run.created)]
