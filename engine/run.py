@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from engine.atomic import write_atomic
 from engine.config import ExperimentConfig, to_toml
 from engine.errors import UserError
 
@@ -71,12 +72,6 @@ def check_writable_dir(path: Path, field: str) -> None:
             pass
     except OSError as exc:
         raise UserError(field, f"cannot write to {probe_at} (needed for {path}): {exc.strerror}") from None
-
-
-def write_atomic(path: Path, text: str) -> None:
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(text)
-    os.replace(temp, path)
 
 
 @dataclass

@@ -18,12 +18,12 @@ import json
 import os
 import sys
 import sysconfig
-import tempfile
 from pathlib import Path
 from typing import Iterator, Tuple
 
 import numpy as np
 
+from engine.atomic import write_atomic
 from engine.errors import DataError
 
 from .tokenizer import BYTE_EOS_ID
@@ -70,17 +70,6 @@ def corpus_paths(work_dir: str, max_bytes: int) -> Tuple[Path, Path]:
     return base / f"{stem}.u16", base / f"{stem}.json"
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def build_embedded_corpus(work_dir: str, max_bytes: int) -> Tuple[Path, dict]:
     """The cached corpus file and its metadata, building them if missing."""
     tokens_path, meta_path = corpus_paths(work_dir, max_bytes)
@@ -113,8 +102,8 @@ def build_embedded_corpus(work_dir: str, max_bytes: int) -> Tuple[Path, dict]:
         "source": "Python standard library .py files, sorted by path",
     }
     try:
-        _atomic_write(tokens_path, payload)
-        _atomic_write(meta_path, json.dumps(meta, indent=1).encode())  # commit marker, written last
+        write_atomic(tokens_path, payload)
+        write_atomic(meta_path, json.dumps(meta, indent=1), commit=True)  # commit marker, written last
     except OSError as exc:
         raise DataError("dataset.work_dir", f"cannot write {tokens_path.parent}: {exc.strerror}") from None
     return tokens_path, meta

@@ -17,12 +17,12 @@ import gzip
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from engine.atomic import atomic_file
 from engine.errors import EXIT_USER_ERROR, UserError
 
 from .token_source import expand_paths
@@ -109,41 +109,35 @@ def prepare(inputs: List[Path], output: Path, tokenizer, text_field: str, dtype:
     limit = np.iinfo(dtype).max
     eos = np.array([tokenizer.eos_token_id], dtype=dtype)
     documents = tokens = 0
-    fd, temp_name = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
-    temp = Path(temp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, _progress() as bar:
-            task = bar.add_task("tokenize", total=sum(_input_size(p) for p in inputs), name="")
-            done_before = 0
-            for path in inputs:
-                bar.update(task, name=path.name)
-                pending: List[str] = []
+    # Token files are a commit point for training: whole or absent, even after a crash.
+    with atomic_file(output, "wb", commit=True) as out, _progress() as bar:
+        task = bar.add_task("tokenize", total=sum(_input_size(p) for p in inputs), name="")
+        done_before = 0
+        for path in inputs:
+            bar.update(task, name=path.name)
+            pending: List[str] = []
 
-                def flush() -> None:
-                    nonlocal documents, tokens
-                    for ids in tokenizer.encode_batch(pending):
-                        if ids.size and int(ids.max()) > limit:
-                            raise UserError("--dtype", f"token id {int(ids.max())} does not fit {dtype}; "
-                                            "use uint32")
-                        out.write(ids.astype(dtype).tobytes())
-                        out.write(eos.tobytes())
-                        tokens += int(ids.size) + 1
-                    documents += len(pending)
-                    pending.clear()
+            def flush() -> None:
+                nonlocal documents, tokens
+                for ids in tokenizer.encode_batch(pending):
+                    if ids.size and int(ids.max()) > limit:
+                        raise UserError("--dtype", f"token id {int(ids.max())} does not fit {dtype}; "
+                                        "use uint32")
+                    out.write(ids.astype(dtype).tobytes())
+                    out.write(eos.tobytes())
+                    tokens += int(ids.size) + 1
+                documents += len(pending)
+                pending.clear()
 
-                for text, consumed in read_documents(path, text_field):
-                    pending.append(text)
-                    if len(pending) >= ENCODE_BATCH:
-                        flush()
-                    bar.update(task, completed=done_before + min(consumed, _input_size(path)))
-                flush()
-                done_before += _input_size(path)
+            for text, consumed in read_documents(path, text_field):
+                pending.append(text)
+                if len(pending) >= ENCODE_BATCH:
+                    flush()
+                bar.update(task, completed=done_before + min(consumed, _input_size(path)))
+            flush()
+            done_before += _input_size(path)
         if documents == 0:
             raise UserError("INPUT", "the inputs hold no documents")
-        os.replace(temp, output)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
     return documents, tokens
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional
 
 import tomlkit
 from tomlkit.items import Table
 
+from engine.atomic import write_atomic
 from engine.config import ConfigError
 from engine.config.presets import PresetRef, check_preset_name, list_presets, user_dir
 
@@ -59,13 +58,5 @@ def save_user_preset(
     target_dir = user_dir()
     target_dir.mkdir(parents=True, exist_ok=True)
     target = target_dir / f"{name}.toml"
-    # Write to a temp file in the same folder, then rename: never a half-written preset.
-    fd, tmp = tempfile.mkstemp(dir=target_dir, prefix=f".{name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(tomlkit.dumps(doc))
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(target, tomlkit.dumps(doc))  # never a half-written preset
     return target

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import List, Mapping, Optional, Sequence
 
+from engine.atomic import write_atomic
 from engine.config import ExperimentConfig, resolve, to_toml
 
 from .backends.base import BackendError, RunStatus, get_backend
@@ -44,7 +45,7 @@ def start_run(cfg: ExperimentConfig, preset: Optional[str] = None, parent_id: Op
                     status=RunStatus.STARTING, preset=preset, parent_id=parent_id, relation=relation,
                     total_steps=planned_steps(cfg))
     try:
-        (run_dir / "config.toml").write_text(to_toml(cfg))
+        write_atomic(run_dir / "config.toml", to_toml(cfg))
         registry.add(run)
         launched = backend.launch(run, cfg, dict(secrets or {}))
     except BaseException:

@@ -8,10 +8,10 @@ rewrite goes through a temp file and a rename, so a reader tailing the file neve
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Dict, Optional, TextIO
 
+from engine.atomic import write_atomic
 from engine.config.trainer import MetricsWriterConfig
 
 from ..callback import Callback
@@ -35,9 +35,7 @@ def truncate_after(path: Path, step: int) -> int:
         else:
             dropped += 1
     if dropped:
-        temp = path.with_name(path.name + ".tmp")
-        temp.write_text("".join(line + "\n" for line in kept))
-        os.replace(temp, path)
+        write_atomic(path, "".join(line + "\n" for line in kept), commit=True)
     return dropped
 
 

@@ -17,13 +17,13 @@ the app's run monitor lists the traces of the run it shows.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import List, Optional
 
 import torch
 from torch.profiler import ProfilerActivity, profile, schedule
 
+from engine.atomic import atomic_path
 from engine.config.trainer import ProfilerConfig
 
 from ..callback import Callback
@@ -90,9 +90,9 @@ class ProfilerCallback(Callback):
         self._cycles += 1
         path = trace_path(self.trainer.run_dir, self.trainer.rank, self._cycles)
         path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f".{path.name}.tmp")
-        prof.export_chrome_trace(str(temp))
-        os.replace(temp, path)
+        # The profiler writes by file name: export to a unique temp name, then replace.
+        with atomic_path(path) as temp:
+            prof.export_chrome_trace(str(temp))
         self.traces.append(path)
         steps = recorded_steps(self.config, self._cycles, self._start_step)
         last = min(steps.stop - 1, self.trainer.global_step)  # a run may end inside the cycle

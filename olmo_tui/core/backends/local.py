@@ -21,6 +21,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Dict, Iterator, List, Mapping, Optional
 
+from engine.atomic import write_json_atomic
+
 from .. import tailing
 from ..registry import RunRecord
 from .base import BackendError, RunStatus
@@ -93,7 +95,7 @@ class LocalBackend:
             "parent_run_id": run.parent_id, "relation": run.relation, "run_id": run.id,
             "host": socket.gethostname(), "secret_env_names": sorted(secrets),
         }
-        tailing_write_json(run_dir / "launch.json", launch_record)
+        write_json_atomic(run_dir / "launch.json", launch_record)
         env = {**os.environ, **visible_env, **secrets}
         # The engine package must be importable from the run dir (the wrapper's cwd).
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
@@ -152,7 +154,7 @@ class LocalBackend:
         if run.terminal:
             return run
         run_dir = Path(run.run_dir)
-        tailing_write_json(run_dir / "cancel.json", {"grace_s": grace_s, "requested": time.time()})
+        write_json_atomic(run_dir / "cancel.json", {"grace_s": grace_s, "requested": time.time()})
         run = replace(run, cancel_requested=time.time(), message="stopping (SIGTERM sent)")
         if run.host != socket.gethostname():
             raise BackendError(f"run {run.id} runs on host {run.host}; cancel it there")
@@ -187,7 +189,3 @@ def read_exit(run_dir: Path) -> Optional[dict]:
     return record if isinstance(record, dict) and "exit_code" in record else None
 
 
-def tailing_write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)

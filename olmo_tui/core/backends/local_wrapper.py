@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
+from engine.atomic import write_json_atomic
+
 PR_SET_CHILD_SUBREAPER = 36
 DEFAULT_GRACE_S = 60.0
 WORKER_EXIT = re.compile(rb"failed \(exitcode: (-?\d+)\) local_rank: (\d+)")
@@ -66,12 +68,6 @@ def signal_all(pids: List[int], sig: int) -> None:
             os.kill(pid, sig)
         except ProcessLookupError:
             pass
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
 
 
 def rank_exit_code(log_path: Path, window: int = 256 << 10) -> Optional[int]:
@@ -144,7 +140,7 @@ class Wrapper:
             print(f"[olmo-tui] could not start {self.argv[0]}: {exc}", flush=True)
             write_json_atomic(self.run_dir / "exit.json",
                               {"exit_code": 127, "launcher_exit_code": 127, "ended": time.time(),
-                               "started": started, "cancelled": False})
+                               "started": started, "cancelled": False}, commit=True)
             return 127
         launcher_code = self.child.wait()
         # Whatever torchrun left behind (it normally reaps its workers) is killed and reaped.
@@ -160,7 +156,7 @@ class Wrapper:
         exit_code = launcher_code if launcher_code == 0 else (rank_exit_code(self.run_dir / "stdout.log") or launcher_code)
         write_json_atomic(self.run_dir / "exit.json",
                           {"exit_code": exit_code, "launcher_exit_code": launcher_code, "ended": time.time(),
-                           "started": started, "cancelled": self.cancelled})
+                           "started": started, "cancelled": self.cancelled}, commit=True)
         return exit_code
 
 

@@ -12,7 +12,6 @@ local runs never load grpc.
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import threading
@@ -21,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Mapping, Optional
 
+from engine.atomic import write_json_atomic
 from engine.config import ConfigError
 
 from ..base import BackendError, RunStatus
@@ -38,11 +38,6 @@ MIN_REFRESH_S = 3.0
 DEFAULT_TIMEOUT_S = 15.0  # one Beaker call; beaker-py itself would wait forever on a dead server
 
 
-def _write_json(path: Path, data: dict) -> None:
-    """Atomically: a reader never sees half a file, a failure leaves none behind."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
 
 
 class BeakerBackend:
@@ -98,7 +93,7 @@ class BeakerBackend:
         run_dir = Path(run.run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         spec_json = built.to_json()
-        _write_json(run_dir / SPEC_FILE, spec_json)
+        write_json_atomic(run_dir / SPEC_FILE, spec_json)
         if self.save_spec_to:
             from .cli_flags import write_spec
 
@@ -113,7 +108,7 @@ class BeakerBackend:
             "secret_names": {s.env_var: s.secret for s in bk.secrets},
             "git": self._git_json(cfg), "spec_file": SPEC_FILE,
         }
-        _write_json(run_dir / "launch.json", launch_record)
+        write_json_atomic(run_dir / "launch.json", launch_record)
 
         def create(beaker):
             from beaker.exceptions import BeakerExperimentConflict, BeakerSecretNotFound
@@ -144,7 +139,7 @@ class BeakerBackend:
             raise
         workload_id = workload.experiment.id
         launch_record.update(workload_id=workload_id, url=url)
-        _write_json(run_dir / "launch.json", launch_record)
+        write_json_atomic(run_dir / "launch.json", launch_record)
         extra = {**run.extra, "url": url, "experiment_name": workload.experiment.name or built.name,
                  "workspace": bk.workspace, "preemptions": 0}
         return replace(run, status=RunStatus.QUEUED, workload_id=workload_id, argv=built.command,

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import List, Optional
 
+from engine.atomic import write_json_atomic
 from engine.config import ConfigError, format_override
 
 from ... import exit_codes
@@ -101,12 +101,9 @@ def beaker_overrides(args: argparse.Namespace) -> List[str]:
 def write_spec(path: str, spec: dict) -> None:
     """Whole or nothing: a temp file beside the target, renamed into place."""
     target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp")
     try:
-        tmp.write_text(json.dumps(spec, indent=2) + "\n")
-        os.replace(tmp, target)
+        write_json_atomic(target, spec)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise ConfigError.one("--save-spec", f"cannot write {path}: {exc.strerror or exc}") from None
 
 
