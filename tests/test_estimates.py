@@ -21,22 +21,27 @@ def hand_count(cfg):
     independently of ModelConfig's helpers."""
     m = cfg.model
     d, heads = m.d_model, m.n_heads
-    head_dim = d // heads
-    kv = (m.n_kv_heads or heads) * head_dim
+    head_dim = m.head_dim or d // heads  # Qwen3 / Gemma-3 set head_dim apart from d / heads
+    q_width, kv = heads * head_dim, (m.n_kv_heads or heads) * head_dim
     hidden = m.mlp_hidden_size
     if hidden is None:  # Llama's rule: 8/3 d x multiplier, rounded up to mlp_multiple_of
         raw = int(m.mlp_multiplier * 8 * d / 3)
         hidden = m.mlp_multiple_of * ((raw + m.mlp_multiple_of - 1) // m.mlp_multiple_of)
-    q, k, v, o = d * d, d * kv, d * kv, d * d
+    q, k, v, o = d * q_width, d * kv, d * kv, q_width * d
     w1, w2, w3 = d * hidden, hidden * d, d * hidden
-    norms = 2 * d + ((d + kv) if m.qk_norm else 0)
+    per_head = m.family in ("qwen3", "gemma3")  # one head_dim-sized q and k norm, shared by the heads
+    qk_norms = (2 * head_dim if per_head else q_width + kv) if m.qk_norm else 0
+    norms = (4 if m.family == "gemma3" else 2) * d + qk_norms
     block = q + k + v + o + w1 + w2 + w3 + norms
     embedding = m.vocab_size * d
     head = 0 if m.tie_embeddings else m.vocab_size * d
     params = embedding + m.n_layers * block + d + head
     matmul = m.n_layers * (q + k + v + o + w1 + w2 + w3) + m.vocab_size * d
     seq = cfg.dataset.sequence_length
-    flops = 6 * matmul + 12 * m.n_layers * heads * head_dim * seq
+    # keys per query: seq on full layers, the window on sliding ones (every interval-th layer is full)
+    keys = sum(seq if m.sliding_window is None or (i + 1) % m.full_attention_interval == 0
+               else min(seq, m.sliding_window) for i in range(m.n_layers))
+    flops = 6 * matmul + 12 * heads * head_dim * keys
     return params, params - embedding, flops
 
 

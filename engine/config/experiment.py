@@ -14,7 +14,7 @@ from .base import Config, DurationUnit
 from .data import DataLoaderConfig, DatasetConfig
 from .errors import ConfigError, Issue
 from .launch import LaunchConfig
-from .model import ModelConfig
+from .model import SLIDING_WINDOW_FAMILIES, ModelConfig
 from .train_module import TrainModuleConfig
 from .trainer import TrainerConfig
 
@@ -101,8 +101,14 @@ def cross_field_issues(cfg: ExperimentConfig) -> List[Issue]:
         add(("train_module.ac_config.mode", "train_module.compile_model"),
             "activation checkpointing mode 'budget' needs train_module.compile_model = true")
 
+    issues.extend(model_family_issues(model))
+
     if tm.tp_config:
         degree = tm.tp_config.degree
+        if model.tie_embeddings:
+            add(("train_module.tp_config.degree", "model.tie_embeddings"),
+                "tensor parallelism does not support tied embeddings (model.tie_embeddings = true); "
+                "use FSDP (train_module.dp_config) instead")
         for name, value in (("n_heads", model.n_heads), ("n_kv_heads", model.kv_heads)):
             if value % degree:
                 add(("train_module.tp_config.degree", f"model.{name}"),
@@ -123,6 +129,25 @@ def cross_field_issues(cfg: ExperimentConfig) -> List[Issue]:
 
     if cfg.launch.backend == "beaker" and cfg.launch.beaker is None:
         add(("launch.beaker", "launch.backend"), "launch.backend = 'beaker' needs a [launch.beaker] section")
+    return issues
+
+
+def model_family_issues(model) -> List[Issue]:
+    """Rules between the model's fields: the attention pattern and the Gemma-only knobs."""
+    issues: List[Issue] = []
+    window_families = ", ".join(SLIDING_WINDOW_FAMILIES)
+    if model.sliding_window is not None and model.family not in SLIDING_WINDOW_FAMILIES:
+        issues.append(Issue(("model.sliding_window", "model.family"),
+                            f"sliding-window layers exist in families {window_families}, not {model.family!r}; "
+                            "unset model.sliding_window or change model.family"))
+    if model.rope_local_theta is not None and model.sliding_window is None:
+        issues.append(Issue(("model.rope_local_theta", "model.sliding_window"),
+                            "rope_local_theta applies to sliding-window layers; set model.sliding_window "
+                            "or unset model.rope_local_theta"))
+    for name in ("query_pre_attn_scalar", "final_logit_softcap"):
+        if getattr(model, name) is not None and model.family != "gemma3":
+            issues.append(Issue((f"model.{name}", "model.family"),
+                                f"{name} is a Gemma-3 setting (family 'gemma3'), not {model.family!r}; unset it"))
     return issues
 
 

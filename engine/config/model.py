@@ -3,7 +3,7 @@ engine (which checks it against real tensors) and the app's pre-flight estimates
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import List, Literal, Optional
 
 from pydantic import Field, model_validator
 
@@ -14,13 +14,24 @@ def round_up(x: int, multiple: int) -> int:
     return multiple * ((x + multiple - 1) // multiple)
 
 
-class ModelConfig(Config):
-    """A decoder-only transformer: Llama (pre-norm) or OLMo-2 (reordered norm + QK-norm)."""
+FAMILIES = ("llama", "olmo2", "olmo3", "qwen3", "gemma3")
+# Families whose QK-norm normalises each head's vector (weights of size head_dim, shared by the
+# heads) rather than the whole projection (OLMo-2/3: weights of size heads x head_dim).
+PER_HEAD_QK_NORM = ("qwen3", "gemma3")
+# Families with interleaved sliding-window (local) and full (global) attention layers.
+SLIDING_WINDOW_FAMILIES = ("olmo3", "gemma3")
 
-    family: Literal["llama", "olmo2"] = Field(
+
+class ModelConfig(Config):
+    """A decoder-only transformer of one of five block layouts (see `family`)."""
+
+    family: Literal["llama", "olmo2", "olmo3", "qwen3", "gemma3"] = Field(
         "llama",
         description="Block layout. llama: pre-norm RMSNorm blocks. olmo2: norm applied to each "
-        "sub-layer's output (reordered norm), usually with QK-norm.",
+        "sub-layer's output (reordered norm), usually with QK-norm. olmo3: olmo2 blocks with "
+        "sliding-window attention on most layers. qwen3: llama blocks with per-head QK-norm. "
+        "gemma3: norms before and after attention and MLP, Gemma RMSNorm (x (1 + w)), embeddings "
+        "scaled by sqrt(d_model), GELU-tanh gated MLP, local/global attention layers.",
     )
     d_model: int = Field(256, gt=0, description="Hidden size (width), in features.")
     n_layers: int = Field(4, gt=0, description="Number of transformer blocks.")
@@ -28,8 +39,12 @@ class ModelConfig(Config):
     n_kv_heads: Optional[int] = Field(
         None, gt=0, description="Key/value heads for grouped-query attention; unset = n_heads (plain MHA)."
     )
+    head_dim: Optional[int] = Field(
+        None, gt=0, description="Features per attention head; unset = d_model / n_heads. Qwen3 and "
+        "Gemma-3 set it independently (Qwen3-0.6B: 16 heads x 128 features with d_model 1024).",
+    )
     mlp_hidden_size: Optional[int] = Field(
-        None, gt=0, description="SwiGLU hidden size, in features; unset = derived from mlp_multiplier."
+        None, gt=0, description="Gated-MLP hidden size, in features; unset = derived from mlp_multiplier."
     )
     mlp_multiplier: float = Field(
         1.0, gt=0, description="When mlp_hidden_size is unset: hidden = multiplier x 8/3 x d_model, "
@@ -38,9 +53,32 @@ class ModelConfig(Config):
     mlp_multiple_of: int = Field(256, gt=0, description="Rounding multiple for the derived MLP hidden size.")
     vocab_size: int = Field(384, gt=0, description="Embedding rows, in tokens; pad the tokenizer's vocab "
                             "up to a multiple of 128 for fast matmuls.")
-    rope_theta: float = Field(10_000.0, gt=0, description="RoPE base frequency (theta).")
+    rope_theta: float = Field(10_000.0, gt=0, description="RoPE base frequency (theta) of the full-attention "
+                              "layers (all layers without a sliding window).")
+    rope_local_theta: Optional[float] = Field(
+        None, gt=0, description="RoPE base frequency of the sliding-window layers; unset = rope_theta. "
+        "Gemma-3 uses 10000 locally and 1000000 on its global layers.",
+    )
+    sliding_window: Optional[int] = Field(
+        None, gt=0, description="Tokens a sliding-window layer attends to (itself and the window - 1 "
+        "before it, HF's convention); unset = every layer attends to the whole causal prefix. "
+        "Families olmo3 (4096) and gemma3 (512 on the 1B).",
+    )
+    full_attention_interval: int = Field(
+        4, gt=0, description="With sliding_window: every N-th layer (N, 2N, ... counted from 1) attends "
+        "to the whole sequence, the others to the window. OLMo-3: 4 (3 local : 1 global), Gemma-3: 6 (5:1).",
+    )
+    query_pre_attn_scalar: Optional[float] = Field(
+        None, gt=0, description="Attention scores are scaled by 1/sqrt(this); unset = head_dim (the usual "
+        "1/sqrt(head_dim)). Gemma-3 sets it in its config.",
+    )
+    final_logit_softcap: Optional[float] = Field(
+        None, gt=0, description="Output logits become cap x tanh(logits / cap) (Gemma-2 used 30; the "
+        "released Gemma-3 models have none); unset = no capping.",
+    )
     norm_eps: float = Field(1e-5, gt=0, description="RMSNorm epsilon.")
-    qk_norm: bool = Field(False, description="RMSNorm on queries and keys before attention (OLMo-2).")
+    qk_norm: bool = Field(False, description="RMSNorm on queries and keys before attention: over the whole "
+                          "projection for olmo2/olmo3 (and llama), per head for qwen3/gemma3.")
     tie_embeddings: bool = Field(False, description="Share the input embedding with the output head.")
     init_std: float = Field(0.02, gt=0, description="Std of the normal init of weights (output "
                             "projections are scaled by 1/sqrt(2 x n_layers)).")
@@ -49,22 +87,32 @@ class ModelConfig(Config):
 
     @model_validator(mode="after")
     def _shapes(self) -> "ModelConfig":
-        if self.d_model % self.n_heads:
-            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        if self.head_dim is None and self.d_model % self.n_heads:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads}) "
+                             "unless model.head_dim is set")
         if self.n_heads % self.kv_heads:
             raise ValueError(f"n_heads ({self.n_heads}) must be divisible by n_kv_heads ({self.kv_heads})")
-        if self.head_dim % 2:
-            raise ValueError(f"head dim d_model/n_heads = {self.head_dim} must be even for RoPE")
+        if self.head_size % 2:
+            raise ValueError(f"head dim {self.head_size} must be even for RoPE")
         return self
 
     # ---- derived shapes -------------------------------------------------------------------
     @property
-    def head_dim(self) -> int:
-        return self.d_model // self.n_heads
+    def head_size(self) -> int:
+        """Features per head: head_dim when set, else d_model / n_heads."""
+        return self.head_dim if self.head_dim is not None else self.d_model // self.n_heads
 
     @property
     def kv_heads(self) -> int:
         return self.n_kv_heads or self.n_heads
+
+    @property
+    def q_dim(self) -> int:
+        return self.n_heads * self.head_size
+
+    @property
+    def kv_dim(self) -> int:
+        return self.kv_heads * self.head_size
 
     @property
     def mlp_hidden(self) -> int:
@@ -72,17 +120,35 @@ class ModelConfig(Config):
             return self.mlp_hidden_size
         return round_up(int(self.mlp_multiplier * 8 * self.d_model / 3), self.mlp_multiple_of)
 
+    @property
+    def per_head_qk_norm(self) -> bool:
+        return self.family in PER_HEAD_QK_NORM
+
+    @property
+    def gemma_blocks(self) -> bool:
+        """Gemma's block: pre + post norms, (1 + w) norms, scaled embeddings, GELU-tanh MLP."""
+        return self.family == "gemma3"
+
+    def is_sliding_layer(self, index: int) -> bool:
+        """Whether block `index` (0-based) attends to a sliding window (HF's layer_types rule)."""
+        return self.sliding_window is not None and (index + 1) % self.full_attention_interval != 0
+
+    def layer_types(self) -> List[str]:
+        """HF's spelling of the attention pattern, one entry per layer."""
+        return ["sliding_attention" if self.is_sliding_layer(i) else "full_attention" for i in range(self.n_layers)]
+
     # ---- arithmetic (must match engine.model.Transformer, tested for every preset) ------
     def block_matmul_params(self) -> int:
-        d, kv = self.d_model, self.kv_heads * self.head_dim
-        attention = d * d + 2 * d * kv + d * d  # q, k, v, out projections (no biases)
-        mlp = 3 * d * self.mlp_hidden  # SwiGLU: gate, up, down
+        d = self.d_model
+        attention = 2 * d * self.q_dim + 2 * d * self.kv_dim  # q, out and k, v projections (no biases)
+        mlp = 3 * d * self.mlp_hidden  # gated MLP: gate, up, down
         return attention + mlp
 
     def block_norm_params(self) -> int:
-        norms = 2 * self.d_model  # attention and MLP norms (pre- or post-, by family)
+        # attention and MLP norms (pre- or post-, by family); Gemma has both pre and post norms
+        norms = (4 if self.gemma_blocks else 2) * self.d_model
         if self.qk_norm:
-            norms += self.d_model + self.kv_heads * self.head_dim
+            norms += 2 * self.head_size if self.per_head_qk_norm else self.q_dim + self.kv_dim
         return norms
 
     def num_embedding_params(self) -> int:
@@ -100,13 +166,21 @@ class ModelConfig(Config):
         """Weights that take part in a matmul per token: every block projection plus the output head."""
         return self.n_layers * self.block_matmul_params() + self.vocab_size * self.d_model
 
+    def attended_positions(self, seq_len: int) -> int:
+        """Keys per query summed over layers: seq_len on full layers, min(window, seq_len) on
+        sliding-window layers (their kernels skip the blocks outside the window)."""
+        window = min(self.sliding_window or seq_len, seq_len)
+        sliding = sum(self.is_sliding_layer(i) for i in range(self.n_layers))
+        return (self.n_layers - sliding) * seq_len + sliding * window
+
     def num_flops_per_token(self, seq_len: int) -> int:
-        """Training FLOPs per token = 6 x matmul params + 12 x layers x heads x head_dim x seq_len.
+        """Training FLOPs per token = 6 x matmul params + 12 x heads x head_dim x attended positions.
 
         A matmul weight costs 2 FLOPs per token forward (multiply + add) and 4 backward (grads
         of input and weight): 6 per parameter. Attention scores (QK^T) and their use (AV) are two
-        more matmuls of size head_dim x seq_len per head, again x6 for forward + backward = 12.
+        more matmuls of size head_dim x (keys attended) per head, again x6 for forward + backward
+        = 12; a full layer attends seq_len keys, a sliding-window layer min(window, seq_len).
         Causal masking is not discounted (PaLM appendix B; nanochat's estimate_flops).
         """
-        attention = 12 * self.n_layers * self.n_heads * self.head_dim * seq_len
+        attention = 12 * self.q_dim * self.attended_positions(seq_len)
         return 6 * self.num_matmul_params() + attention

@@ -36,12 +36,13 @@ def apply_tensor_parallel(model: Transformer, tp_mesh: DeviceMesh) -> None:
         "lm_head": ColwiseParallel(input_layouts=Shard(1), output_layouts=Replicate(), use_local_output=True),
     })
     for block in model.blocks.values():
-        # Reordered-norm (olmo2) blocks normalise the sub-layer outputs, which are Shard(1) too.
+        # Reordered-norm (olmo2/3) blocks normalise the sub-layer outputs, which are Shard(1) too;
+        # Gemma's post-norms likewise. The attention's (cos, sin, window mask) are replicated.
         plan = {
             "attention_norm": SequenceParallel(use_local_output=True),
             "mlp_norm": SequenceParallel(use_local_output=True),
-            "attention": PrepareModuleInput(input_layouts=(Shard(1), None, None),
-                                            desired_input_layouts=(Replicate(), None, None)),
+            "attention": PrepareModuleInput(input_layouts=(Shard(1), None, None, None),
+                                            desired_input_layouts=(Replicate(), None, None, None)),
             "attention.w_q": ColwiseParallel(),
             "attention.w_k": ColwiseParallel(),
             "attention.w_v": ColwiseParallel(),
@@ -51,8 +52,17 @@ def apply_tensor_parallel(model: Transformer, tp_mesh: DeviceMesh) -> None:
             "mlp.w3": ColwiseParallel(),
             "mlp.w2": RowwiseParallel(output_layouts=Shard(1)),
         }
+        if cfg.gemma_blocks:
+            plan["attention_post_norm"] = SequenceParallel(use_local_output=True)
+            plan["mlp_post_norm"] = SequenceParallel(use_local_output=True)
+        if cfg.qk_norm and cfg.per_head_qk_norm:
+            # Per-head QK-norm (qwen3, gemma3) sees q / k as (B, T, heads, hd) with this rank's
+            # heads: the heads dim is sharded like a sequence dim, the weight replicated and its
+            # gradient summed over the group by SequenceParallel.
+            plan["attention.q_norm"] = SequenceParallel(sequence_dim=2, use_local_output=True)
+            plan["attention.k_norm"] = SequenceParallel(sequence_dim=2, use_local_output=True)
         parallelize_module(block, tp_mesh, plan)
-        if cfg.qk_norm:
+        if cfg.qk_norm and not cfg.per_head_qk_norm:
             # QK-norm spans all heads; each rank holds its heads' slice of q / k, so the norm
             # weights are sharded the same way and the mean square is summed over the group.
             for norm in (block.attention.q_norm, block.attention.k_norm):

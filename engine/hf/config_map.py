@@ -1,13 +1,15 @@
-"""ModelConfig <-> HuggingFace `config.json` (LlamaConfig / Olmo2Config), torch-free.
+"""ModelConfig <-> HuggingFace `config.json` (Llama, OLMo-2, OLMo-3, Qwen3, Gemma-3 text), torch-free.
 
-Only what the engine can reproduce exactly is accepted: SwiGLU with SiLU, no biases, plain RoPE
-(no rope scaling), head_dim = hidden_size / num_attention_heads. Anything else is refused with
-one line naming the config.json key, before a byte is written, rather than converted into a
-model that silently computes something different.
+Only what the engine can reproduce exactly is accepted: gated MLPs with SiLU (GELU-tanh for
+Gemma-3), no biases, plain RoPE (no rope scaling), head_dim = hidden_size / num_attention_heads
+except for Qwen3 and Gemma-3 (which set it freely), sliding-window layers only in the periodic
+pattern HF's own configs default to (every N-th layer full). Anything else is refused with one
+line naming the config.json key, before a byte is written, rather than converted into a model
+that silently computes something different.
 
-Both spellings of RoPE's base are read (transformers < 5: top-level `rope_theta` and
-`rope_scaling`; transformers >= 5: `rope_parameters = {rope_theta, rope_type}`), and both are
-written, so the exported directory loads in either version.
+Both spellings of RoPE's base are read (transformers < 5: top-level `rope_theta`, `rope_scaling`
+and Gemma's `rope_local_base_freq`; transformers >= 5: `rope_parameters`, per layer type for
+OLMo-3 / Gemma-3), and both are written, so the exported directory loads in either version.
 """
 
 from __future__ import annotations
@@ -19,12 +21,22 @@ from typing import Any, Dict, Optional
 from engine.config import ModelConfig
 from engine.errors import UserError
 
-# model_type -> (engine family, HF architecture class name). OLMo-2 always has QK-norm.
+# model_type -> (engine family, HF architecture class name). Every family but llama always has QK-norm.
 ARCHITECTURES = {
     "llama": ("llama", "LlamaForCausalLM"),
     "olmo2": ("olmo2", "Olmo2ForCausalLM"),
+    "olmo3": ("olmo3", "Olmo3ForCausalLM"),
+    "qwen3": ("qwen3", "Qwen3ForCausalLM"),
+    "gemma3_text": ("gemma3", "Gemma3ForCausalLM"),
 }
+MODEL_TYPE = {family: model_type for model_type, (family, _) in ARCHITECTURES.items()}
 SUPPORTED = ", ".join(ARCHITECTURES)
+# What each HF config class assumes when config.json leaves a key out.
+_DEFAULT_EPS = {"llama": 1e-6, "olmo2": 1e-5, "olmo3": 1e-5, "qwen3": 1e-6, "gemma3": 1e-6}
+_DEFAULT_TIED = {"gemma3": True}
+_DEFAULT_WINDOW_INTERVAL = {"olmo3": 4, "gemma3": 6}
+_FREE_HEAD_DIM = ("qwen3", "gemma3")
+_ACTIVATION = {"gemma3": ("hidden_activation", "gelu_pytorch_tanh")}
 
 # config.json needs a context length; the engine has none of its own (RoPE tables grow on use).
 _DEFAULT_MAX_POSITIONS = 4096
@@ -43,12 +55,16 @@ def read_hf_config(model_dir: Path) -> Dict[str, Any]:
     return data
 
 
-def _rope(hf: Dict[str, Any]) -> tuple[float, Optional[str]]:
-    """(theta, scaling type or None) from either transformers generation of config.json."""
+def _rope(hf: Dict[str, Any], layer_type: str = "full_attention") -> tuple[float, Optional[str]]:
+    """(theta, scaling type or None) of one layer type, from either transformers generation."""
     params = hf.get("rope_parameters")
-    if isinstance(params, dict) and "full_attention" in params:  # per-layer-type form
+    if isinstance(params, dict) and layer_type in params:  # per-layer-type form
+        params = params[layer_type]
+    elif isinstance(params, dict) and "full_attention" in params:
         params = params["full_attention"]
     theta = hf.get("rope_theta")
+    if layer_type == "sliding_attention" and hf.get("rope_local_base_freq") is not None:  # Gemma-3, < 5
+        theta = hf["rope_local_base_freq"]
     scaling = None
     if isinstance(params, dict):
         theta = params.get("rope_theta", theta)
@@ -68,47 +84,96 @@ def _int(hf: Dict[str, Any], key: str) -> int:
     return value
 
 
+def _window(hf: Dict[str, Any], family: str, n_layers: int) -> tuple[Optional[int], int]:
+    """(sliding_window, full_attention_interval) from sliding_window + layer_types."""
+    if family not in _DEFAULT_WINDOW_INTERVAL:
+        if family == "qwen3" and hf.get("use_sliding_window"):
+            raise UserError("config.json: use_sliding_window", "Qwen3's sliding window on the layers past "
+                            "max_window_layers is not supported (the released Qwen3 models do not use it)")
+        return None, 4
+    interval = int(hf.get("sliding_window_pattern") or _DEFAULT_WINDOW_INTERVAL[family])
+    types = hf.get("layer_types")
+    window = hf.get("sliding_window")
+    if types is None:
+        types = ["sliding_attention" if (i + 1) % interval else "full_attention" for i in range(n_layers)]
+    if not isinstance(types, list) or len(types) != n_layers:
+        raise UserError("config.json: layer_types", f"expected {n_layers} entries, got {types!r}")
+    if "sliding_attention" not in types or window is None:
+        return None, interval
+    if not isinstance(window, int) or window <= 0:
+        raise UserError("config.json: sliding_window", f"must be a positive integer, got {window!r}")
+    full = [i + 1 for i, kind in enumerate(types) if kind == "full_attention"]
+    interval = full[0] if full else n_layers + 1
+    expected = ["sliding_attention" if (i + 1) % interval else "full_attention" for i in range(n_layers)]
+    if types != expected:
+        raise UserError("config.json: layer_types", "only a periodic pattern (every N-th layer full "
+                        "attention, the rest sliding) is supported")
+    return window, interval
+
+
 def model_config_from_hf(hf: Dict[str, Any]) -> ModelConfig:
-    """The engine's ModelConfig for an HF Llama / OLMo-2 config; UserError if unsupported."""
+    """The engine's ModelConfig for an HF config.json of a supported family; UserError if not."""
     model_type = hf.get("model_type")
+    if model_type == "gemma3":
+        raise UserError("config.json: model_type", "'gemma3' is the multimodal Gemma-3; convert a text-only "
+                        "checkpoint (model_type 'gemma3_text', e.g. gemma-3-1b)")
     if model_type not in ARCHITECTURES:
         raise UserError("config.json: model_type",
                         f"unknown architecture {model_type!r}: supported are {SUPPORTED}")
     family = ARCHITECTURES[model_type][0]
     d_model = _int(hf, "hidden_size")
     n_heads = _int(hf, "num_attention_heads")
+    n_layers = _int(hf, "num_hidden_layers")
     n_kv_heads = hf.get("num_key_value_heads") or n_heads
-    if d_model % n_heads:
-        raise UserError("config.json: num_attention_heads",
-                        f"hidden_size {d_model} is not divisible by {n_heads} heads")
     head_dim = hf.get("head_dim")
-    if head_dim is not None and head_dim != d_model // n_heads:
-        raise UserError("config.json: head_dim", f"{head_dim} differs from hidden_size / num_attention_heads "
-                        f"= {d_model // n_heads}; the engine derives head_dim from d_model")
-    act = hf.get("hidden_act", "silu")
-    if act != "silu":
-        raise UserError("config.json: hidden_act", f"{act!r} is not supported (the engine's MLP is SwiGLU: silu)")
-    for key in ("attention_bias", "mlp_bias"):
+    if family in _FREE_HEAD_DIM:
+        head_dim = _int(hf, "head_dim") if head_dim is not None else None
+        if head_dim is None and d_model % n_heads:
+            raise UserError("config.json: head_dim", f"missing, and hidden_size {d_model} is not divisible by "
+                            f"{n_heads} heads")
+    else:
+        if d_model % n_heads:
+            raise UserError("config.json: num_attention_heads",
+                            f"hidden_size {d_model} is not divisible by {n_heads} heads")
+        if head_dim is not None and head_dim != d_model // n_heads:
+            raise UserError("config.json: head_dim", f"{head_dim} differs from hidden_size / num_attention_heads "
+                            f"= {d_model // n_heads}; the engine derives head_dim from d_model for {family}")
+        head_dim = None
+    act_key, act_value = _ACTIVATION.get(family, ("hidden_act", "silu"))
+    act = hf.get(act_key, act_value)
+    if act != act_value:
+        raise UserError(f"config.json: {act_key}", f"{act!r} is not supported (the engine's {family} MLP uses "
+                        f"{act_value})")
+    for key in ("attention_bias", "mlp_bias", "attn_logit_softcapping", "use_bidirectional_attention"):
         if hf.get(key):
-            raise UserError(f"config.json: {key}", "biases are not supported (the engine's linears have none)")
+            raise UserError(f"config.json: {key}", "is not supported (the engine has no biases, no attention "
+                            "logit soft-capping and causal attention only)")
     theta, scaling = _rope(hf)
-    if scaling is not None:
-        raise UserError("config.json: rope_scaling", f"RoPE scaling {scaling!r} is not supported "
+    local_theta, local_scaling = _rope(hf, "sliding_attention")
+    if scaling is not None or local_scaling is not None:
+        raise UserError("config.json: rope_scaling", f"RoPE scaling {scaling or local_scaling!r} is not supported "
                         "(the engine implements plain RoPE with a base frequency)")
+    window, interval = _window(hf, family, n_layers)
+    gemma = family == "gemma3"
     try:
         return ModelConfig(
             family=family,
             d_model=d_model,
-            n_layers=_int(hf, "num_hidden_layers"),
+            n_layers=n_layers,
             n_heads=n_heads,
             n_kv_heads=None if n_kv_heads == n_heads else n_kv_heads,
+            head_dim=head_dim,
             mlp_hidden_size=_int(hf, "intermediate_size"),
             vocab_size=_int(hf, "vocab_size"),
             rope_theta=theta,
-            norm_eps=float(hf.get("rms_norm_eps", 1e-6 if family == "llama" else 1e-5)),
-            qk_norm=family == "olmo2",
-            # Llama's and OLMo-2's config classes both default to untied embeddings.
-            tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
+            rope_local_theta=local_theta if window is not None and local_theta != theta else None,
+            sliding_window=window,
+            full_attention_interval=interval,
+            query_pre_attn_scalar=float(hf.get("query_pre_attn_scalar") or 256) if gemma else None,
+            final_logit_softcap=hf.get("final_logit_softcapping") if gemma else None,
+            norm_eps=float(hf.get("rms_norm_eps", _DEFAULT_EPS[family])),
+            qk_norm=family != "llama",
+            tie_embeddings=bool(hf.get("tie_word_embeddings", _DEFAULT_TIED.get(family, False))),
             init_std=float(hf.get("initializer_range", 0.02)),
         )
     except ValueError as exc:  # pydantic: shapes the engine cannot build
@@ -120,13 +185,16 @@ def hf_config_from_model(cfg: ModelConfig, *, dtype: str = "float32",
                          max_position_embeddings: Optional[int] = None,
                          token_ids: Optional[Dict[str, Optional[int]]] = None) -> Dict[str, Any]:
     """config.json content for `cfg` (a dict; transformers reads it with AutoConfig)."""
-    if cfg.family == "olmo2" and not cfg.qk_norm:
-        raise UserError("model.qk_norm", "HF's Olmo2 always applies QK-norm; this olmo2 model has "
+    if cfg.family != "llama" and not cfg.qk_norm:
+        raise UserError("model.qk_norm", f"HF's {cfg.family} always applies QK-norm; this model has "
                         "qk_norm = false and has no HuggingFace equivalent")
     if cfg.family == "llama" and cfg.qk_norm:
         raise UserError("model.qk_norm", "HF's Llama has no QK-norm; a llama model with qk_norm = true "
                         "has no HuggingFace equivalent")
-    model_type = cfg.family
+    if cfg.head_dim is not None and cfg.family not in _FREE_HEAD_DIM and cfg.head_dim != cfg.d_model // cfg.n_heads:
+        raise UserError("model.head_dim", f"HF's {cfg.family} derives head_dim from hidden_size / heads; "
+                        f"head_dim = {cfg.head_dim} has no HuggingFace equivalent")
+    model_type = MODEL_TYPE[cfg.family]
     ids = token_ids or {}
     out: Dict[str, Any] = {
         "architectures": [ARCHITECTURES[model_type][1]],
@@ -136,7 +204,7 @@ def hf_config_from_model(cfg: ModelConfig, *, dtype: str = "float32",
         "num_hidden_layers": cfg.n_layers,
         "num_attention_heads": cfg.n_heads,
         "num_key_value_heads": cfg.kv_heads,
-        "head_dim": cfg.head_dim,
+        "head_dim": cfg.head_size,
         "vocab_size": cfg.vocab_size,
         "hidden_act": "silu",
         "max_position_embeddings": max_position_embeddings or _DEFAULT_MAX_POSITIONS,
@@ -158,7 +226,25 @@ def hf_config_from_model(cfg: ModelConfig, *, dtype: str = "float32",
     if model_type == "llama":
         out["mlp_bias"] = False
         out["pretraining_tp"] = 1
+    if cfg.family == "qwen3":
+        out.update(use_sliding_window=False, sliding_window=None, max_window_layers=cfg.n_layers)
+    if cfg.family in _DEFAULT_WINDOW_INTERVAL:  # olmo3, gemma3: per-layer-type attention and RoPE
+        local = cfg.rope_local_theta or cfg.rope_theta
+        out.update(sliding_window=cfg.sliding_window, layer_types=cfg.layer_types(),
+                   rope_parameters={"full_attention": {"rope_theta": cfg.rope_theta, "rope_type": "default"},
+                                    "sliding_attention": {"rope_theta": local, "rope_type": "default"}})
+    if cfg.family == "gemma3":
+        del out["hidden_act"]
+        out.update(hidden_activation="gelu_pytorch_tanh", rope_local_base_freq=cfg.rope_local_theta or cfg.rope_theta,
+                   sliding_window_pattern=cfg.full_attention_interval,
+                   query_pre_attn_scalar=_whole(cfg.query_pre_attn_scalar or cfg.head_size),
+                   final_logit_softcapping=cfg.final_logit_softcap, attn_logit_softcapping=None)
     return out
+
+
+def _whole(value: float):
+    """HF's typed configs want an int where the value is whole (query_pre_attn_scalar: int)."""
+    return int(value) if float(value).is_integer() else value
 
 
 def first_id(value: Any) -> Optional[int]:

@@ -1,18 +1,21 @@
-"""Parameter names: engine <-> HuggingFace Llama / OLMo-2.
+"""Parameter names: engine <-> HuggingFace Llama / OLMo-2 / OLMo-3 / Qwen3 / Gemma-3.
 
-The engine's names (engine/nn/transformer.py) are the same for both families; only the block
+The engine's names (engine/nn/transformer.py) are the same for every family; only the block
 norms sit in different places, and HF names them by position:
 
-    engine                          HF Llama (pre-norm)               HF OLMo-2 (reordered norm)
-    blocks.i.attention_norm         layers.i.input_layernorm          layers.i.post_attention_layernorm
-    blocks.i.mlp_norm               layers.i.post_attention_layernorm layers.i.post_feedforward_layernorm
+    engine                    HF Llama, Qwen3 (pre-norm)       HF OLMo-2, OLMo-3 (reordered norm)
+    blocks.i.attention_norm   layers.i.input_layernorm         layers.i.post_attention_layernorm
+    blocks.i.mlp_norm         layers.i.post_attention_layernorm layers.i.post_feedforward_layernorm
 
 so Llama's `post_attention_layernorm` is the engine's *mlp* norm (it normalizes the MLP's input,
 right after attention) while OLMo-2's is the *attention* norm (applied to attention's output).
+Gemma-3 has all four: input_layernorm / post_attention_layernorm around attention
+(engine: attention_norm / attention_post_norm), pre_ / post_feedforward_layernorm around the MLP
+(mlp_norm / mlp_post_norm). Its norm weights are stored as offsets from 1 on both sides.
 
-RoPE needs no permutation: the engine uses the same "rotate half" layout as HF's
-modeling_llama / modeling_olmo2 (the first half of each head's dims pairs with the second half),
-which the logit tests in tests/engine/test_hf_convert.py check numerically.
+RoPE needs no permutation: the engine uses the same "rotate half" layout as HF's modeling files
+(the first half of each head's dims pairs with the second half), which the logit tests in
+tests/engine/test_hf_convert.py and test_hf_families.py check numerically.
 """
 
 from __future__ import annotations
@@ -40,7 +43,15 @@ _BLOCK_NORMS = {
         "attention_norm.weight": "post_attention_layernorm.weight",
         "mlp_norm.weight": "post_feedforward_layernorm.weight",
     },
+    "gemma3": {
+        "attention_norm.weight": "input_layernorm.weight",
+        "attention_post_norm.weight": "post_attention_layernorm.weight",
+        "mlp_norm.weight": "pre_feedforward_layernorm.weight",
+        "mlp_post_norm.weight": "post_feedforward_layernorm.weight",
+    },
 }
+_BLOCK_NORMS["qwen3"] = _BLOCK_NORMS["llama"]
+_BLOCK_NORMS["olmo3"] = _BLOCK_NORMS["olmo2"]
 _QK_NORM = {
     "attention.q_norm.weight": "self_attn.q_norm.weight",
     "attention.k_norm.weight": "self_attn.k_norm.weight",
@@ -66,14 +77,18 @@ def engine_to_hf_names(cfg: ModelConfig) -> Dict[str, str]:
 def expected_shapes(cfg: ModelConfig) -> Dict[str, Tuple[int, ...]]:
     """Engine parameter name -> shape, from the config alone (matches engine.nn.Transformer;
     tests compare the two)."""
-    d, kv, hidden, vocab = cfg.d_model, cfg.kv_heads * cfg.head_dim, cfg.mlp_hidden, cfg.vocab_size
+    d, q, kv, hidden, vocab = cfg.d_model, cfg.q_dim, cfg.kv_dim, cfg.mlp_hidden, cfg.vocab_size
     block = {
-        "attention.w_q.weight": (d, d), "attention.w_k.weight": (kv, d), "attention.w_v.weight": (kv, d),
-        "attention.w_out.weight": (d, d), "mlp.w1.weight": (hidden, d), "mlp.w3.weight": (hidden, d),
+        "attention.w_q.weight": (q, d), "attention.w_k.weight": (kv, d), "attention.w_v.weight": (kv, d),
+        "attention.w_out.weight": (d, q), "mlp.w1.weight": (hidden, d), "mlp.w3.weight": (hidden, d),
         "mlp.w2.weight": (d, hidden), "attention_norm.weight": (d,), "mlp_norm.weight": (d,),
     }
+    if cfg.gemma_blocks:
+        block.update({"attention_post_norm.weight": (d,), "mlp_post_norm.weight": (d,)})
     if cfg.qk_norm:
-        block.update({"attention.q_norm.weight": (d,), "attention.k_norm.weight": (kv,)})
+        hd = cfg.head_size
+        block.update({"attention.q_norm.weight": (hd,) if cfg.per_head_qk_norm else (q,),
+                      "attention.k_norm.weight": (hd,) if cfg.per_head_qk_norm else (kv,)})
     shapes = {"embeddings.weight": (vocab, d), "norm.weight": (d,), "lm_head.weight": (vocab, d)}
     for i in range(cfg.n_layers):
         for name, shape in block.items():

@@ -43,3 +43,19 @@ class RMSNorm(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.size}, eps={self.eps}"
+
+
+class GemmaRMSNorm(RMSNorm):
+    """Gemma's RMSNorm: x / rms(x) * (1 + weight), all in float32, then cast back.
+
+    The weight is stored as an offset from 1 (HF's Gemma checkpoints hold it that way), so it is
+    initialised to 0; computing the scale in fp32 matches HF's Gemma3RMSNorm bit for bit in fp32.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (..., size); under tensor parallelism x and weight are DTensors (SequenceParallel)
+        normed = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps)
+        return (normed * (1.0 + self.weight.float())).to(x.dtype)
+
+    def reset_parameters(self) -> None:
+        nn.init.zeros_(self.weight)

@@ -1,16 +1,19 @@
-"""The decoder-only transformer: Llama (pre-norm) and OLMo-2 (reordered norm + QK-norm) blocks.
+"""The decoder-only transformer: Llama / Qwen3 (pre-norm), OLMo-2 / OLMo-3 (reordered norm)
+and Gemma-3 (pre + post norm) blocks.
 
 Parameter names are a contract (HF conversion and optimizer group globs rely on them):
   embeddings.weight
   blocks.{i}.attention.{w_q,w_k,w_v,w_out}.weight   blocks.{i}.attention.{q_norm,k_norm}.weight (qk_norm)
   blocks.{i}.attention_norm.weight  blocks.{i}.mlp.{w1,w3,w2}.weight  blocks.{i}.mlp_norm.weight
+  blocks.{i}.{attention_post_norm,mlp_post_norm}.weight (gemma3: the norms after each sub-layer)
   norm.weight  lm_head.weight (the embedding Parameter itself when tie_embeddings)
 
 Init (deterministic from the seed, identical under any parallelism): every weight matrix and the
 embedding ~ normal(0, init_std) truncated at +-3 std; the two output projections of each block
 (attention.w_out, mlp.w2) use init_std / sqrt(2 * n_layers) (GPT-2's residual scaling); norm
-weights = 1. Each parameter draws from its own generator seeded by (seed, parameter name), so
-the values do not depend on parameter order, device count or sharding.
+weights = 1 (Gemma's (1 + w) norms: 0, the same scale). Each parameter draws from its own
+generator seeded by (seed, parameter name), so the values do not depend on parameter order,
+device count or sharding.
 """
 
 from __future__ import annotations
@@ -28,27 +31,36 @@ from .attention import Attention
 from .fused_loss import chunk_objective, chunked_linear_cross_entropy
 from .loss import cross_entropy_sums
 from .mlp import SwiGLU
-from .norm import RMSNorm
+from .norm import GemmaRMSNorm, RMSNorm
 from .rope import rope_tables
+from .sliding_window import Mask, window_mask
 
 
 class Block(nn.Module):
-    """One transformer block. llama: x + attn(norm(x)); olmo2: x + norm(attn(x))."""
+    """One transformer block. llama / qwen3: x + attn(norm(x)); olmo2 / olmo3: x + norm(attn(x));
+    gemma3: x + post_norm(attn(norm(x))). The MLP half has the same shape as the attention half."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, index: int = 0):
         super().__init__()
-        self.reordered_norm = cfg.family == "olmo2"
-        self.attention = Attention(cfg.d_model, cfg.n_heads, cfg.kv_heads, cfg.qk_norm, cfg.norm_eps)
-        self.attention_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
-        self.mlp = SwiGLU(cfg.d_model, cfg.mlp_hidden)
-        self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.layout = {"olmo2": "post", "olmo3": "post", "gemma3": "sandwich"}.get(cfg.family, "pre")
+        norm_cls = GemmaRMSNorm if cfg.gemma_blocks else RMSNorm
+        self.attention = Attention(cfg, index)
+        self.attention_norm = norm_cls(cfg.d_model, cfg.norm_eps)
+        self.mlp = SwiGLU(cfg.d_model, cfg.mlp_hidden, "gelu_tanh" if cfg.gemma_blocks else "silu")
+        self.mlp_norm = norm_cls(cfg.d_model, cfg.norm_eps)
+        if self.layout == "sandwich":
+            self.attention_post_norm = norm_cls(cfg.d_model, cfg.norm_eps)
+            self.mlp_post_norm = norm_cls(cfg.d_model, cfg.norm_eps)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: Mask = None) -> torch.Tensor:
         # x: (B, T, d) -> (B, T, d)
-        if self.reordered_norm:
-            h = x + self.attention_norm(self.attention(x, cos, sin))
+        if self.layout == "post":
+            h = x + self.attention_norm(self.attention(x, cos, sin, mask))
             return h + self.mlp_norm(self.mlp(h))
-        h = x + self.attention(self.attention_norm(x), cos, sin)
+        if self.layout == "sandwich":
+            h = x + self.attention_post_norm(self.attention(self.attention_norm(x), cos, sin, mask))
+            return h + self.mlp_post_norm(self.mlp(self.mlp_norm(h)))
+        h = x + self.attention(self.attention_norm(x), cos, sin, mask)
         return h + self.mlp(self.mlp_norm(h))
 
 
@@ -57,26 +69,30 @@ class Transformer(nn.Module):
         super().__init__()
         self.config = cfg
         self.embeddings = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.blocks = nn.ModuleDict({str(i): Block(cfg) for i in range(cfg.n_layers)})
-        self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.blocks = nn.ModuleDict({str(i): Block(cfg, i) for i in range(cfg.n_layers)})
+        self.norm = (GemmaRMSNorm if cfg.gemma_blocks else RMSNorm)(cfg.d_model, cfg.norm_eps)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.embeddings.weight
-        # RoPE tables are a cache, not state: built on first use on the right device.
-        self._rope: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+        # RoPE tables are a cache, not state: built on first use on the right device, one per
+        # base frequency (sliding-window layers may use rope_local_theta).
+        self._rope: Dict[float, Tuple[torch.Tensor, torch.Tensor]] = {}
         # Training loss: chunked head + CE that never holds all logits (fused_loss.py); off under
         # tensor parallelism (the head weight is a DTensor there). compile.py swaps in compiled
         # versions of both loss functions.
-        self.fused_loss = True
+        # A final logit soft-cap changes the logits' gradient: it takes the plain path.
+        self.fused_loss = cfg.final_logit_softcap is None
         self.chunk_fn: Callable = chunk_objective
         self.loss_fn: Callable = cross_entropy_sums
 
     # ---- forward ----------------------------------------------------------------------------
-    def rope(self, seq_len: int, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
-        if self._rope is None or self._rope[0].shape[0] < seq_len or self._rope[0].device != device:
-            length = max(seq_len, self._rope[0].shape[0] if self._rope is not None else 0)
-            self._rope = rope_tables(self.config.head_dim, length, self.config.rope_theta, device)
-        return self._rope
+    def rope(self, seq_len: int, device: torch.device, theta: Optional[float] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        theta = self.config.rope_theta if theta is None else theta
+        cached = self._rope.get(theta)
+        if cached is None or cached[0].shape[0] < seq_len or cached[0].device != device:
+            length = max(seq_len, cached[0].shape[0] if cached is not None else 0)
+            self._rope[theta] = rope_tables(self.config.head_size, length, theta, device)
+        return self._rope[theta]
 
     def forward(
         self,
@@ -91,20 +107,32 @@ class Transformer(nn.Module):
         labels; objective_sum = ce_sum + z_loss_multiplier * z_sum is the one to differentiate
         (ce_sum and z_sum are detached). The loss goes through forward so FSDP's root hooks run.
         """
+        cfg, T = self.config, input_ids.shape[1]
         h = self.embeddings(input_ids)  # (B, T, d)
-        cos, sin = self.rope(input_ids.shape[1], h.device)
+        if cfg.gemma_blocks:  # Gemma scales embeddings by sqrt(d_model), rounded to their dtype as HF does
+            h = h * torch.tensor(cfg.d_model ** 0.5, dtype=h.dtype)
+        full = self.rope(T, h.device)
+        local = self.rope(T, h.device, cfg.rope_local_theta) if cfg.sliding_window else full
+        mask = window_mask(T, cfg.sliding_window, h.device)
         for block in self.blocks.values():
-            h = block(h, cos, sin)
+            sliding = _unwrap(block).attention.window is not None
+            cos, sin = local if sliding else full
+            h = block(h, cos, sin, mask if sliding else None)
         h = self.norm(h)
         if labels is None:
-            return self.lm_head(h)  # (B, T, V)
+            return self.capped(self.lm_head(h))  # (B, T, V)
         if self.fused_loss and torch.is_grad_enabled():
             return chunked_linear_cross_entropy(h.flatten(0, 1), self.lm_head.weight, labels.flatten(),
                                                 ignore_index, z_loss_multiplier, self.chunk_fn)
-        ce_sum, z_sum = self.loss_fn(self.lm_head(h).flatten(0, 1), labels.flatten(), ignore_index,
+        ce_sum, z_sum = self.loss_fn(self.capped(self.lm_head(h)).flatten(0, 1), labels.flatten(), ignore_index,
                                      z_loss_multiplier is not None)
         objective = ce_sum if z_sum is None else ce_sum + z_loss_multiplier * z_sum
         return objective, ce_sum.detach(), None if z_sum is None else z_sum.detach()
+
+    def capped(self, logits: torch.Tensor) -> torch.Tensor:
+        """cap x tanh(logits / cap) with model.final_logit_softcap, else the logits unchanged."""
+        cap = self.config.final_logit_softcap
+        return logits if cap is None else cap * torch.tanh(logits / cap)
 
     # ---- init -------------------------------------------------------------------------------
     def init_std_for(self, name: str) -> Optional[float]:
@@ -118,12 +146,13 @@ class Transformer(nn.Module):
     @torch.no_grad()
     def init_weights(self, seed: int) -> None:
         """Fill every parameter deterministically from `seed` (see the module docstring)."""
-        self._rope = None
+        self._rope = {}
+        norm_value = 0.0 if self.config.gemma_blocks else 1.0  # Gemma norms scale by (1 + w)
         for name, param in _named_params(self):
             std = self.init_std_for(name)
             full = torch.empty(param.shape, dtype=torch.float32, device=_local(param).device)
             if std is None:
-                full.fill_(1.0)
+                full.fill_(norm_value)
             else:
                 gen = torch.Generator(device=full.device)
                 gen.manual_seed((seed * 1_000_003 + zlib.crc32(name.encode())) % (1 << 63))
@@ -142,9 +171,21 @@ class Transformer(nn.Module):
         return sum(m.weight.numel() for m in self.modules() if isinstance(m, nn.Linear))
 
     def num_flops_per_token(self, seq_len: int) -> int:
-        """6 x matmul params + 12 x layers x (heads x head_dim) x seq_len (see ModelConfig)."""
-        q_width = self.blocks["0"].attention.w_q.weight.shape[0]  # heads x head_dim (global)
-        return 6 * self.num_matmul_params() + 12 * len(self.blocks) * q_width * seq_len
+        """6 x matmul params + 12 x (heads x head_dim) x keys attended, summed over layers (see
+        ModelConfig): seq_len keys on full layers, min(window, seq_len) on sliding ones."""
+        attended = 0
+        for block in self.blocks.values():
+            attention = _unwrap(block).attention
+            q_width = attention.w_q.weight.shape[0]  # heads x head_dim (global)
+            attended += q_width * min(attention.window or seq_len, seq_len)
+        return 6 * self.num_matmul_params() + 12 * attended
+
+
+def _unwrap(block: nn.Module) -> nn.Module:
+    """The Block inside activation-checkpointing / compile wrappers."""
+    for attr in ("_checkpoint_wrapped_module", "_orig_mod"):
+        block = getattr(block, attr, block)
+    return block
 
 
 def _named_params(module: nn.Module):

@@ -22,8 +22,11 @@ ranks a parameter is split over (FSDP: all DP ranks; HSDP: the shard group; DDP/
 compute = FSDP param_dtype, else autocast dtype, else model.dtype. A_block is the tensors one
 transformer block keeps per token for backward (SDPA/flash attention, so no T x T scores):
 
-    A_block = 4d (two norms' inputs and outputs) + d + 2 kv (q, k, v after RoPE) + d (attention out)
-              + 4 h (SwiGLU gate, up, silu(gate), gate*up) [+ d + kv for QK-norm inputs]
+    A_block = 4d (two norms' inputs and outputs; 8d for Gemma-3's four) + q + 2 kv (q, k, v after
+              RoPE) + q (attention out) + 4 h (gated MLP: gate, up, act(gate), act(gate)*up)
+              [+ q + kv for QK-norm inputs]
+
+(q = heads x head_dim, kv = kv_heads x head_dim; head_dim may differ from d / heads.)
 
 Checkpointed blocks keep only their input (d per token) plus, while one is recomputed, one
 block's full set (the last `A_block` term). Modes: full = all blocks; selected_blocks = every
@@ -129,10 +132,11 @@ def shard_factor(cfg: ExperimentConfig) -> int:
 def block_activation_elements(cfg: ExperimentConfig) -> int:
     """A_block: elements one block keeps per token for backward (see module docstring)."""
     m = cfg.model
-    d, kv, h = m.d_model, m.kv_heads * m.head_dim, m.mlp_hidden
-    elements = 4 * d + (d + 2 * kv) + d + 4 * h
+    d, q, kv, h = m.d_model, m.q_dim, m.kv_dim, m.mlp_hidden
+    norms = 8 * d if m.gemma_blocks else 4 * d
+    elements = norms + (q + 2 * kv) + q + 4 * h
     if m.qk_norm:
-        elements += d + kv
+        elements += q + kv
     return elements
 
 

@@ -65,7 +65,7 @@ def reference_forward(model, ids):
     cfg = model.config
     T = ids.shape[1]
     pos = torch.arange(T, dtype=torch.float64)
-    inv = 1.0 / cfg.rope_theta ** (torch.arange(0, cfg.head_dim, 2, dtype=torch.float64) / cfg.head_dim)
+    inv = 1.0 / cfg.rope_theta ** (torch.arange(0, cfg.head_size, 2, dtype=torch.float64) / cfg.head_size)
     ang = torch.outer(pos, inv)
     cos, sin = torch.cat([ang, ang], -1).cos(), torch.cat([ang, ang], -1).sin()
 
@@ -73,7 +73,7 @@ def reference_forward(model, ids):
         return x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + cfg.norm_eps) * w.double()
 
     def rope(x):  # (B, H, T, hd)
-        x1, x2 = x[..., : cfg.head_dim // 2], x[..., cfg.head_dim // 2:]
+        x1, x2 = x[..., : cfg.head_size // 2], x[..., cfg.head_size // 2:]
         return x * cos + torch.cat([-x2, x1], -1) * sin
 
     def attn(blk, x):
@@ -84,7 +84,7 @@ def reference_forward(model, ids):
         q = q.view(B, T, cfg.n_heads, -1).transpose(1, 2)
         k = k.view(B, T, cfg.kv_heads, -1).transpose(1, 2).repeat_interleave(cfg.n_heads // cfg.kv_heads, 1)
         v = v.view(B, T, cfg.kv_heads, -1).transpose(1, 2).repeat_interleave(cfg.n_heads // cfg.kv_heads, 1)
-        scores = rope(q) @ rope(k).transpose(-1, -2) / math.sqrt(cfg.head_dim)
+        scores = rope(q) @ rope(k).transpose(-1, -2) / math.sqrt(cfg.head_size)
         scores = scores.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
         out = (scores.softmax(-1) @ v).transpose(1, 2).reshape(B, T, -1)
         return out @ blk.attention.w_out.weight.double().T
