@@ -1,4 +1,4 @@
-"""Tiny random HF Llama / OLMo-2 models built with the real transformers library (no download),
+"""Tiny random HF Llama / OLMo-2 / OLMo-3 / Qwen3 / Gemma-3 models built with the real transformers library (no download),
 and the two reference computations the HF tests compare against."""
 
 from __future__ import annotations
@@ -18,12 +18,15 @@ def make_hf_model(path: Path, family: str = "llama", *, seed: int = 0, tie: bool
     HF initialises every RMSNorm weight to 1, which would hide a swapped norm in a conversion;
     they are randomised here, as are all other weights (std 0.1, larger than HF's 0.02, so the
     logits spread widely and a wrong mapping cannot hide in the noise)."""
-    from transformers import LlamaConfig, LlamaForCausalLM, Olmo2Config, Olmo2ForCausalLM
+    import transformers as tf
 
-    config_cls, model_cls = {"llama": (LlamaConfig, LlamaForCausalLM),
-                             "olmo2": (Olmo2Config, Olmo2ForCausalLM)}[family]
+    config_cls, model_cls = {"llama": (tf.LlamaConfig, tf.LlamaForCausalLM),
+                             "olmo2": (tf.Olmo2Config, tf.Olmo2ForCausalLM),
+                             "olmo3": (tf.Olmo3Config, tf.Olmo3ForCausalLM),
+                             "qwen3": (tf.Qwen3Config, tf.Qwen3ForCausalLM),
+                             "gemma3": (tf.Gemma3TextConfig, tf.Gemma3ForCausalLM)}[family]
     kwargs = {**SMALL, "tie_word_embeddings": tie, "bos_token_id": None, "eos_token_id": 2,
-              "pad_token_id": 1, "rope_theta": 500_000.0 if family == "olmo2" else 10_000.0, **overrides}
+              "pad_token_id": 1, "rope_theta": 500_000.0 if family in ("olmo2", "olmo3") else 10_000.0, **overrides}
     torch.manual_seed(seed)
     model = model_cls(config_cls(**kwargs)).float().eval()
     with torch.no_grad():
