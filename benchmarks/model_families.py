@@ -137,7 +137,7 @@ def main() -> int:
     print(json.dumps({"device": torch.cuda.get_device_name(), "torch": torch.__version__,
                       "date": time.strftime("%Y-%m-%d")}), flush=True)
     if not args.skip_kernels:
-        kernels(t_start + args.budget_s * 0.3)
+        kernels(t_start + args.budget_s * 0.35)
     for preset, seq, micro, extra in FAMILIES:
         if time.monotonic() - t_start > args.budget_s:
             print(json.dumps({"part": "family", "preset": preset, "skipped": "budget"}), flush=True)
