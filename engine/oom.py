@@ -119,10 +119,18 @@ def _sharding_step(cfg: ExperimentConfig) -> str:
     if world == 1:
         tips.append("add GPUs (--launch.nproc_per_node, or more Beaker nodes) with "
                     "--train_module.dp_config.name=fsdp")
-    else:
+    elif _tensor_parallel_fits(cfg):
         tips.append(f"spread the state over more GPUs than the current {world}, or split each layer "
                     "with tensor parallelism (--train_module.tp_config.degree=2)")
+    else:  # tied embeddings (qwen3-0.6b, gemma3-1b) or a single KV head cannot be split by TP
+        tips.append(f"spread the state over more GPUs than the current {world} (tensor parallelism "
+                    "does not apply: tied embeddings or KV heads not divisible by 2)")
     return "More sharding: " + "; ".join(tips) + "."
+
+
+def _tensor_parallel_fits(cfg: ExperimentConfig) -> bool:
+    m = cfg.model
+    return not m.tie_embeddings and m.n_heads % 2 == 0 and m.kv_heads % 2 == 0
 
 
 def oom_advice(cfg: ExperimentConfig, exc: Optional[BaseException] = None, step: Optional[int] = None) -> str:

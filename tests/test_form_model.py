@@ -101,3 +101,15 @@ def test_changed_paths_marks_fields_and_section_switches():
     changed = fm.changed_paths(data, base, specs)
     assert "model.n_layers" in changed and "train_module.ac_config" in changed
     assert "model" not in changed  # a section is marked only when switched on or off
+
+
+def test_model_family_fields_are_form_fields_with_their_rules():
+    leaves = fm.leaf_specs(fm.schema_tree())
+    assert set(leaves["model.family"].choices) == {"llama", "olmo2", "olmo3", "qwen3", "gemma3"}
+    for name in ("head_dim", "sliding_window", "rope_local_theta", "query_pre_attn_scalar", "final_logit_softcap"):
+        assert leaves[f"model.{name}"].optional, name  # unset = the family's plain behaviour
+    data = fm.config_data(resolve("qwen3-0.6b"))
+    fm.set_path(data, "model.sliding_window", 512)  # qwen3 has no sliding-window layers
+    paths = [s.path for s in fm.schema_tree().walk() if s.path]
+    result = fm.validate_form(data, paths)
+    assert result.by_field["model.sliding_window"] == result.by_field["model.family"] != []

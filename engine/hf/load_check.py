@@ -23,7 +23,7 @@ from .engine_ckpt import model_tensor_metadata, read_checkpoint_config
 from .key_map import describe_names, expected_shapes
 
 # Fields that change tensor shapes or the computation's structure.
-_ARCHITECTURE = ("family", "d_model", "n_layers", "n_heads", "kv_heads", "mlp_hidden", "vocab_size",
+_ARCHITECTURE = ("family", "d_model", "n_layers", "n_heads", "kv_heads", "head_size", "mlp_hidden", "vocab_size",
                  "qk_norm", "tie_embeddings")
 
 
@@ -32,7 +32,7 @@ def _architecture(model: ModelConfig) -> Dict[str, Any]:
 
 
 def _field_name(name: str) -> str:
-    return {"kv_heads": "n_kv_heads", "mlp_hidden": "mlp_hidden_size"}.get(name, name)
+    return {"kv_heads": "n_kv_heads", "mlp_hidden": "mlp_hidden_size", "head_size": "head_dim"}.get(name, name)
 
 
 def check_load_path_fits(cfg: ExperimentConfig, path: Path) -> None:

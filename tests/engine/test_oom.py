@@ -114,3 +114,10 @@ def test_both_launchers_set_what_the_debug_switch_promises(tmp_path):
     assert {k: env[k] for k in promised} == promised
     quiet = resolve("tiny-cpu", overrides=["--launch.backend=beaker"])
     assert not set(promised) & set(spec.job_env(quiet, "run-1", None))
+
+def test_advice_offers_tensor_parallelism_only_where_it_applies():
+    # qwen3-0.6b ties its embeddings and gemma3-1b has one KV head: TP cannot split them.
+    for preset in ("qwen3-0.6b", "gemma3-1b"):
+        text = oom_advice(resolve(preset=preset))
+        assert "tp_config" not in text and "tensor parallelism does not apply" in text
+    assert "--train_module.tp_config.degree=2" in oom_advice(resolve(preset="olmo3-7b"))
