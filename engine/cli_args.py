@@ -31,7 +31,7 @@ def run_parser(prog: str = "olmo-tui") -> argparse.ArgumentParser:
         prog=prog,
         allow_abbrev=False,
         description="Launch or inspect a training run. Extra --section.field=value arguments override the preset.",
-        epilog="Subcommands: presets, runs, logs, cancel, relaunch. Exit codes: 0 ok, 1 job failed, 2 usage/config error, "
+        epilog="Subcommands: presets, runs, logs, cancel, relaunch, sweep, diff, compare. Exit codes: 0 ok, 1 job failed, 2 usage/config error, "
         "3 launch error, 130 interrupted.",
     )
     source = parser.add_mutually_exclusive_group()

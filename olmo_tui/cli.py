@@ -76,7 +76,9 @@ def cmd_presets(argv: List[str]) -> int:
     return exit_codes.OK
 
 
+from .cli_compare import cmd_compare, cmd_diff  # noqa: E402
 from .cli_runs import cmd_cancel, cmd_logs, cmd_relaunch, cmd_runs  # noqa: E402
+from .cli_sweep import cmd_sweep, wants_sweep  # noqa: E402
 
 SUBCOMMANDS: Dict[str, Subcommand] = {
     "presets": cmd_presets,
@@ -84,6 +86,9 @@ SUBCOMMANDS: Dict[str, Subcommand] = {
     "logs": cmd_logs,
     "cancel": cmd_cancel,
     "relaunch": cmd_relaunch,
+    "sweep": cmd_sweep,
+    "diff": cmd_diff,
+    "compare": cmd_compare,
 }
 
 
@@ -95,6 +100,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return run_app()
     if argv[0] in SUBCOMMANDS:
         return SUBCOMMANDS[argv[0]](argv[1:])
+    if wants_sweep(argv):  # `olmo-tui --preset P --sweep a.b=1,2` is `olmo-tui sweep ...`
+        return cmd_sweep(argv)
     return cmd_run(argv)
 
 

@@ -1,4 +1,4 @@
-"""Headless run subcommands: `olmo-tui runs [--json]`, `logs RUN [-f]`, `cancel RUN`,
+"""Headless run subcommands: `olmo-tui runs [--sweep NAME] [--json]`, `logs RUN [-f]`, `cancel RUN`,
 `relaunch RUN [--resume] [overrides]`. RUN is a run id, a unique id prefix, or a run name (its
 newest run). An unknown RUN is a usage error (exit 2).
 """
@@ -45,11 +45,21 @@ def _lookup(registry: Registry, ref: str):
 def cmd_runs(argv: List[str]) -> int:
     parser = argparse.ArgumentParser(prog="olmo-tui runs", description="List runs (newest first).")
     parser.add_argument("--json", action="store_true", help="one JSON array of run records")
+    parser.add_argument("--sweep", metavar="NAME", help="only the runs of this sweep, in queue order")
     args = parser.parse_args(argv)
-    from .core.run_manager import refresh_all
+    from .core.run_manager import refresh_all, refresh_run
+    from .core.sweep_queue import ensure_workers, get_sweep
 
+    registry = Registry()
     try:
-        runs = refresh_all(Registry())
+        if args.sweep:
+            if get_sweep(args.sweep, registry) is None:
+                _err(f"error: no sweep {args.sweep!r}; runs of sweeps show the sweep name in `olmo-tui runs --json`")
+                return exit_codes.USAGE
+            runs = [refresh_run(run, registry) for run in registry.of_sweep(args.sweep)]
+        else:
+            runs = refresh_all(registry)
+        ensure_workers(registry)  # a sweep whose worker was killed gets a new one
     except (RegistryError, sqlite3.Error) as exc:
         _err(f"error: run registry: {exc}")
         return exit_codes.LAUNCH

@@ -65,6 +65,13 @@ class RunRecord:
     argv: List[str] = field(default_factory=list)
     summary: Dict[str, Any] = field(default_factory=dict)  # latest metrics: loss, tps, mfu, ...
     extra: Dict[str, Any] = field(default_factory=dict)  # backend-specific (Beaker URL, job ids)
+    sweep: Optional[str] = None  # the sweep this run is a variant of (sweep.py)
+    sweep_index: Optional[int] = None  # its place in the sweep's queue
+
+    @property
+    def waiting_in_queue(self) -> bool:
+        """A sweep variant not launched yet: nothing runs, so there is nothing to refresh."""
+        return self.status == RunStatus.QUEUED and self.sweep is not None and self.started is None
 
     @property
     def terminal(self) -> bool:
@@ -76,6 +83,21 @@ class RunRecord:
 
 COLUMNS = [f.name for f in fields(RunRecord)]
 JSON_COLUMNS = {"argv", "summary", "extra"}
+
+def _add_sweeps(db: sqlite3.Connection) -> None:
+    """Sweeps (sweep.py): each variant is a runs row tagged with its sweep and queue index;
+    the sweeps table holds what the queue worker needs (parallelism, notify hook, worker pid)."""
+    db.execute("ALTER TABLE runs ADD COLUMN sweep TEXT")
+    db.execute("ALTER TABLE runs ADD COLUMN sweep_index INTEGER")
+    db.execute("CREATE INDEX runs_sweep ON runs (sweep, sweep_index)")
+    db.execute(
+        """CREATE TABLE sweeps (
+            name TEXT PRIMARY KEY, created REAL NOT NULL, max_parallel INTEGER NOT NULL,
+            spec TEXT NOT NULL DEFAULT '{}', worker_pid INTEGER, worker_start INTEGER,
+            ended REAL, message TEXT
+        )"""
+    )
+
 
 # Each entry upgrades the schema from version i to i + 1. Append only; never edit a shipped one.
 MIGRATIONS: List[Callable[[sqlite3.Connection], None]] = [
@@ -91,6 +113,7 @@ MIGRATIONS: List[Callable[[sqlite3.Connection], None]] = [
         )"""
     ),
     lambda db: db.execute("CREATE INDEX runs_created ON runs (created)"),
+    _add_sweeps,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -194,6 +217,14 @@ class Registry:
             data[key] = json.loads(data[key] or ("[]" if key == "argv" else "{}"))
         return RunRecord(**data)
 
+    def query(self, sql: str, params: tuple = ()) -> List[sqlite3.Row]:
+        """Rows of one read (for tables other modules own, e.g. sweeps)."""
+        return self._db().execute(sql, params).fetchall()
+
+    def write(self, sql: str, params: tuple = ()) -> int:
+        """One statement in its own short write transaction; the number of rows it changed."""
+        return self._write(sql, params)
+
     def _write(self, sql: str, params: tuple) -> int:
         db = self._db()
         db.execute("BEGIN IMMEDIATE")
@@ -206,10 +237,25 @@ class Registry:
         return count
 
     def add(self, run: RunRecord) -> RunRecord:
-        values = tuple(self._encode(name, getattr(run, name)) for name in COLUMNS)
-        marks = ", ".join("?" for _ in COLUMNS)
-        self._write(f"INSERT INTO runs ({', '.join(COLUMNS)}) VALUES ({marks})", values)
+        self.add_all([run])
         return run
+
+    def add_all(self, runs: List[RunRecord], also: Optional[tuple] = None) -> None:
+        """Insert several runs (and one more statement `also` = (sql, params)) in one
+        transaction: all of them land, or none (a sweep's queue is never half written)."""
+        marks = ", ".join("?" for _ in COLUMNS)
+        sql = f"INSERT INTO runs ({', '.join(COLUMNS)}) VALUES ({marks})"
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if also is not None:
+                db.execute(*also)
+            for run in runs:
+                db.execute(sql, tuple(self._encode(name, getattr(run, name)) for name in COLUMNS))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     def update(self, run_id: str, **changes: Any) -> None:
         """Set only the named fields of one run."""
@@ -228,6 +274,21 @@ class Registry:
                    if name != "id" and getattr(after, name) != getattr(before, name)}
         self.update(after.id, **changed)
         return after
+
+    def transition(self, run_id: str, from_status: str, **changes: Any) -> bool:
+        """Set fields only if the run is still in `from_status` (compare-and-set): of two
+        processes racing to start or cancel a queued run exactly one wins."""
+        if not changes:
+            raise ValueError("transition needs at least one change")
+        assignments = ", ".join(f"{name} = ?" for name in changes)
+        values = tuple(self._encode(name, value) for name, value in changes.items())
+        return self._write(f"UPDATE runs SET {assignments} WHERE id = ? AND status = ?",
+                           (*values, run_id, from_status)) == 1
+
+    def of_sweep(self, sweep: str) -> List[RunRecord]:
+        """The runs of one sweep in queue order."""
+        rows = self._db().execute("SELECT * FROM runs WHERE sweep = ? ORDER BY sweep_index", (sweep,))
+        return [self._decode(row) for row in rows]
 
     def remove(self, run_id: str) -> bool:
         return self._write("DELETE FROM runs WHERE id = ?", (run_id,)) > 0

@@ -60,7 +60,7 @@ def start_run(cfg: ExperimentConfig, preset: Optional[str] = None, parent_id: Op
 
 def refresh_run(run: RunRecord, registry: Optional[Registry] = None) -> RunRecord:
     """Look at an active run now and record what changed (ended, vanished, new step)."""
-    if run.terminal:
+    if run.terminal or run.waiting_in_queue:
         return run
     registry = registry or Registry()
     try:
@@ -83,6 +83,15 @@ def cancel_run(run: RunRecord, grace_s: float = DEFAULT_GRACE_S, registry: Optio
     run = refresh_run(run, registry)
     if run.terminal:
         return run
+    if run.waiting_in_queue:
+        # Not started yet: take it off the queue, unless the sweep worker is starting it now
+        # (then it is cancelled like any started run, below).
+        if registry.transition(run.id, RunStatus.QUEUED, status=RunStatus.CANCELLED, ended=time.time(),
+                               message="cancelled before it started"):
+            return registry.get(run.id) or run
+        run = registry.get(run.id) or run
+        if run.terminal:
+            return run
     run = registry.save_changes(run, get_backend(run.backend).cancel(run, grace_s))
     deadline = time.monotonic() + (wait_s or 0)
     while not run.terminal and time.monotonic() < deadline:
