@@ -192,3 +192,13 @@ def test_memory_estimate_within_15_percent_of_measured_gpu_peaks():
         mem = est.memory_estimate(resolve(case["preset"], overrides=overrides))
         allocated = (mem.total - mem.overhead) / GIB  # torch's allocated memory has no CUDA context
         assert abs(allocated - case["peak_allocated_gib"]) <= 0.15 * case["peak_allocated_gib"], case
+
+
+def test_block_activations_follow_head_dim_and_gemma_norms():
+    # qwen3-0.6b: d 1024, q = 16 x 128 = 2048 (wider than d), kv = 8 x 128, MLP 3072:
+    # 4d + (q + 2kv) + q + 4h + QK-norm inputs (q + kv)
+    assert est.block_activation_elements(resolve("qwen3-0.6b")) == (
+        4 * 1024 + (2048 + 2 * 1024) + 2048 + 4 * 3072 + (2048 + 1024))
+    # gemma3-1b: four norms (8d), d 1152, q = 4 x 256, kv = 1 x 256, MLP 6912
+    assert est.block_activation_elements(resolve("gemma3-1b")) == (
+        8 * 1152 + (1024 + 2 * 256) + 1024 + 4 * 6912 + (1024 + 256))
