@@ -4,7 +4,8 @@ second (a thread worker: refreshing notices runs that ended or vanished and reco
 Keys: enter monitor · r relaunch (editor prefilled with the run's resolved config; the new
 run records its parent) · R resume (same config, continuing from the latest checkpoint) ·
 c cancel (asks; SIGTERM, grace period, SIGKILL) · d forget (asks; then asks separately
-whether to delete the run's files) · / filter · s sort column · S reverse sort.
+whether to delete the run's files) · / filter · s sort column · S reverse sort · space marks a
+run (● in the Run column) · C compares the marked runs (screens/compare.py).
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class RunsScreen(Screen):
         Binding("R", "resume", "Resume"),
         Binding("c", "cancel", "Cancel"),
         Binding("d", "forget", "Forget"),
+        Binding("space", "mark", "Mark"),
+        Binding("C", "compare", "Compare"),
         Binding("slash", "filter", "Filter"),
         Binding("s", "sort", "Sort"),
         Binding("S", "reverse_sort", "Reverse", show=False),
@@ -68,6 +71,7 @@ class RunsScreen(Screen):
         self.term = ""
         self.sort_column = "Age"
         self.sort_reverse = False
+        self.marked: List[str] = []  # run ids marked for comparing, in the order marked
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -90,6 +94,9 @@ class RunsScreen(Screen):
     @work(thread=True, exclusive=True, group="runs-refresh", exit_on_error=False)
     def refresh_runs(self) -> None:
         runs = run_manager.refresh_all(self.registry)
+        from olmo_tui.core.sweep_queue import ensure_workers
+
+        ensure_workers(self.registry)  # a sweep whose worker was killed gets a new one
         self.app.call_from_thread(self.show_runs, runs)
 
     def visible_runs(self) -> List[RunRecord]:
@@ -110,6 +117,7 @@ class RunsScreen(Screen):
             style = STATUS_STYLE.get(run.status)
             if style:
                 cells[3] = f"[{style}]{run.status}[/]"
+            cells[0] = ("● " if run.id in self.marked else "  ") + cells[0]
             table.add_row(*cells, key=run.id)
         if selected and any(r.id == selected.id for r in visible):
             table.move_cursor(row=table.get_row_index(selected.id), animate=False)
@@ -145,6 +153,26 @@ class RunsScreen(Screen):
         run = self.selected_run()
         if run:
             self.app.push_screen(MonitorScreen(run, self.registry))
+
+    def action_mark(self) -> None:
+        run = self.selected_run()
+        if not run:
+            return
+        if run.id in self.marked:
+            self.marked.remove(run.id)
+        else:
+            self.marked.append(run.id)
+        self.show_runs(self.runs)
+
+    def action_compare(self) -> None:
+        from .compare import CompareScreen
+
+        by_id = {run.id: run for run in self.runs}
+        chosen = [by_id[run_id] for run_id in self.marked if run_id in by_id]
+        if len(chosen) < 2:
+            self.notify("mark two or more runs with space, then press C", severity="warning")
+            return
+        self.app.push_screen(CompareScreen(chosen))
 
     def action_relaunch(self) -> None:
         run = self.selected_run()
