@@ -10,12 +10,15 @@ Layout of a save folder (`trainer.save_folder`, by default `<run dir>/checkpoint
       .complete.json              commit marker: {"step", "ephemeral", "world_size", "time"}
     step125-tmp/                  a save in progress (or one cut off by a crash): never loaded
 
-Why both a temp dir and a marker: every rank writes its shards into `stepN-tmp/`; only when all
-of them are done does rank 0 write `.complete.json` (fsynced) and rename the directory to
-`stepN` in one atomic `os.rename` on the same filesystem. A crash at any point leaves either a
-`-tmp` directory or nothing; a `stepN` directory without the marker (copied by hand, or cut off
-on a filesystem without atomic renames) is skipped as well. Removal deletes the marker first,
-so a half-deleted checkpoint is never taken for complete either.
+Why both a temp dir and a marker: every rank writes its shards (and its fsynced train state)
+into `stepN-tmp/`; only when all of them are done does rank 0 write `.complete.json` (fsynced)
+and rename the directory to `stepN` in one atomic `os.rename` on the same filesystem. A crash at
+any point leaves either a `-tmp` directory or nothing; a `stepN` directory without the marker
+(copied by hand, or cut off on a filesystem without atomic renames) is skipped as well. Removal
+deletes the marker first, so a half-deleted checkpoint is never taken for complete either.
+Re-saving an existing step moves the old one aside (`stepN-replaced`) and removes it only after
+the new one is committed; the layout and the start-up recovery are engine/checkpoint_layout.py
+(torch-free, so the launcher's pre-flight reads save folders too).
 
 Retention (rank 0, after each commit): the newest `keep` permanent checkpoints stay (0 = all);
 of the ephemeral ones only the newest stays, and only while it is the newest checkpoint.
@@ -29,9 +32,7 @@ of training. A crash before that loses only the uncommitted save.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import shutil
 import time
 import warnings
@@ -45,15 +46,11 @@ import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 
-from engine.errors import UserError
-
-MARKER = ".complete.json"
-MODEL_AND_OPTIM = "model_and_optim"
-TRAIN_STATE = "train"
-_STEP_DIR = re.compile(r"^step(\d+)$")
-_TMP_SUFFIX = "-tmp"
-
-
+from engine.atomic import fsync_dir, write_json_atomic
+from engine.checkpoint_layout import (  # noqa: F401  (re-exported: the save folder's layout)
+    ASIDE_SUFFIX, MARKER, MODEL_AND_OPTIM, TMP_SUFFIX, TRAIN_STATE, CheckpointInfo, checkpoint_world_size,
+    is_complete, latest_checkpoint, list_checkpoints, recover_save_folder, remove_checkpoint, resolve_load_path,
+)
 
 @contextmanager
 def _quiet_dcp():
@@ -61,60 +58,6 @@ def _quiet_dcp():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or uninitialized")
         yield
-
-
-@dataclass(frozen=True)
-class CheckpointInfo:
-    path: Path
-    step: int
-    ephemeral: bool
-
-
-def _read_marker(path: Path) -> Optional[dict]:
-    try:
-        marker = json.loads((path / MARKER).read_text())
-    except (OSError, ValueError):
-        return None
-    return marker if isinstance(marker, dict) else None
-
-
-def is_complete(path: Path) -> bool:
-    """A committed checkpoint: marker present and readable, model shards' metadata present."""
-    return _read_marker(path) is not None and (path / MODEL_AND_OPTIM / ".metadata").is_file()
-
-
-def list_checkpoints(folder: Path) -> List[CheckpointInfo]:
-    """Complete checkpoints in `folder`, oldest first. Temp and unmarked dirs are skipped."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    found = []
-    for child in folder.iterdir():
-        match = _STEP_DIR.match(child.name)
-        if not match or not child.is_dir() or not is_complete(child):
-            continue
-        marker = _read_marker(child) or {}
-        found.append(CheckpointInfo(child, int(match.group(1)), bool(marker.get("ephemeral", False))))
-    return sorted(found, key=lambda info: info.step)
-
-
-def latest_checkpoint(folder: Path) -> Optional[Path]:
-    checkpoints = list_checkpoints(folder)
-    return checkpoints[-1].path if checkpoints else None
-
-
-def resolve_load_path(path: str | Path, field: str = "trainer.load_path") -> Path:
-    """A `stepN` dir, a folder of checkpoints (its latest is used) or a bare DCP directory."""
-    path = Path(path).expanduser()
-    if is_complete(path):
-        return path
-    if (path / ".metadata").is_file():  # a model-only DCP dir (e.g. converted from HF)
-        return path
-    latest = latest_checkpoint(path)
-    if latest is not None:
-        return latest
-    raise UserError(field, f"no complete checkpoint at {path} (expected a stepN directory with "
-                    f"{MARKER}, a folder of them, or a DCP directory with .metadata)")
 
 
 def _dcp_dir(path: Path) -> Path:
@@ -137,33 +80,10 @@ def load_train_state(path: Path, rank: int) -> Optional[Dict[str, Any]]:
     return None
 
 
-def checkpoint_world_size(path: Path) -> Optional[int]:
-    marker = _read_marker(path) or {}
-    return marker.get("world_size")
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some filesystems refuse fsync on directories; the rename still happened
-        pass
-    finally:
-        os.close(fd)
-
-
-def remove_checkpoint(path: Path) -> None:
-    """Marker first, so a removal cut short leaves an incomplete (ignored) directory."""
-    (path / MARKER).unlink(missing_ok=True)
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def _barrier() -> None:
+def barrier(group) -> None:
+    """Wait for every rank of the checkpoint's own process group (the default group if None)."""
     if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+        dist.barrier(group=group)
 
 
 @dataclass
@@ -193,13 +113,12 @@ class Checkpointer:
     def pending_step(self) -> Optional[int]:
         return self._pending.step if self._pending else None
 
-    def remove_stale_staging(self) -> None:
-        """Rank 0 at start-up: temp dirs left by a crashed save can never be completed."""
-        if self.rank != 0 or not self.folder.is_dir():
-            return
-        for child in self.folder.iterdir():
-            if child.is_dir() and child.name.endswith(_TMP_SUFFIX):
-                shutil.rmtree(child, ignore_errors=True)
+    def remove_stale_staging(self) -> List[str]:
+        """Rank 0 at start-up: finish or undo a save a crash cut off (checkpoint_layout's
+        recover_save_folder); returns its repair lines. Idempotent."""
+        if self.rank != 0:
+            return []
+        return recover_save_folder(self.folder)
 
     def save(self, step: int, dcp_state: Dict[str, Any], train_state: Dict[str, Any], *,
              ephemeral: bool = False, on_staged: Optional[Callable[[Path], None]] = None) -> Optional[Path]:
@@ -207,12 +126,15 @@ class Checkpointer:
         is still being written (it commits at the next finalize())."""
         self.finalize()
         started = time.perf_counter()
-        staging = self.folder / f"step{step}{_TMP_SUFFIX}"
+        staging = self.folder / f"step{step}{TMP_SUFFIX}"
         if self.rank == 0:
             shutil.rmtree(staging, ignore_errors=True)
             (staging / TRAIN_STATE).mkdir(parents=True)
-        _barrier()
-        torch.save(train_state, staging / TRAIN_STATE / f"rank{self.rank}.pt")
+        barrier(self.process_group)
+        with open(staging / TRAIN_STATE / f"rank{self.rank}.pt", "wb") as handle:
+            torch.save(train_state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())  # on disk before rank 0's marker says the checkpoint is whole
         target = str(staging / MODEL_AND_OPTIM)
         future = None
         with _quiet_dcp():
@@ -236,24 +158,35 @@ class Checkpointer:
             return None
         if pending.future is not None:
             pending.future.result()  # re-raises a failed background write
-        _barrier()
+        barrier(self.process_group)
         final = self.folder / f"step{pending.step}"
         if self.rank == 0:
             if pending.on_staged is not None:
                 pending.on_staged(pending.staging)
             marker = {"step": pending.step, "ephemeral": pending.ephemeral,
                       "world_size": self.world_size, "time": time.time()}
-            with open(pending.staging / MARKER, "w") as handle:
-                json.dump(marker, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            if final.exists():  # re-saving a step (e.g. the final save of a resumed, finished run)
-                remove_checkpoint(final)
-            os.rename(pending.staging, final)
-            _fsync_dir(self.folder)
+            fsync_dir(pending.staging / MODEL_AND_OPTIM)
+            fsync_dir(pending.staging / TRAIN_STATE)
+            write_json_atomic(pending.staging / MARKER, marker, commit=True, indent=None)
+            self._commit(pending.staging, final)
             self._prune(keep_ephemeral=final if pending.ephemeral else None)
-        _barrier()
+        barrier(self.process_group)
         return final
+
+    def _commit(self, staging: Path, final: Path) -> None:
+        """staging -> final. Re-saving a step (the final save of a resumed, finished run) moves
+        the old one aside first and removes it only once the new one is in place: a crash at
+        any point leaves a complete stepN, stepN-tmp or stepN-replaced (recover_save_folder)."""
+        aside = final.with_name(final.name + ASIDE_SUFFIX)
+        if final.exists():
+            if aside.exists():
+                remove_checkpoint(aside)
+            os.rename(final, aside)
+            fsync_dir(self.folder)
+        os.rename(staging, final)
+        fsync_dir(self.folder)
+        if aside.exists():
+            remove_checkpoint(aside)
 
     def _prune(self, keep_ephemeral: Optional[Path]) -> None:
         checkpoints = list_checkpoints(self.folder)

@@ -70,8 +70,14 @@ def check_same_model(cfg: ExperimentConfig, path: Path) -> None:
 def restore_weights(trainer: Trainer, cfg: ExperimentConfig, save_folder: Path) -> str:
     """Resume from the save folder, else load weights from load_path, else keep the fresh init.
     Returns the one line that says which."""
-    latest = None if cfg.trainer.no_checkpoints else checkpoint.latest_checkpoint(save_folder)
     group = trainer.cpu_group
+    if not cfg.trainer.no_checkpoints:
+        # A save a crash cut off is finished or undone before anyone looks for the latest.
+        repairs = checkpoint.recover_save_folder(save_folder) if trainer.rank == 0 else []
+        for line in repairs:
+            trainer.log(line)
+        checkpoint.barrier(group)
+    latest = None if cfg.trainer.no_checkpoints else checkpoint.latest_checkpoint(save_folder)
     if latest is not None:
         check_same_model(cfg, latest)
         state = trainer.dcp_state()

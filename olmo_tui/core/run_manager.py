@@ -5,7 +5,6 @@ this module is the only place that combines the two.
 
 from __future__ import annotations
 
-import re
 import shutil
 import time
 from dataclasses import replace
@@ -16,9 +15,9 @@ from engine.atomic import write_atomic
 from engine.config import ExperimentConfig, resolve, to_toml
 
 from .backends.base import BackendError, RunStatus, get_backend
+from .preflight import check_before_launch
 from .registry import Registry, RunRecord, new_run_id, runs_root
 
-CHECKPOINT_DIR = re.compile(r"^step(\d+)$")
 DEFAULT_GRACE_S = 60.0
 
 
@@ -34,12 +33,14 @@ def planned_steps(cfg: ExperimentConfig) -> Optional[int]:
 def start_run(cfg: ExperimentConfig, preset: Optional[str] = None, parent_id: Optional[str] = None,
               relation: Optional[str] = None, secrets: Optional[Mapping[str, str]] = None,
               registry: Optional[Registry] = None) -> RunRecord:
-    """Create the run dir (config.toml), add the registry row, launch. On BackendError nothing
-    is left behind (no row, no folder) and the error propagates."""
+    """Pre-flight, then create the run dir (config.toml), add the registry row, launch. A user
+    mistake found by the pre-flight raises engine.errors.UserError before anything exists; on
+    BackendError nothing is left behind (no row, no folder) and the error propagates."""
     registry = registry or Registry()
     backend = get_backend(cfg.launch.backend)
     run_id = new_run_id(cfg.run_name)
     run_dir = runs_root() / run_id
+    check_before_launch(cfg, run_dir)
     run_dir.mkdir(parents=True, exist_ok=False)
     run = RunRecord(id=run_id, name=cfg.run_name, backend=backend.name, run_dir=str(run_dir),
                     status=RunStatus.STARTING, preset=preset, parent_id=parent_id, relation=relation,
@@ -119,13 +120,13 @@ def checkpoint_folder(run: RunRecord, cfg: Optional[ExperimentConfig] = None) ->
 
 
 def latest_checkpoint(run: RunRecord, cfg: Optional[ExperimentConfig] = None) -> Optional[Path]:
-    """The newest complete checkpoint (checkpoints/stepN, written as temp dir then renamed)."""
+    """The newest complete checkpoint, as the engine's resume sees it (engine/checkpoint_layout.py)."""
+    from engine.checkpoint_layout import latest_checkpoint as latest_in
+
     try:
-        folder = checkpoint_folder(run, cfg)
-        steps = [(int(m.group(1)), p) for p in folder.iterdir() if (m := CHECKPOINT_DIR.match(p.name)) and p.is_dir()]
+        return latest_in(checkpoint_folder(run, cfg))
     except (OSError, BackendError):
         return None
-    return max(steps)[1] if steps else None
 
 
 def resume_overrides(run: RunRecord) -> list:

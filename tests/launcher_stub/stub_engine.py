@@ -53,7 +53,10 @@ def main() -> int:
             metrics.flush()
             print("[metrics] " + json.dumps(record), flush=True)
             if stop["requested"]:
-                (ckpt / f"step{step}").mkdir(parents=True, exist_ok=True)
+                # A committed checkpoint as docs/CONTRACTS.md lays it out: shards' metadata + marker.
+                (ckpt / f"step{step}" / "model_and_optim").mkdir(parents=True, exist_ok=True)
+                (ckpt / f"step{step}" / "model_and_optim" / ".metadata").touch()
+                (ckpt / f"step{step}" / ".complete.json").write_text(json.dumps({"step": step}))
                 print(f"stopped at step {step}: final checkpoint saved", flush=True)
                 return 143
     print("training finished", flush=True)
