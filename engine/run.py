@@ -1,10 +1,12 @@
 """One training run end to end: run directory, pre-flight checks, build, resume, fit, exit code.
 
 Order, and why:
-1. Pre-flight (no side effects): the run name, the data (engine.data's checks: missing or corrupt
-   token files, ids beyond the vocab, a tokenizer that disagrees with the config), the save
-   folder and run dir being writable, load_path existing. A user mistake raises UserError here,
-   before anything is created, and the entry prints one line and exits 2.
+1. Pre-flight (no side effects): engine/preflight.py's torch-free checks (run name, writable run
+   dir and save folder, load_path, W&B, the data: missing or corrupt token files, unset ${VAR}s,
+   ids beyond the vocab, a tokenizer that disagrees with the config), then whether load_path's
+   weights fit the model. A user mistake raises UserError here, before anything is created,
+   and the entry prints one line and exits 2. olmo_tui's launcher runs the same torch-free
+   checks before it creates a run record.
 2. The run directory is created (remembering whether it existed) and config.toml written
    atomically. A UserError found after this point, before the first step, removes a run
    directory this process created, so a failed start leaves nothing behind.
@@ -20,30 +22,19 @@ Order, and why:
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import sys
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from engine.atomic import write_atomic
 from engine.config import ExperimentConfig, to_toml
 from engine.errors import UserError
+from engine.preflight import RunPaths, check_run_name, check_writable_dir, preflight_checks  # noqa: F401  (re-exported)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
-_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-def check_run_name(name: str) -> str:
-    """Run names become directory names: no separators, no `..`, nothing hidden."""
-    if not _RUN_NAME.match(name):
-        raise UserError("run_name", f"{name!r} is not a valid run name: use letters, digits, '.', '_' "
-                        "and '-' (starting with a letter or digit, at most 128 characters)")
-    return name
 
 
 def resolve_run_dir(run_name: str, run_dir: Optional[str]) -> Path:
@@ -54,49 +45,17 @@ def resolve_run_dir(run_name: str, run_dir: Optional[str]) -> Path:
     return (Path(root).expanduser() / check_run_name(run_name)).absolute()
 
 
-def check_writable_dir(path: Path, field: str) -> None:
-    """Fail now if `path` cannot become a writable directory, creating nothing.
-
-    os.access says yes to root for almost anything, so the nearest existing ancestor is probed
-    by really creating (and removing) a temp file in it.
-    """
-    probe_at = path
-    while not probe_at.exists():
-        if probe_at.parent == probe_at:
-            break
-        probe_at = probe_at.parent
-    if not probe_at.is_dir():
-        raise UserError(field, f"cannot create {path}: {probe_at} is not a directory")
-    try:
-        with tempfile.NamedTemporaryFile(dir=probe_at, prefix=".olmo-write-probe-"):
-            pass
-    except OSError as exc:
-        raise UserError(field, f"cannot write to {probe_at} (needed for {path}): {exc.strerror}") from None
-
-
-@dataclass
-class RunPaths:
-    run_dir: Path
-    save_folder: Path
-
-
 def preflight(cfg: ExperimentConfig, run_dir: Path) -> RunPaths:
-    """Every user mistake we can find without side effects (raises UserError)."""
+    """Every user mistake we can find without side effects (raises UserError): the torch-free
+    checks (engine/preflight.py), then whether the weights at load_path fit the model."""
     from engine import checkpoint
-    from engine.data.checks import check_data
 
-    check_run_name(cfg.run_name)
-    save_folder = Path(cfg.trainer.save_folder).expanduser().absolute() if cfg.trainer.save_folder \
-        else run_dir / "checkpoints"
-    check_writable_dir(run_dir, "--run-dir")
-    if not cfg.trainer.no_checkpoints:
-        check_writable_dir(save_folder, "trainer.save_folder")
-    if cfg.trainer.load_path and checkpoint.latest_checkpoint(save_folder) is None:
+    paths = preflight_checks(cfg, run_dir)
+    if cfg.trainer.load_path and checkpoint.latest_checkpoint(paths.save_folder) is None:
         from engine.hf.load_check import check_load_path_fits  # architecture and tokenizer match
 
         check_load_path_fits(cfg, checkpoint.resolve_load_path(cfg.trainer.load_path))
-    check_data(cfg)
-    return RunPaths(run_dir, save_folder)
+    return paths
 
 
 def _exit_code_for_signal(signum: int) -> int:

@@ -68,10 +68,13 @@ def test_success_streams_the_log_then_relaunch_and_cancel():
 
 
 def test_job_failure_exits_1():
-    out = run_cli("--preset", "tiny-cpu", *FAST, "--dataset.kind=numpy", "--dataset.paths=[/nonexistent/t.npy]",
+    """A user error only the engine can see (a parameter glob checked against the built model):
+    the job fails with rank 0's code 2, and torchrun's report stays in the log."""
+    out = run_cli("--preset", "tiny-cpu", *FAST, "--train_module.optim.group_overrides=[{params: [nomatch.*]}]",
                   timeout=400)
     assert out.returncode == 1, out.stderr[-2000:]
-    assert "failed, exit code 2: error: dataset.paths: file not found: /nonexistent/t.npy" in out.stderr
+    assert "failed, exit code 2: error: train_module.optim.group_overrides[0].params:" in out.stderr
+    assert "ChildFailedError" not in out.stdout + out.stderr and "Traceback" not in out.stdout + out.stderr
 
 
 def test_usage_errors_exit_2_and_launch_nothing(isolated_xdg):

@@ -3,6 +3,8 @@
 Held-out data: `dataset.eval_paths` when given; otherwise the tail of the training tokens,
 min(5 %, 2^20 tokens), starting at a document boundary, is held out and never trained on. The
 split does not depend on whether the LM evaluator is on, so switching it never moves the data.
+The eval files are opened only when the LM evaluator runs, and synthetic data ignores them (it
+holds out its own tail): a preset's real eval files never block a synthetic or eval-free run.
 """
 
 from __future__ import annotations
@@ -65,10 +67,19 @@ def build_sources(cfg: ExperimentConfig) -> DataSources:
                        f"{meta['tokens']:,} byte tokens ({path})")
 
     held_out: Optional[object] = None
-    if ds.eval_paths:
-        held_out = TokenFiles(expand_paths(ds.eval_paths, "dataset.eval_paths"), ds.token_dtype,
-                              "dataset.eval_paths")
+    if ds.eval_paths and ds.kind == "synthetic":
+        # Random ids are held out from their own tail; a preset's real eval files are not
+        # needed (nor required to exist) for a synthetic run.
+        train, held_out = _split_tail(source, eos)
+        description += "; dataset.eval_paths ignored (synthetic data holds out its own tail)"
+    elif ds.eval_paths:
         train = source
+        lm_eval = cfg.trainer.callbacks.lm_evaluator
+        if lm_eval.enabled and not cfg.trainer.no_evals:
+            held_out = TokenFiles(expand_paths(ds.eval_paths, "dataset.eval_paths"), ds.token_dtype,
+                                  "dataset.eval_paths")
+        else:  # nothing reads held-out tokens: the eval files need not exist (training data unchanged)
+            held_out = TokenSlice(source, source.num_tokens, source.num_tokens)
     else:
         train, held_out = _split_tail(source, eos)
     return DataSources(train=train, held_out=held_out, eos_token_id=eos, pad_token_id=pad,

@@ -15,13 +15,17 @@ import sqlite3
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Callable, Optional
+
+from engine.errors import UserError
 
 from . import exit_codes
 from .backends.base import BackendError, RunStatus, get_backend
 from .describe import human_count
 from .registry import Registry, RegistryError, RunRecord
 from .tailing import parse_metrics_line
+from .torchrun_report import ReportFilter
 
 
 def err(message: str) -> None:
@@ -86,15 +90,20 @@ class Follower:
         from .run_manager import refresh_run
 
         backend = get_backend(self.run.backend)
+        # torchrun's failure report stays in the log file, off the terminal (torchrun_report.py).
+        report = ReportFilter(str(Path(self.run.run_dir) / "stdout.log") if self.run.backend == "local" else None)
         for line in backend.follow_logs(self.run, self.stop, follow=follow):
             metrics = parse_metrics_line(line)
             self._clear_bar()
-            self.out.write(line + "\n")
+            for shown in report.feed(line):
+                self.out.write(shown + "\n")
             self.out.flush()
             if metrics and self.progress:
                 sys.stderr.write(progress_line(metrics))
                 sys.stderr.flush()
                 self._bar_shown = True
+        for shown in report.flush():
+            self.out.write(shown + "\n")
         self._clear_bar()
         if not follow:
             return self.run
@@ -156,6 +165,9 @@ def launch_and_follow(start: Callable[[Registry], RunRecord], args) -> int:
     try:
         try:
             run = start(registry)
+        except UserError as exc:  # found by the pre-flight: nothing was created
+            err(f"error: {exc}")
+            return exit_codes.USAGE
         except (BackendError, RegistryError, OSError, sqlite3.Error) as exc:
             err(f"error: launch failed: {exc}")
             return exit_codes.LAUNCH

@@ -11,6 +11,7 @@ from typing import Callable, Optional
 
 from textual.screen import Screen
 
+from engine.errors import UserError
 from olmo_tui.core import run_manager
 from olmo_tui.core.backends.base import BackendError
 from olmo_tui.core.registry import Registry, RunRecord
@@ -82,6 +83,9 @@ def start_in_app(app, start: Callable[[Registry], RunRecord], monitor: MonitorFa
     def work_() -> None:
         try:
             run = start(registry)
+        except UserError as exc:  # the pre-flight's one line: nothing was created
+            app.call_from_thread(app.notify, f"cannot launch: {exc}", severity="error", timeout=10)
+            return
         except Exception as exc:  # BackendError, OSError, ConfigError: show it, keep the app
             app.call_from_thread(app.notify, f"launch failed: {exc}", severity="error", timeout=10)
             return
