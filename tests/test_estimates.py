@@ -170,15 +170,14 @@ def test_best_mfu_found_through_the_registry(tmp_path):
 
 
 def test_loss_chunk_matches_the_engine():
-    fused_loss = pytest.importorskip("engine.nn.fused_loss")
+    from engine.nn import fused_loss  # part of the repo: a failed import is a failure, not a skip
     assert est.LOSS_CHUNK_ELEMENTS == fused_loss.CHUNK_ELEMENTS
 
 
 def test_memory_estimate_within_15_percent_of_measured_gpu_peaks():
     """benchmarks/results/peak_memory.json: torch's peak allocated memory measured on GPUs."""
     results = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "peak_memory.json"
-    if not results.exists():
-        pytest.skip("no measured peak memory recorded")
+    assert results.exists(), f"{results} is part of the repo (measured on GPUs): restore it"
     for case in json.loads(results.read_text())["configs"]:
         n, tokens = case["world_size"], case["seq_len"] * case["micro_batch"]
         overrides = [f"--launch.nproc_per_node={n}", f"--train_module.rank_microbatch_size={tokens}",

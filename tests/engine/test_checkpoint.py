@@ -48,9 +48,9 @@ def test_round_trip_restores_weights_optimizer_and_train_state(tmp_path):
     from torch.distributed.checkpoint.state_dict import set_state_dict
 
     set_state_dict(other, other_optim, model_state_dict=state["model"], optim_state_dict=state["optim"])
-    for a, b in zip(model.state_dict().values(), other.state_dict().values()):
+    for a, b in zip(model.state_dict().values(), other.state_dict().values(), strict=True):
         assert torch.equal(a, b)
-    for (_, sa), (_, sb) in zip(optim.state_dict()["state"].items(), other_optim.state_dict()["state"].items()):
+    for (_, sa), (_, sb) in zip(optim.state_dict()["state"].items(), other_optim.state_dict()["state"].items(), strict=True):
         assert torch.equal(sa["exp_avg_sq"], sb["exp_avg_sq"])
     train_state = ckpt.load_train_state(path, rank=0)
     assert train_state["global_step"] == 7 and train_state["data"] == {"batches_seen": 42}
@@ -63,7 +63,7 @@ def test_weights_only_load_reads_just_the_model(tmp_path):
     state = {"model": _dcp_state(fresh, torch.optim.AdamW(fresh.parameters()))["model"]}
     ckpt.load_model_and_optim(ckpt.resolve_load_path(tmp_path), state)
     fresh.load_state_dict(state["model"])
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), fresh.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), fresh.state_dict().values(), strict=True))
 
 
 def test_retention_keeps_newest_permanent_and_only_the_newest_ephemeral(tmp_path):

@@ -38,7 +38,7 @@ def test_corpus_is_the_stdlib_byte_tokenized_and_round_trips(tmp_path):
     assert top_level == sorted(top_level) and len(set(names)) == len(names)  # deterministic file order
     assert (stdlib_root() / names[0]).read_bytes() == docs[0][1]  # a real stdlib file
     ends = np.flatnonzero(ids == BYTE_EOS_ID)
-    texts = [ByteTokenizer().decode(ids[a + 1:b]) for a, b in zip(np.concatenate([[-1], ends[:-1]]), ends)]
+    texts = [ByteTokenizer().decode(ids[a + 1:b]) for a, b in zip(np.concatenate([[-1], ends[:-1]]), ends, strict=True)]
     assert texts == [t.decode("utf-8") for _, t in docs]
     assert any('"""' in t for t in texts)  # sources with their docstrings
 

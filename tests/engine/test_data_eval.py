@@ -23,7 +23,7 @@ def _cfg(tmp_path, docs):
 def _real_rows(batches):
     rows = []
     for batch in batches:
-        for ids, mask in zip(batch["input_ids"], batch["label_mask"]):
+        for ids, mask in zip(batch["input_ids"], batch["label_mask"], strict=True):
             if mask.any():
                 rows.append(ids[mask].tolist())
     return rows
@@ -42,7 +42,7 @@ def test_one_padded_document_per_instance_and_long_documents_split(tmp_path):
     assert first["input_ids"][0, 4:].tolist() == [PAD] * 4
     assert len(batches) == 3  # 6 instances, 2 rows each
     again = list(loader)  # same batches every evaluation
-    assert all(torch.equal(a["input_ids"], b["input_ids"]) for a, b in zip(batches, again))
+    assert all(torch.equal(a["input_ids"], b["input_ids"]) for a, b in zip(batches, again, strict=True))
 
 
 def test_ranks_get_equal_batch_counts_disjoint_rows_covering_every_document(tmp_path):

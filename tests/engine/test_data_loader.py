@@ -40,11 +40,11 @@ def test_batches_have_the_contract_shape(cfg):
 def test_order_is_fixed_per_seed_and_epoch_and_changes_between_epochs(cfg, tmp_path):
     first, second = build_train_loader(cfg, 0, 1), build_train_loader(cfg, 0, 1)
     epoch1_a, epoch1_b = _epoch(first), _epoch(second)
-    assert all(torch.equal(a, b) for a, b in zip(epoch1_a, epoch1_b))
+    assert all(torch.equal(a, b) for a, b in zip(epoch1_a, epoch1_b, strict=True))
     assert first.epoch == 1 and first.batches_processed == first.total_batches
     epoch2 = _epoch(first)
     assert first.epoch == 2
-    assert not all(torch.equal(a, b) for a, b in zip(epoch1_a, epoch2))
+    assert not all(torch.equal(a, b) for a, b in zip(epoch1_a, epoch2, strict=True))
     # each epoch is a permutation of the same windows: every full batch holds distinct instances
     rows1 = sorted(r for b in epoch1_a for r in _rows({"input_ids": b}))
     rows2 = sorted(r for b in epoch2 for r in _rows({"input_ids": b}))
@@ -69,7 +69,7 @@ def test_windows_are_contiguous_chunks_of_the_concatenated_files(tmp_path):
 def test_ranks_are_disjoint_and_cover_the_global_batch(cfg):
     single = build_train_loader(cfg, 0, 1)
     ranks = [build_train_loader(cfg, r, 2) for r in range(2)]
-    for global_batch, *rank_batches in zip(single, *ranks):
+    for global_batch, *rank_batches in zip(single, *ranks, strict=True):
         assert [b["input_ids"].shape[0] for b in rank_batches] == [2, 2]
         parts = [set(_rows(b)) for b in rank_batches]
         assert not parts[0] & parts[1]
@@ -101,7 +101,7 @@ def test_resume_mid_epoch_and_across_epochs_continues_exactly(cfg, tmp_path, wor
         rest = []
         while len(seen) + len(rest) < 2 * total:
             rest.extend(b["input_ids"].clone() for b in resumed)
-        assert all(torch.equal(a, b) for a, b in zip(seen + rest, expected)), f"stopped after {stop}"
+        assert all(torch.equal(a, b) for a, b in zip(seen + rest, expected, strict=True)), f"stopped after {stop}"
 
 
 def test_resume_on_another_world_size_keeps_the_global_order(cfg):

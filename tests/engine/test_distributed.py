@@ -111,7 +111,7 @@ def test_parallel_training_reproduces_single_process(kind, family, layout, paral
     assert [r["dp"] for r in results] == ([(0, 1), (0, 1)] if kind == "tp" else [(0, 2), (1, 2)])
     ref = reference(family)
     for result in results:  # both ranks report the same global loss
-        for (ref_loss, ref_norm), (loss, norm) in zip(ref, result["losses"]):
+        for (ref_loss, ref_norm), (loss, norm) in zip(ref, result["losses"], strict=True):
             assert loss == pytest.approx(ref_loss, rel=LOSS_RTOL)
             assert norm == pytest.approx(ref_norm, rel=NORM_RTOL)
     losses = [loss for loss, _ in ref]
@@ -138,7 +138,7 @@ def _resume_and_continue(folder: str, world: int):
 
 
 def _assert_same(a, b):
-    for (la, na), (lb, nb) in zip(a, b):
+    for (la, na), (lb, nb) in zip(a, b, strict=True):
         assert lb == pytest.approx(la, rel=LOSS_RTOL)
         assert nb == pytest.approx(na, rel=NORM_RTOL)
 

@@ -110,7 +110,7 @@ def test_checkpointing_keeps_losses_and_gradients():
     a, b = TrainModule(experiment()), TrainModule(experiment({"mode": "full"}))
     la, lb = a.train_batch({"input_ids": IDS})["ce_loss"], b.train_batch({"input_ids": IDS})["ce_loss"]
     assert torch.equal(la, lb)
-    for (name, pa), pb in zip(a.model.named_parameters(), b.model.parameters()):
+    for (name, pa), pb in zip(a.model.named_parameters(), b.model.parameters(), strict=True):
         assert torch.allclose(pa.grad, pb.grad, rtol=1e-6, atol=1e-9), name
     assert [n for n, _ in a.model.named_parameters()] == [n for n, _ in b.model.named_parameters()]
 

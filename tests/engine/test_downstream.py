@@ -114,10 +114,10 @@ def test_closed_form_accuracy_for_a_model_that_prefers_the_repeat(tmp_path):
     # The per-choice log-likelihoods themselves match the closed form.
     requests = build_requests(task.instances, byte_encode, EOS, 64)
     scores = score_requests(model, requests, batch_size=4, pad_id=PAD, device=torch.device("cpu"))
-    for request, score in zip(requests, scores):
+    for request, score in zip(requests, scores, strict=True):
         instance = task.instances[request.instance]
         text = instance.choices[request.choice]
-        right = sum(a == b for a, b in zip(text, instance.context))
+        right = sum(a == b for a, b in zip(text, instance.context[:len(text)], strict=True))  # choice vs the context it repeats
         expected = right * log_q + (len(text) - right) * log_r
         assert score == pytest.approx(expected, abs=1e-4)
 

@@ -11,6 +11,7 @@ from what a fresh init of the same architecture gives.
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -39,7 +40,7 @@ def _pretrain_with_transformers(model, cfg, steps: int = 40) -> None:
     data = build_train_loader(cfg.model_copy(update={"data_loader": cfg.data_loader.model_copy(update={"seed": 7})}))
     optim = torch.optim.AdamW(model.parameters(), lr=3e-3)
     model.train()
-    for _, batch in zip(range(steps), data):
+    for batch in itertools.islice(data, steps):
         ids = batch["input_ids"]
         model(input_ids=ids, labels=ids).loss.backward()
         optim.step()

@@ -136,7 +136,7 @@ def test_loss_sums_match_torch_cross_entropy():
 def test_init_is_deterministic_documented_and_seed_dependent():
     cfg = tiny(n_layers=8, d_model=128)
     a, b, c = built(cfg, 7), built(cfg, 7), built(cfg, 8)
-    for (name, pa), pb, pc in zip(a.named_parameters(), b.parameters(), c.parameters()):
+    for (name, pa), pb, pc in zip(a.named_parameters(), b.parameters(), c.parameters(), strict=True):
         assert torch.equal(pa, pb), name
         if not name.endswith("norm.weight"):
             assert not torch.equal(pa, pc), name

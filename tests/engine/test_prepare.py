@@ -25,7 +25,7 @@ def prepare(*args):
 
 def _split_on(ids: np.ndarray, eos: int) -> list:
     ends = np.flatnonzero(ids == eos)
-    return [ids[a + 1 if i else 0:b] for i, (a, b) in enumerate(zip(np.concatenate([[-1], ends[:-1]]), ends))]
+    return [ids[a + 1 if i else 0:b] for i, (a, b) in enumerate(zip(np.concatenate([[-1], ends[:-1]]), ends, strict=True))]
 
 
 @pytest.fixture

@@ -93,7 +93,7 @@ def test_offline_run_dir_holds_the_logged_metrics_and_no_key(tmp_path, wandb_env
     assert len(rows) == 3, f"record types in {run_file}: {record_types(run_file)}"
     logged = tiny_run.metrics(run_dir)
     assert [row["_step"] for row in rows] == [record["step"] for record in logged] == [1, 2, 3]
-    for row, record in zip(rows, logged):
+    for row, record in zip(rows, logged, strict=True):
         for key, value in record.items():
             if key != "step" and value is not None:
                 assert row[key] == pytest.approx(value), key
