@@ -76,9 +76,58 @@ def cmd_presets(argv: List[str]) -> int:
     return exit_codes.OK
 
 
-from .cli_compare import cmd_compare, cmd_diff  # noqa: E402
-from .cli_runs import cmd_cancel, cmd_logs, cmd_relaunch, cmd_runs  # noqa: E402
-from .cli_sweep import cmd_sweep, wants_sweep  # noqa: E402
+# Subcommands live in their own modules, imported only when one is used: the registry, SQLite
+# and the sweep/compare machinery stay out of a plain launch or --dry-run (start-up time,
+# benchmarks/app_startup.py). A new subcommand: one such wrapper and an entry in SUBCOMMANDS.
+def cmd_runs(argv: List[str]) -> int:
+    from .cli_runs import cmd_runs as run
+
+    return run(argv)
+
+
+def cmd_logs(argv: List[str]) -> int:
+    from .cli_runs import cmd_logs as run
+
+    return run(argv)
+
+
+def cmd_cancel(argv: List[str]) -> int:
+    from .cli_runs import cmd_cancel as run
+
+    return run(argv)
+
+
+def cmd_relaunch(argv: List[str]) -> int:
+    from .cli_runs import cmd_relaunch as run
+
+    return run(argv)
+
+
+def cmd_sweep(argv: List[str]) -> int:
+    from .cli_sweep import cmd_sweep as run
+
+    return run(argv)
+
+
+def cmd_diff(argv: List[str]) -> int:
+    from .cli_compare import cmd_diff as run
+
+    return run(argv)
+
+
+def cmd_compare(argv: List[str]) -> int:
+    from .cli_compare import cmd_compare as run
+
+    return run(argv)
+
+
+def wants_sweep(argv: List[str]) -> bool:
+    if not any(arg.startswith("--sweep") for arg in argv):  # the common case, without the import
+        return False
+    from .cli_sweep import wants_sweep as wants
+
+    return wants(argv)
+
 
 SUBCOMMANDS: Dict[str, Subcommand] = {
     "presets": cmd_presets,

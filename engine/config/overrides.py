@@ -14,7 +14,6 @@ import types
 import typing
 from typing import Any, List, Sequence, Tuple, Type
 
-import yaml
 from pydantic import BaseModel
 
 from .errors import ConfigError
@@ -31,6 +30,8 @@ def parse_override(arg: str) -> Tuple[PathSegments, Any]:
         raise ConfigError.one(key or arg, f"cannot read override {arg!r}: expected --section.field=value")
     if not has_value:
         return segments, True  # flag form: --trainer.no_checkpoints
+    import yaml  # here, not at the top: only a command line with overrides pays for it
+
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
@@ -158,6 +159,8 @@ def format_override(dotted: str, value: Any) -> str:
     """The override argument that sets `dotted` to `value` (inverse of parse_override)."""
     if value is True:
         return f"--{dotted}=true"
+    import yaml
+
     dumped = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
     if dumped.endswith("\n..."):
         dumped = dumped[: -len("\n...")]
