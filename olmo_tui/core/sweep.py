@@ -83,7 +83,7 @@ class Variant:
         return [f"--{path}={value}" for path, value in self.changes] + [f"--run_name={self.run_name}"]
 
 
-def split_values(text: str) -> List[str]:
+def split_values(text: str, sep: str = ",") -> List[str]:
     """'1,2,3' -> ['1', '2', '3'], commas inside [...], {...} or quotes kept: '[1, 2],[3]' is two."""
     values, depth, quote, start = [], 0, None, 0
     for i, char in enumerate(text):
@@ -95,11 +95,16 @@ def split_values(text: str) -> List[str]:
             depth += 1
         elif char in "]}":
             depth -= 1
-        elif char == "," and depth == 0:
+        elif char == sep and depth == 0:
             values.append(text[start:i].strip())
             start = i + 1
     values.append(text[start:].strip())
     return values
+
+
+def split_axes(text: str) -> List[str]:
+    """'a.b=1,2; c=3,4' -> ['a.b=1,2', 'c=3,4'] (the app's one-line form of several axes)."""
+    return [part for part in split_values(text, ";") if part]
 
 
 def parse_axis(arg: str, flag: str = "--sweep") -> Axis:

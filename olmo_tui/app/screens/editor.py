@@ -46,6 +46,7 @@ def schema_tree() -> fm.FieldSpec:
 class EditorScreen(Screen):
     BINDINGS = [
         Binding("ctrl+l", "launch", "Launch"),
+        Binding("ctrl+g", "sweep", "Sweep", show=False),  # in help and the palette: the footer is full at 80
         Binding("ctrl+s", "save", "Save preset"),
         Binding("ctrl+o", "diff", "Diff"),
         Binding("ctrl+t", "toggle_toml", "TOML"),
@@ -200,6 +201,18 @@ class EditorScreen(Screen):
         name = self.preset.name if self.preset else None
         self.app.launch(LaunchRequest(self.config, name, self.overrides(), self.parent_run_id))
 
+    def action_sweep(self) -> None:
+        """A sweep over the edited config: the dialog takes the axes (screens/sweep_dialog.py)."""
+        if self._in_toml_mode() and not self._leave_toml():
+            return
+        if self.config is None:
+            self.notify(f"{len(self.validation.issues)} problem(s) in the config: fix them to start a sweep",
+                        severity="error", title="Sweep blocked")
+            return
+        from .sweep_dialog import SweepDialog
+
+        self.app.push_screen(SweepDialog(self.config, self.preset.name if self.preset else None))
+
     def action_save(self) -> None:
         if self._in_toml_mode() and not self._leave_toml():
             return
@@ -317,7 +330,9 @@ class EditorScreen(Screen):
     def action_help(self) -> None:
         keys = [("tab/shift+tab", "next / previous field"),
                 ("enter", "on Launch: launch; on a section title: fold/unfold; on a select: open it"),
-                ("ctrl+l", "launch (blocked while invalid)"), ("ctrl+s", "save as a user preset"),
+                ("ctrl+l", "launch (blocked while invalid)"),
+                ("ctrl+g", "sweep: launch variants of this config over grid / paired axes"),
+                ("ctrl+s", "save as a user preset"),
                 ("ctrl+o", "diff: the changes as --a.b=v overrides"), ("ctrl+t", "raw TOML mode on/off"),
                 ("ctrl+z", "undo the focused field (back to the preset's value)"),
                 ("ctrl+n", "jump to the next error"), ("ctrl+b", "show/hide the estimates panel"),
@@ -368,6 +383,7 @@ class EditorScreen(Screen):
 
     def palette_commands(self):
         yield ("Launch", "Launch this config (ctrl+l)", self.action_launch)
+        yield ("Sweep", "Launch variants of this config over grid / paired axes (ctrl+g)", self.action_sweep)
         yield ("Save as user preset", "ctrl+s", self.action_save)
         yield ("Show diff as overrides", "ctrl+o", self.action_diff)
         yield ("Toggle raw TOML mode", "ctrl+t", self.action_toggle_toml)
