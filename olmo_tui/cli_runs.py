@@ -106,7 +106,8 @@ def cmd_cancel(argv: List[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="olmo-tui cancel",
         description="Stop a run: SIGTERM (the engine writes a final checkpoint), then SIGKILL after the grace period.")
-    parser.add_argument("run", help="run id, id prefix or name")
+    parser.add_argument("run", nargs="?", help="run id, id prefix or name")
+    parser.add_argument("--sweep", metavar="NAME", help="every run of this sweep still queued or running")
     parser.add_argument("--grace", type=float, default=60.0, metavar="SECONDS", help="default 60")
     parser.add_argument("--no-wait", action="store_true", help="return once the stop is requested")
     args = parser.parse_args(argv)
@@ -114,6 +115,11 @@ def cmd_cancel(argv: List[str]) -> int:
     from .core.run_manager import cancel_run
 
     registry = Registry()
+    if bool(args.run) == bool(args.sweep):
+        _err("error: give a RUN or --sweep NAME (one of them)")
+        return exit_codes.USAGE
+    if args.sweep:
+        return _cancel_sweep(registry, args)
     run = _lookup(registry, args.run)
     if isinstance(run, int):
         return run
@@ -127,6 +133,33 @@ def cmd_cancel(argv: List[str]) -> int:
         return exit_codes.LAUNCH
     _err(describe_end(run) if run.terminal else f"run {run.id}: stop requested")
     return exit_codes.OK if run.terminal or args.no_wait else exit_codes.LAUNCH
+
+
+def _cancel_sweep(registry: Registry, args) -> int:
+    """Queued runs first (so the worker starts none of them), then the running ones."""
+    from .core.run_manager import cancel_run, refresh_run
+    from .core.sweep_queue import get_sweep
+
+    if get_sweep(args.sweep, registry) is None:
+        _err(f"error: no sweep {args.sweep!r}")
+        return exit_codes.USAGE
+    runs = sorted(registry.of_sweep(args.sweep), key=lambda r: not r.waiting_in_queue)
+    try:
+        for run in runs:
+            if not run.terminal:
+                cancel_run(run, grace_s=args.grace, registry=registry, wait_s=None)
+        deadline = time.monotonic() + (0 if args.no_wait else args.grace + 30)
+        while time.monotonic() < deadline and not all(r.terminal for r in registry.of_sweep(args.sweep)):
+            time.sleep(0.5)
+            for run in registry.of_sweep(args.sweep):
+                refresh_run(run, registry)
+    except BackendError as exc:
+        _err(f"error: {exc}")
+        return exit_codes.LAUNCH
+    runs = registry.of_sweep(args.sweep)
+    ended = sum(r.terminal for r in runs)
+    _err(f"sweep {args.sweep}: {ended} of {len(runs)} runs ended" + ("" if ended == len(runs) else ", the rest stopping"))
+    return exit_codes.OK if ended == len(runs) or args.no_wait else exit_codes.LAUNCH
 
 
 def cmd_relaunch(argv: List[str]) -> int:

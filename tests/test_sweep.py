@@ -162,3 +162,31 @@ def test_2x2_sweep_two_at_once_survives_sigkill_of_the_launcher(isolated_xdg, tm
     state = [registry.path, *registry.path.parent.glob("runs.db*"), log_path("grid")]
     assert all(secret.encode() not in Path(p).read_bytes() for p in state if Path(p).exists())
 
+
+
+def test_a_look_restarts_the_worker_of_an_orphaned_queue(isolated_xdg):
+    """The queue was written but its worker never ran (the launcher died in between, or the
+    worker was killed): `olmo-tui runs` starts one, which takes the queue from where it is."""
+    from olmo_tui.core.sweep_queue import get_sweep, queue_sweep
+
+    spec = SweepSpec(preset="tiny-cpu", overrides=FAST, grid=[parse_axis("init_seed=0,1")], max_parallel=1)
+    queue_sweep("orphan", spec, plan(spec))
+    registry = Registry()
+    assert [r.status for r in registry.of_sweep("orphan")] == ["queued", "queued"]
+    assert get_sweep("orphan", registry).worker_pid is None
+    out = run_cli("runs", "--sweep", "orphan", "--json")
+    assert out.returncode == 0 and [r["status"] for r in json.loads(out.stdout)] == ["queued", "queued"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and registry.of_sweep("orphan")[0].status == "queued":
+        time.sleep(0.2)
+    assert get_sweep("orphan", registry).worker_pid, "no worker was started"
+    assert registry.of_sweep("orphan")[0].status in ("starting", "running", "succeeded")
+    second = registry.of_sweep("orphan")[1]
+    assert second.status == "queued"  # max_parallel 1: it waits
+    out = run_cli("cancel", "--sweep", "orphan", "--grace", "5", timeout=90)  # the queue, not the training, is under test
+    assert out.returncode == 0 and "2 of 2 runs ended" in out.stderr, out.stderr
+    while time.monotonic() < deadline and not get_sweep("orphan", registry).ended:
+        time.sleep(0.2)
+    runs = registry.of_sweep("orphan")
+    assert runs[1].status == "cancelled" and runs[1].message == "cancelled before it started"
+    assert get_sweep("orphan", registry).ended and all(r.terminal for r in runs)
