@@ -88,10 +88,14 @@ def spec_from_args(args: argparse.Namespace, extras: List[str]) -> SweepSpec:
         if args.notify_webhook_env:
             notify["webhook_env"] = args.notify_webhook_env
         spec.notify = parse_notify(notify)
+    return spec
+
+
+def check_webhook_env(spec: SweepSpec) -> None:
+    """The worker inherits this environment: a webhook variable unset now stays unset there."""
     if spec.notify and spec.notify.webhook_env and not os.environ.get(spec.notify.webhook_env):
         raise ConfigError.one("notify.webhook_env", f"${spec.notify.webhook_env} is not set here; the sweep's "
                               "worker reads the webhook URL from it")
-    return spec
 
 
 def engine_command(variant: Variant) -> List[str]:
@@ -147,6 +151,11 @@ def cmd_sweep(argv: List[str]) -> int:
     if args.dry_run:
         print_dry_run(spec, variants, name, args.json)
         return exit_codes.OK
+    try:
+        check_webhook_env(spec)
+    except ConfigError as exc:
+        _err(first_line(exc))
+        return exit_codes.USAGE
     from .core.sweep_queue import queue_sweep, spawn_worker
 
     registry = Registry()

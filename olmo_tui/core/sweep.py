@@ -18,9 +18,11 @@ from __future__ import annotations
 import itertools
 import re
 import time
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import yaml
 
 from engine.config import ConfigError, ExperimentConfig, apply_overrides, format_override, load_experiment
 from engine.config.presets import config_file_data, preset_data, read_toml
@@ -209,6 +211,16 @@ def check_spec(spec: SweepSpec) -> None:
 
 
 def _short(value: str) -> str:
+    """A value as a name part: '1e-3' stays, '{value: 100, unit: steps}' becomes '100_steps'."""
+    if value[:1] in "{[":
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            parsed = None
+        if isinstance(parsed, dict):
+            value = "_".join(str(v) for v in parsed.values())
+        elif isinstance(parsed, list):
+            value = "_".join(str(v) for v in parsed)
     return _NAME_UNSAFE.sub("_", value).strip("_.") or "x"
 
 
