@@ -37,8 +37,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.epilog = ("Exit codes: 0 finished, 1 training failed, 2 user error (nothing left behind), "
                      "130/143 stopped by SIGINT/SIGTERM after a final checkpoint.")
     parser.add_argument("run_name", nargs="?", help="name of the run (default: the config's run_name)")
-    parser.add_argument("--run-dir", help="run directory (default: $OLMO_TUI_RUNS_DIR/RUN_NAME, "
-                        "else ./runs/RUN_NAME)")
+    parser.add_argument("--run-dir", help="run directory (default: <runs root>/RUN_NAME, the runs root "
+                        "`olmo-tui runs` lists: $OLMO_TUI_RUNS_DIR, else $XDG_DATA_HOME/olmo-tui/runs)")
     args, extras = parser.parse_known_args(argv)
     try:
         overrides: List[str] = [f"--run_name={args.run_name}"] if args.run_name else []

@@ -21,28 +21,28 @@ Order, and why:
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 from engine.atomic import write_atomic
 from engine.config import ExperimentConfig, to_toml
 from engine.errors import UserError
 from engine.preflight import RunPaths, check_run_name, check_writable_dir, preflight_checks  # noqa: F401  (re-exported)
+from engine.run_marker import runs_root, unmanaged_rank0, write_exit_record, write_start_marker
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 
 
 def resolve_run_dir(run_name: str, run_dir: Optional[str]) -> Path:
-    """--run-dir, else $OLMO_TUI_RUNS_DIR/RUN_NAME, else ./runs/RUN_NAME (docs/CONTRACTS.md)."""
+    """--run-dir, else <runs root>/RUN_NAME: the runs root the app's registry uses too,
+    $OLMO_TUI_RUNS_DIR else $XDG_DATA_HOME/olmo-tui/runs (docs/CONTRACTS.md)."""
     if run_dir:
         return Path(run_dir).expanduser().absolute()
-    root = os.environ.get("OLMO_TUI_RUNS_DIR") or "runs"
-    return (Path(root).expanduser() / check_run_name(run_name)).absolute()
+    return (runs_root() / check_run_name(run_name)).absolute()
 
 
 def preflight(cfg: ExperimentConfig, run_dir: Path) -> RunPaths:
@@ -62,14 +62,17 @@ def _exit_code_for_signal(signum: int) -> int:
     return 128 + signum  # SIGINT 2 -> 130, SIGTERM 15 -> 143
 
 
-def run_training(cfg: ExperimentConfig, run_dir: Path) -> int:
+def run_training(cfg: ExperimentConfig, run_dir: Path, started: Optional[List[float]] = None) -> int:
     """Pre-flight, build, resume and train; returns the exit code. UserError propagates (exit 2)
-    after removing a run directory this call created."""
+    after removing a run directory this call created. With a `started` list, rank 0 of a run
+    olmo-tui did not launch writes engine_run.json (engine/run_marker.py) and appends the time."""
     paths = preflight(cfg, run_dir)
     created = not run_dir.exists()
     env = None
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
+        if started is not None and unmanaged_rank0():  # `olmo-tui runs` will find it
+            started.append(write_start_marker(run_dir, cfg.run_name))
         from engine.train.build import build_trainer  # torch and the model: only past pre-flight
 
         env = build_trainer(cfg, paths)
@@ -98,11 +101,26 @@ def run_training(cfg: ExperimentConfig, run_dir: Path) -> int:
 
 
 def main_training(cfg: ExperimentConfig, run_dir: Path) -> int:
-    """run_training with the error reporting of docs/CONTRACTS.md."""
+    """run_training with the error reporting of docs/CONTRACTS.md; a run olmo-tui did not launch
+    also gets its exit.json (in the launcher's format) once its run dir exists."""
+    started: List[float] = []
+    code = EXIT_FAILED  # an exception escaping below is a failed job
+    try:
+        code = _report_errors(cfg, run_dir, started)
+        return code
+    except KeyboardInterrupt:
+        code = _exit_code_for_signal(signal.SIGINT)
+        raise
+    finally:
+        if started and run_dir.is_dir():
+            write_exit_record(run_dir, code, started[0])
+
+
+def _report_errors(cfg: ExperimentConfig, run_dir: Path, started: List[float]) -> int:
     from engine.train.trainer import NonFiniteLossError
 
     try:
-        return run_training(cfg, run_dir)
+        return run_training(cfg, run_dir, started)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2

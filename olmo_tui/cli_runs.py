@@ -32,7 +32,10 @@ def find_run(registry: Registry, ref: str) -> RunRecord:
 
 def _lookup(registry: Registry, ref: str):
     """The run `ref` names, or the exit code after saying why not (2 unknown, 3 registry broken)."""
+    from .core.discovery import discover_engine_runs
+
     try:
+        discover_engine_runs(registry)  # `olmo-tui logs NAME` for a run olmo-train started
         return find_run(registry, ref)
     except UnknownRun as exc:
         _err(f"error: {exc}")

@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
+from engine.run_marker import runs_root as engine_runs_root
+
 from .run_status import RunStatus
 
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -124,11 +126,9 @@ def state_dir() -> Path:
 
 
 def runs_root() -> Path:
-    """Where run directories go: $OLMO_TUI_RUNS_DIR, else $XDG_DATA_HOME/olmo-tui/runs."""
-    if os.environ.get("OLMO_TUI_RUNS_DIR"):
-        return Path(os.environ["OLMO_TUI_RUNS_DIR"])
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(base) / "olmo-tui" / "runs"
+    """Where run directories go: $OLMO_TUI_RUNS_DIR, else $XDG_DATA_HOME/olmo-tui/runs. The
+    engine's default too (`olmo-train NAME` -> <runs root>/NAME): one definition, the engine's."""
+    return engine_runs_root()
 
 
 def new_run_id(name: str, now: Optional[float] = None) -> str:

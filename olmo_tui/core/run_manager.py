@@ -72,7 +72,10 @@ def refresh_run(run: RunRecord, registry: Optional[Registry] = None) -> RunRecor
 
 
 def refresh_all(registry: Optional[Registry] = None) -> List[RunRecord]:
+    from .discovery import discover_engine_runs
+
     registry = registry or Registry()
+    discover_engine_runs(registry)  # runs `olmo-train NAME` started in the same runs root
     return [refresh_run(run, registry) for run in registry.all()]
 
 
