@@ -49,6 +49,7 @@ def sweep_parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", action="append", default=[], metavar="A.B=V", help="an override for every variant")
     parser.add_argument("--sweep", action="append", default=[], metavar="A.B=V1,V2",
                         help="a grid axis (repeatable: the grid is their product), or a sweep file")
+    parser.add_argument("--sweep-file", metavar="FILE.toml", help="a sweep file (the same as giving it first)")
     parser.add_argument("--sweep-zip", action="append", default=[], metavar="A.B=V1,V2",
                         help="a paired axis: all --sweep-zip axes step together (same number of values)")
     parser.add_argument("--max-parallel", type=int, metavar="N", help="runs at once (default 1; the rest wait)")
@@ -64,7 +65,7 @@ def sweep_parser() -> argparse.ArgumentParser:
 
 
 def spec_from_args(args: argparse.Namespace, extras: List[str]) -> SweepSpec:
-    files = [args.file] if args.file else []
+    files = [f for f in (args.file, args.sweep_file) if f]
     axes = []
     for value in args.sweep:
         if "=" not in value and value.endswith(".toml"):
@@ -186,6 +187,6 @@ def cmd_sweep(argv: List[str]) -> int:
 
 def wants_sweep(argv: List[str]) -> bool:
     """The plain launch command with --sweep/--sweep-zip is a sweep."""
-    return any(arg.split("=", 1)[0] in ("--sweep", "--sweep-zip") for arg in argv)
+    return any(arg.split("=", 1)[0] in ("--sweep", "--sweep-zip", "--sweep-file") for arg in argv)
 
 

@@ -33,6 +33,8 @@ _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 RUN_NAME_MAX = 128  # engine/run.py: check_run_name
 NOTIFY_EVENTS = ("succeeded", "failed", "stalled", "sweep_done")
 SPEC_KEYS = {"name", "preset", "config", "overrides", "grid", "zip", "max_parallel", "notify"}
+# Other spellings a sweep file may use for the same tables (W&B calls the grid "parameters").
+SPEC_ALIASES = {"sweep": "grid", "parameters": "grid", "paired": "zip"}
 
 
 @dataclass
@@ -174,6 +176,11 @@ def load_spec_file(path: str) -> SweepSpec:
     if not file.is_file():
         raise ConfigError.one("sweep", f"no such sweep file: {path}")
     data = read_toml(file)
+    for alias, key in SPEC_ALIASES.items():
+        if alias in data:
+            if key in data:
+                raise ConfigError.one(alias, f"give [{key}] or [{alias}], not both")
+            data[key] = data.pop(alias)
     unknown = set(data) - SPEC_KEYS
     if unknown:
         raise ConfigError.one(sorted(unknown)[0], f"unknown key in sweep file {path}; allowed: "

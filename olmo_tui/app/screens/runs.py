@@ -75,7 +75,7 @@ class RunsScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Input(placeholder="filter runs (id, preset, status, backend)", id="runs-filter")
+        yield Input(placeholder="filter runs (id, preset, status, backend, sweep)", id="runs-filter")
         yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         yield Static("No runs yet: launch one from the presets (l) or the editor (ctrl+l).", id="runs-empty")
         yield Footer()
@@ -102,7 +102,7 @@ class RunsScreen(Screen):
     def visible_runs(self) -> List[RunRecord]:
         term = self.term.lower()
         runs = [r for r in self.runs
-                if not term or any(term in (v or "").lower() for v in (r.id, r.preset, r.status, r.backend))]
+                if not term or any(term in (v or "").lower() for v in (r.id, r.preset, r.status, r.backend, r.sweep))]
         return sorted(runs, key=SORT_KEYS[self.sort_column], reverse=self.sort_reverse)
 
     def show_runs(self, runs: List[RunRecord]) -> None:
