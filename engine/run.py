@@ -59,7 +59,7 @@ def preflight(cfg: ExperimentConfig, run_dir: Path) -> RunPaths:
 
 
 def _exit_code_for_signal(signum: int) -> int:
-    return 128 + signum  # SIGINT 2 -> 130, SIGTERM 15 -> 143
+    return 128 + signum  # SIGINT 2 -> 130, SIGUSR1 10 -> 138, SIGTERM 15 -> 143
 
 
 def run_training(cfg: ExperimentConfig, run_dir: Path, started: Optional[List[float]] = None) -> int:

@@ -51,6 +51,12 @@ def cmd_run(argv: List[str]) -> int:
         code = beaker_preflight(cfg, args)
         if code is not None:
             return code
+    if cfg.launch.backend == "slurm":  # shared-filesystem rule; with --dry-run: the job script
+        from .core.backends.slurm.cli_flags import slurm_preflight
+
+        code = slurm_preflight(cfg, args)
+        if code is not None:
+            return code
     if args.dry_run:
         narrate_summary(cfg)
         print_config(cfg, args.json)

@@ -129,6 +129,10 @@ def cross_field_issues(cfg: ExperimentConfig) -> List[Issue]:
 
     if cfg.launch.backend == "beaker" and cfg.launch.beaker is None:
         add(("launch.beaker", "launch.backend"), "launch.backend = 'beaker' needs a [launch.beaker] section")
+    slurm = cfg.launch.slurm if cfg.launch.backend == "slurm" else None
+    if slurm and slurm.gpus_per_node and cfg.launch.nproc_per_node > slurm.gpus_per_node:
+        add(("launch.nproc_per_node", "launch.slurm.gpus_per_node"),
+            f"{cfg.launch.nproc_per_node} ranks per node but only {slurm.gpus_per_node} GPUs per node requested")
     return issues
 
 

@@ -1,4 +1,4 @@
-"""Where and how a run is launched: locally with torchrun, or on a Beaker cluster."""
+"""Where and how a run is launched: locally with torchrun, on a Beaker cluster or on SLURM."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..hardware import BY_NAME
 from .base import Config
+from .slurm import SlurmConfig
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # What launch.debug sets (see LaunchConfig.debug_env).
@@ -91,7 +92,8 @@ class BeakerConfig(Config):
 class LaunchConfig(Config):
     """Launch settings (used by the app and the headless launcher, not by the training loop)."""
 
-    backend: Literal["local", "beaker"] = Field("local", description="local: torchrun on this machine. beaker: a Beaker job.")
+    backend: Literal["local", "beaker", "slurm"] = Field(
+        "local", description="local: torchrun on this machine. beaker: a Beaker job. slurm: an sbatch job.")
     nproc_per_node: int = Field(1, gt=0, description="Processes (GPUs) per node for torchrun.")
     accelerator: Optional[str] = Field(
         None, description=f"GPU type for memory and wall-time estimates: {', '.join(BY_NAME)}; unset = CPU."
@@ -99,13 +101,17 @@ class LaunchConfig(Config):
     debug: bool = Field(False, description="Troubleshooting: CUDA_LAUNCH_BLOCKING=1, NCCL_DEBUG=INFO, "
                         "TORCH_DISTRIBUTED_DEBUG=DETAIL.")
     beaker: Optional[BeakerConfig] = Field(None, description="Beaker settings (backend = beaker).")
+    slurm: Optional[SlurmConfig] = Field(None, description="SLURM settings (backend = slurm).")
 
     @model_validator(mode="before")
     @classmethod
     def _beaker_defaults(cls, data: Any) -> Any:
         # `--launch.backend=beaker` alone should work: the Beaker section starts from its defaults.
-        if isinstance(data, dict) and data.get("backend") == "beaker" and data.get("beaker") is None:
-            data = {**data, "beaker": {}}
+        # The same for `--launch.backend=slurm`.
+        if isinstance(data, dict):
+            for name in ("beaker", "slurm"):
+                if data.get("backend") == name and data.get(name) is None:
+                    data = {**data, name: {}}
         return data
 
     @field_validator("accelerator")
@@ -117,12 +123,18 @@ class LaunchConfig(Config):
 
     @property
     def num_nodes(self) -> int:
-        return self.beaker.nodes if self.backend == "beaker" and self.beaker else 1
+        if self.backend == "beaker" and self.beaker:
+            return self.beaker.nodes
+        if self.backend == "slurm" and self.slurm:
+            return self.slurm.nodes
+        return 1
 
     @property
     def world_size(self) -> int:
         if self.backend == "beaker" and self.beaker:
             return self.beaker.nodes * max(self.beaker.gpus, 1)
+        if self.backend == "slurm" and self.slurm:  # nproc_per_node ranks on each node
+            return self.slurm.nodes * self.nproc_per_node
         return self.nproc_per_node
 
     def debug_env(self) -> Dict[str, str]:

@@ -4,10 +4,10 @@ Durations: `max_duration` sets `max_steps`, which the TrainModule's LR schedule 
 `hard_stop` only moves `stop_step` (where the loop ends) and never changes the schedule, so a
 run stopped early has exactly the LRs of the full run up to that point.
 
-Stopping: SIGTERM and SIGINT set a flag; the loop finishes the current step, ranks agree to
+Stopping: SIGTERM, SIGINT and SIGUSR1 (SLURM's warning before a time limit) set a flag; the loop finishes the current step, ranks agree to
 stop (an all-reduce of the flag), post_train runs (the checkpointer writes a final checkpoint)
 and fit() returns the signal number, which the entry turns into exit code 128 + signum
-(143 / 130). A second signal of the same kind falls back to Python's default behaviour, so a
+(143 / 130 / 138). A second signal of the same kind falls back to Python's default behaviour, so a
 stuck run can still be killed from the keyboard.
 
 Metrics: the TrainModule's metric tensors stay on the device between logging steps (no host
@@ -211,7 +211,7 @@ class Trainer:
                     "with a final checkpoint (send it again to stop at once)")
 
     def _install_signal_handlers(self) -> None:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
             try:
                 self._old_handlers[signum] = signal.signal(signum, self._on_signal)
             except ValueError:  # not the main thread (e.g. an embedding test harness)

@@ -43,6 +43,8 @@ def gpus(cfg: ExperimentConfig) -> str:
     device = launch.accelerator or "CPU"
     if launch.backend == "beaker" and launch.beaker:
         return f"{launch.beaker.nodes} x {launch.beaker.gpus} {device} (Beaker)"
+    if launch.backend == "slurm" and launch.slurm:
+        return f"{launch.slurm.nodes} node(s) x {launch.nproc_per_node} {device} (SLURM)"
     return f"{launch.nproc_per_node} x {device}"
 
 

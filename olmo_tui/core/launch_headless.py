@@ -21,7 +21,7 @@ from typing import Callable, Optional
 from engine.errors import UserError
 
 from . import exit_codes
-from .backends.base import BackendError, RunStatus, get_backend
+from .backends.base import RUN_DIR_BACKENDS, BackendError, RunStatus, get_backend
 from .describe import human_count
 from .registry import Registry, RegistryError, RunRecord
 from .tailing import parse_metrics_line
@@ -91,7 +91,7 @@ class Follower:
 
         backend = get_backend(self.run.backend)
         # torchrun's failure report stays in the log file, off the terminal (torchrun_report.py).
-        report = ReportFilter(str(Path(self.run.run_dir) / "stdout.log") if self.run.backend == "local" else None)
+        report = ReportFilter(str(Path(self.run.run_dir) / "stdout.log") if self.run.backend in RUN_DIR_BACKENDS else None)
         for line in backend.follow_logs(self.run, self.stop, follow=follow):
             metrics = parse_metrics_line(line)
             self._clear_bar()

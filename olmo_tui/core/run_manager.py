@@ -14,7 +14,7 @@ from typing import List, Mapping, Optional, Sequence
 from engine.atomic import write_atomic
 from engine.config import ExperimentConfig, resolve, to_toml
 
-from .backends.base import BackendError, RunStatus, get_backend
+from .backends.base import RUN_DIR_BACKENDS, BackendError, RunStatus, get_backend
 from .preflight import check_before_launch
 from .registry import Registry, RunRecord, new_run_id, runs_root
 
@@ -138,7 +138,7 @@ def resume_overrides(run: RunRecord) -> list:
     cfg = run_config(run)
     if cfg.trainer.save_folder:
         return []
-    if run.backend != "local":
+    if run.backend not in RUN_DIR_BACKENDS:
         # The default folder was inside the job's container: nothing there to continue from.
         raise BackendError(f"run {run.id} saved its checkpoints inside the {run.backend} job; set "
                            "trainer.save_folder to a shared path (e.g. a Weka mount) to resume such runs")

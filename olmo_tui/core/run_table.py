@@ -16,6 +16,21 @@ def age(seconds: float) -> str:
     return f"{seconds}s"
 
 
+def backend_cell(run: RunRecord) -> str:
+    """The backend, and for SLURM runs where: `slurm 42 debug n[1-2]` (job id, partition, nodes)."""
+    if run.backend == "slurm":
+        from .backends.slurm.status import label
+
+        return label(run)
+    return run.backend
+
+
+def status_cell(run: RunRecord) -> str:
+    """The status, with SLURM's own word when it says more (`queued PENDING`, `running REQUEUED`)."""
+    state = (run.extra or {}).get("state") if run.backend == "slurm" else None
+    return f"{run.status} {state}" if state and state.lower() != run.status else run.status
+
+
 def table_row(run: RunRecord, now: float) -> List[str]:
     """ID, PRESET, BACKEND, STATUS, STEP, LOSS, TOK/S, MFU, AGE as display strings."""
     s = run.summary
@@ -23,7 +38,7 @@ def table_row(run: RunRecord, now: float) -> List[str]:
     if run.total_steps:
         step += f"/{run.total_steps}"
     tps = s.get("tps_total") or s.get("tps")
-    return [run.id, run.preset or "-", run.backend, run.status, step,
+    return [run.id, run.preset or "-", backend_cell(run), status_cell(run), step,
             f"{s['loss']:.4g}" if s.get("loss") is not None else "-",
             human_count(tps) if tps else "-",
             f"{s['mfu']:.1f}%" if s.get("mfu") is not None else "-",

@@ -22,7 +22,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from olmo_tui.core import run_manager
-from olmo_tui.core.backends.base import BackendError, RunStatus, get_backend
+from olmo_tui.core.backends.base import RUN_DIR_BACKENDS, BackendError, RunStatus, get_backend
 from olmo_tui.core.registry import Registry, RunRecord
 from olmo_tui.core.tailing import batched, parse_metrics_line
 
@@ -119,7 +119,7 @@ class MonitorScreen(Screen):
     def watch_status(self) -> None:
         while not self.stop.is_set():
             run = run_manager.refresh_run(self.registry.get(self.run.id) or self.run, self.registry)
-            checkpoint = run_manager.latest_checkpoint(run) if run.backend == "local" else None
+            checkpoint = run_manager.latest_checkpoint(run) if run.backend in RUN_DIR_BACKENDS else None
             if self.stop.is_set():
                 return
             self.app.call_from_thread(self._status_changed, run, checkpoint)
@@ -142,7 +142,11 @@ class MonitorScreen(Screen):
             first += f"  exit code {run.exit_code}"
         if run.pid:
             first += f"  pid {run.pid}"
-        if run.workload_id:
+        if run.backend == "slurm" and run.workload_id:  # job id, partition, state, nodes
+            extra = run.extra
+            first += "  SLURM job " + " ".join(str(v) for v in (run.workload_id, extra.get("partition"),
+                                                                 extra.get("state"), extra.get("nodes")) if v)
+        elif run.workload_id:
             first += f"  workload {run.workload_id}"
         if run.extra.get("url"):
             first += f"  {run.extra['url']}"
@@ -171,7 +175,7 @@ class MonitorScreen(Screen):
     def action_profiler_traces(self) -> None:
         """Where this run's profiler traces are: paths from its log, and any in a local run dir."""
         local = []
-        if self.run.backend == "local" and self.run.run_dir:
+        if self.run.backend in RUN_DIR_BACKENDS and self.run.run_dir:
             local = [str(p) for p in sorted(Path(self.run.run_dir).glob("profiler/*.trace.json"))]
         traces = list(dict.fromkeys([*self.profiler_traces, *local]))
         if not traces:

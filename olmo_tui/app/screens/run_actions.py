@@ -13,7 +13,7 @@ from textual.screen import Screen
 
 from engine.errors import UserError
 from olmo_tui.core import run_manager
-from olmo_tui.core.backends.base import BackendError
+from olmo_tui.core.backends.base import RUN_DIR_BACKENDS, BackendError
 from olmo_tui.core.registry import Registry, RunRecord
 
 from .dialogs import ConfirmDialog
@@ -34,8 +34,8 @@ def open_relaunch_editor(app, run: RunRecord) -> None:
 
 
 def resume_run(screen: Screen, run: RunRecord, monitor: MonitorFactory) -> None:
-    checkpoint = run_manager.latest_checkpoint(run) if run.backend == "local" else None
-    if run.backend == "local" and checkpoint is None:
+    checkpoint = run_manager.latest_checkpoint(run) if run.backend in RUN_DIR_BACKENDS else None
+    if run.backend in RUN_DIR_BACKENDS and checkpoint is None:
         screen.notify(f"{run.id} has no checkpoint to resume from", severity="warning")
         return
     where = f" from {checkpoint.name}" if checkpoint else ""

@@ -116,7 +116,7 @@ class RunsScreen(Screen):
             cells = table_row(run, now)
             style = STATUS_STYLE.get(run.status)
             if style:
-                cells[3] = f"[{style}]{run.status}[/]"
+                cells[3] = f"[{style}]{cells[3]}[/]"
             cells[0] = ("● " if run.id in self.marked else "  ") + cells[0]
             table.add_row(*cells, key=run.id)
         if selected and any(r.id == selected.id for r in visible):

@@ -1,5 +1,5 @@
 """The Backend protocol: what the run manager, the screens and the headless CLI need from a
-place that runs jobs (this machine through torchrun, or a Beaker cluster).
+place that runs jobs (this machine through torchrun, a Beaker cluster, a SLURM cluster).
 
 A backend never writes the registry itself: every method takes a RunRecord and returns an
 updated copy (dataclasses.replace), and the caller saves the fields that changed. That keeps
@@ -31,7 +31,7 @@ class BackendError(Exception):
 
 @runtime_checkable
 class Backend(Protocol):
-    name: str  # "local" or "beaker": the value stored in RunRecord.backend
+    name: str  # "local", "beaker" or "slurm": the value stored in RunRecord.backend
 
     def command(self, run: "RunRecord", cfg: "ExperimentConfig") -> List[str]:
         """The exact command the job will run (shown in the monitor header and --dry-run)."""
@@ -64,7 +64,11 @@ class Backend(Protocol):
 BACKENDS: Dict[str, str] = {
     "local": "olmo_tui.core.backends.local:LocalBackend",
     "beaker": "olmo_tui.core.backends.beaker:BeakerBackend",
+    "slurm": "olmo_tui.core.backends.slurm:SlurmBackend",
 }
+# Backends whose run dir (logs, metrics, checkpoints) is readable from this machine: local runs,
+# and SLURM runs (their run dir is on a shared filesystem).
+RUN_DIR_BACKENDS = frozenset({"local", "slurm"})
 
 _instances: Dict[str, Backend] = {}
 _lock = threading.Lock()

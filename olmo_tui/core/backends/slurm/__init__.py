@@ -1,0 +1,3 @@
+from .backend import SlurmBackend
+
+__all__ = ["SlurmBackend"]
