@@ -24,10 +24,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Dict, Iterator, List, Mapping, Optional
 
+from engine.atomic import write_json_atomic
+
 from ... import tailing
 from ...registry import RunRecord
 from ..base import BackendError, RunStatus
-from ..local import REPO_ROOT, git_state, read_exit, tailing_write_json
+from ..local import REPO_ROOT, git_state, read_exit
 from ..local_wrapper import rank_exit_code
 from . import commands
 from .script import STOP_SIGNAL, build_script, torchrun_argv
@@ -72,7 +74,7 @@ class SlurmBackend:
         script_path = run_dir / SCRIPT_NAME
         script_path.write_text(self.script(run.id, run_dir, cfg))
         argv = ["sbatch", "--parsable", str(script_path)]
-        tailing_write_json(run_dir / "launch.json", {
+        write_json_atomic(run_dir / "launch.json", {
             "backend": self.name, "argv": argv, "node_command": self.command(run, cfg),
             "env": self.job_env(run.id, cfg), "git": git_state(REPO_ROOT), "parent_run_id": run.parent_id,
             "relation": run.relation, "run_id": run.id, "host": socket.gethostname(),
