@@ -24,7 +24,7 @@ from textual_plotext import PlotextPlot
 
 from olmo_tui.core import compare
 from olmo_tui.core.registry import RunRecord
-from olmo_tui.core.run_manager import run_config
+from olmo_tui.core.run_manager import refresh_run, run_config
 
 from .dialogs import help_text, show_text
 
@@ -34,6 +34,7 @@ PALETTE: List[Tuple[int, int, int]] = [
     (190, 120, 255), (64, 210, 210), (240, 200, 60), (255, 120, 190),
 ]
 SMOOTHING = 0.6
+LIVE_RELOAD_S = 5.0
 Series = Tuple[str, List[float], List[float]]  # (run id, xs, ys)
 
 
@@ -109,12 +110,19 @@ class CompareScreen(Screen):
         self.title = "olmo-tui"
         self.sub_title = f"compare {len(self.runs)} runs"
         self.load()
+        if any(not run.terminal for run in self.runs):
+            # A run still going grows its curves: read the files again now and then (a whole
+            # re-read: metrics files are small next to logs, and this only runs while one is live).
+            self.set_interval(LIVE_RELOAD_S, self.load)
 
     @work(thread=True, exclusive=True, group="compare-load", exit_on_error=False)
     def load(self) -> None:
+        self.runs = [refresh_run(run) for run in self.runs]  # statuses in the legend stay current
         curves = {run.id: compare.load_curves(run) for run in self.runs}
-        configs = {}
+        configs = dict(self.configs)  # a run's config does not change: read once
         for run in self.runs:
+            if run.id in configs:
+                continue
             try:
                 configs[run.id] = run_config(run)
             except Exception:  # a missing or no longer valid config.toml: no diff for that run
