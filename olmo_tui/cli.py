@@ -128,7 +128,7 @@ def cmd_compare(argv: List[str]) -> int:
 
 
 def wants_sweep(argv: List[str]) -> bool:
-    if not any(arg.startswith("--sweep") for arg in argv):  # the common case, without the import
+    if not any(arg.startswith(("--sweep", "--notify-")) for arg in argv):  # the common case, without the import
         return False
     from .cli_sweep import wants_sweep as wants
 

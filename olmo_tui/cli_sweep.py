@@ -185,8 +185,13 @@ def cmd_sweep(argv: List[str]) -> int:
         return exit_codes.INTERRUPTED
 
 
+# On the plain launch command these make it a sweep; the notify flags alone make it a sweep of
+# one run, so that the sweep worker watches it and calls the hook.
+SWEEP_FLAGS = ("--sweep", "--sweep-zip", "--sweep-file", "--notify-cmd", "--notify-webhook-env")
+
+
 def wants_sweep(argv: List[str]) -> bool:
-    """The plain launch command with --sweep/--sweep-zip is a sweep."""
-    return any(arg.split("=", 1)[0] in ("--sweep", "--sweep-zip", "--sweep-file") for arg in argv)
+    """The plain launch command with --sweep/--sweep-zip (or a notify flag) is a sweep."""
+    return any(arg.split("=", 1)[0] in SWEEP_FLAGS for arg in argv)
 
 

@@ -52,3 +52,14 @@ def test_send_reports_problems_in_one_line_without_the_url(monkeypatch, tmp_path
     monkeypatch.delenv("HOOK")
     assert notify.send(NotifySpec(webhook_env="HOOK"), notify.payload("failed", run)) == \
         ["notify webhook: $HOOK is not set"]
+
+
+def test_a_single_run_with_a_hook_is_a_sweep_of_one(isolated_xdg):
+    from cli_helpers import run_cli
+
+    [variant] = plan(SweepSpec(preset="tiny-cpu", notify=NotifySpec(command=["true"])))
+    assert variant.run_name == "tiny-cpu" and variant.changes == []
+    out = run_cli("--preset", "tiny-cpu", "--notify-cmd", "notify-send done", "--dry-run", "--json")
+    assert out.returncode == 0, out.stderr
+    assert [v["run_name"] for v in json.loads(out.stdout)["variants"]] == ["tiny-cpu"]
+    assert run_cli("sweep", "--preset", "tiny-cpu").returncode == 2  # no axes and no hook: nothing to do

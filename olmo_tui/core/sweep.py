@@ -205,7 +205,8 @@ def check_spec(spec: SweepSpec) -> None:
     if spec.name is not None and not SWEEP_NAME.match(str(spec.name)):
         raise ConfigError.one("name", f"{spec.name!r} is not a valid sweep name: letters, digits, '.', '_', '-' "
                               "(starting with a letter or digit, at most 64 characters)")
-    if not spec.grid and not spec.zipped:
+    # No axes is one run, worth queueing only for the notify hook (the worker watches it).
+    if not spec.grid and not spec.zipped and not spec.notify:
         raise ConfigError.one("sweep", "nothing to sweep: give --sweep a.b=v1,v2 (or --sweep-zip, or a sweep file)")
     paths = [axis.path for axis in spec.grid + spec.zipped]
     repeated = sorted({p for p in paths if paths.count(p) > 1})
