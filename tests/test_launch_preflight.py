@@ -112,3 +112,27 @@ def test_torchrun_report_stays_in_the_log_not_on_the_terminal(stub_engine, monke
         assert printed.strip().splitlines() == [line for line in log.splitlines() if line.startswith("error:")]
     else:  # the worker's own traceback stays, torchrun's box becomes one pointer to the log
         assert "Traceback" in printed and f"exited with code 1 (torchrun's report: {run.run_dir}" in printed
+
+
+async def test_the_apps_launch_refuses_a_missing_data_path_before_creating_anything(monkeypatch):
+    """The app's Launch (dialog, enter) runs the same pre-flight: a notification with the one
+    line, no run record, no run dir."""
+    from olmo_tui.app.app import OlmoTuiApp
+    from olmo_tui.app.screens.runs import LaunchDialog
+    from olmo_tui.core.command_preview import LaunchRequest
+
+    monkeypatch.delenv("OLMO_DATA_ROOT", raising=False)
+    app = OlmoTuiApp()
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.launch(LaunchRequest(first_run_config(), "llama2-271m"))
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, LaunchDialog)
+        await pilot.press("enter")
+        for _ in range(100):
+            messages = [str(n.message) for n in app._notifications]
+            if messages:
+                break
+            await pilot.pause(0.05)
+    assert any(m.startswith("cannot launch: dataset.paths:") and "OLMO_DATA_ROOT" in m for m in messages), messages
+    assert Registry().all() == []
+    assert not runs_root().exists() or list(runs_root().iterdir()) == []

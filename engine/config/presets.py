@@ -12,7 +12,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -20,8 +20,9 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from .errors import ConfigError
-from .experiment import ExperimentConfig, load_experiment
-from .overrides import apply_overrides
+
+if TYPE_CHECKING:  # the schema is imported by resolve() only: listing and reading presets stays light
+    from .experiment import ExperimentConfig
 
 META_KEYS = ("extends", "description")
 PRESET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -131,6 +132,9 @@ def config_file_data(path: str) -> Dict[str, Any]:
 def resolve(preset: Optional[str] = None, config_file: Optional[str] = None,
             overrides: Sequence[str] = ()) -> ExperimentConfig:
     """Preset or config file, then overrides, then validation. Raises ConfigError."""
+    from .experiment import ExperimentConfig, load_experiment
+    from .overrides import apply_overrides
+
     if preset and config_file:
         raise ConfigError.one("preset", "give either --preset or --config, not both")
     data = config_file_data(config_file) if config_file else preset_data(preset) if preset else {}

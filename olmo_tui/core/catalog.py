@@ -1,17 +1,34 @@
 """The preset catalog: every built-in and user preset with a one-line summary.
 
 A broken user preset is listed with its error instead of breaking the list.
+
+Summaries are cached in $XDG_CACHE_HOME/olmo-tui/preset-summaries.json, keyed by every preset
+file's path, size and mtime and by the schema's source files (engine/config/*.py and this
+package's describe/catalog): while none of them changed, the app's first screen and
+`olmo-tui presets` read the summaries without importing pydantic and building the schema
+(about a third of the app's start-up). Any change recomputes them all.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import List, Optional
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, List, Optional
 
-from engine.config import ConfigError, ExperimentConfig, list_presets, load_experiment, preset_data
-from engine.config.presets import PresetRef, read_toml
+from engine.config.errors import ConfigError
+from engine.config.presets import PresetRef, list_presets, preset_data, read_toml
 
 from . import describe
+
+if TYPE_CHECKING:
+    from engine.config import ExperimentConfig
+
+CACHE_VERSION = 1
+SCHEMA_SOURCES = [Path(__file__).resolve().parents[2] / "engine" / "config",
+                  Path(__file__).resolve().parent / "describe.py", Path(__file__).resolve()]
 
 
 @dataclass
@@ -46,6 +63,8 @@ class PresetSummary:
 
 
 def summarize(ref: PresetRef) -> PresetSummary:
+    from engine.config import load_experiment
+
     try:
         description = str(read_toml(ref.path).get("description", ""))
         cfg = load_experiment(preset_data(ref.name))
@@ -75,5 +94,54 @@ def summary_of(cfg: ExperimentConfig, ref: PresetRef, description: str = "") -> 
     )
 
 
+def cache_path() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "olmo-tui" / "preset-summaries.json"
+
+
+def _stamp(path: Path) -> list:
+    st = path.stat()
+    return [str(path), st.st_size, st.st_mtime_ns]
+
+
+def cache_key(refs: List[PresetRef]) -> str:
+    """Changes when a preset file, the set of presets or the schema's source changes."""
+    stamps = [[ref.name, ref.builtin, *_stamp(ref.path)] for ref in refs]
+    for source in SCHEMA_SOURCES:
+        files = sorted(source.glob("*.py")) if source.is_dir() else [source]
+        stamps.extend(_stamp(file) for file in files)
+    return hashlib.sha256(json.dumps([CACHE_VERSION, stamps]).encode()).hexdigest()
+
+
+def _cached(key: str) -> Optional[List[PresetSummary]]:
+    try:
+        data = json.loads(cache_path().read_text())
+        if data.get("key") != key:
+            return None
+        names = {f.name for f in fields(PresetSummary)}
+        return [PresetSummary(**{k: v for k, v in row.items() if k in names}) for row in data["summaries"]]
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def _store(key: str, summaries: List[PresetSummary]) -> None:
+    from engine.atomic import write_json_atomic
+
+    try:
+        cache_path().parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(cache_path(), {"key": key, "summaries": [s.to_json() for s in summaries]}, indent=None)
+    except OSError:  # an unwritable cache only costs speed
+        pass
+
+
 def all_summaries() -> List[PresetSummary]:
-    return [summarize(ref) for ref in list_presets()]
+    refs = list_presets()
+    try:
+        key = cache_key(refs)
+    except OSError:  # a preset vanished while listing: no caching this time
+        return [summarize(ref) for ref in refs]
+    summaries = _cached(key)
+    if summaries is None:
+        summaries = [summarize(ref) for ref in refs]
+        _store(key, summaries)
+    return summaries

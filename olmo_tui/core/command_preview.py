@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
-from engine.config import ExperimentConfig
+if TYPE_CHECKING:  # annotations only: the app's first screen imports this without the schema
+    from engine.config import ExperimentConfig
 
 
 @dataclass

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from engine.config import ExperimentConfig
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # only annotations: human_count must not load the schema
+    from engine.config import ExperimentConfig
 
 
 def human_count(n: float) -> str:
