@@ -120,9 +120,16 @@ def print_dry_run(spec: SweepSpec, variants: List[Variant], name: str, as_json: 
 
 
 def follow_sweep(name: str, registry: Registry) -> int:
-    """One line per run start and end until all ended; 0 if all succeeded, else 1."""
+    """One line per run start and end until all ended; 0 if all succeeded, else 1. Restarts
+    the worker should it die meanwhile (it only reads the registry itself)."""
+    from .core.sweep_queue import ensure_workers
+
     seen = {}
+    looks = 0
     while True:
+        looks += 1
+        if looks % 10 == 0:
+            ensure_workers(registry)
         runs = registry.of_sweep(name)
         for run in runs:
             if seen.get(run.id) != run.status:
