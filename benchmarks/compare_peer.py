@@ -2,11 +2,13 @@
 micro-batch and global batch, both bf16 + FSDP + torch.compile, synthetic tokens.
 
     python3 benchmarks/compare_peer.py a b            # cases below; results in $OUT (or /tmp)
+    python3 benchmarks/compare_peer.py a:steps=20     # a case with fewer steps (both engines)
     python3 benchmarks/compare_peer.py fsdp2:peer     # 2 GPUs: ours 1 vs 2 ranks, and the peer on 2
 
-The peer travels as wheels in the git-ignored .peer/ folder (see docs/BENCHMARKS.md); they
-are installed into /tmp/peer and put on PYTHONPATH for the peer's process only, so our run
-never sees them. Prints one JSON line per run, then ours/peer ratios of tokens/s/device and
+The peer's runner is benchmarks/peer_olmo_core.py (olmo_core's public API only); the peer's
+packages travel as wheels in the git-ignored .peer/whl folder (the pip download line is in
+docs/BENCHMARKS.md); they are installed into /tmp/peer and put on PYTHONPATH for the peer's
+process only, so our run never sees them. Prints one JSON line per run, then ours/peer ratios of tokens/s/device and
 of peak memory.
 """
 
@@ -66,8 +68,9 @@ def install_ours():
     return target
 
 
-def ours(case, extra=(), nproc=1, tag="", global_tokens=None):
-    preset, _, seq, mb, gbt, steps = CASES[case]
+def ours(case, extra=(), nproc=1, tag="", global_tokens=None, steps=None):
+    preset, _, seq, mb, gbt, default_steps = CASES[case]
+    steps = steps or default_steps
     gbt = global_tokens or gbt
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = str(install_ours())
@@ -81,13 +84,14 @@ def ours(case, extra=(), nproc=1, tag="", global_tokens=None):
     return run(cmd, env, f"ours_{case}{tag}_n{nproc}", 590)
 
 
-def peer(case, nproc=1, global_tokens=None):
-    _, model, seq, mb, gbt, steps = CASES[case]
+def peer(case, nproc=1, global_tokens=None, steps=None):
+    _, model, seq, mb, gbt, default_steps = CASES[case]
+    steps = steps or default_steps
     gbt = global_tokens or gbt
     env = dict(os.environ, PYTHONPATH=str(install_peer()), PYTHONUNBUFFERED="1")
     launcher = [sys.executable] if nproc == 1 else [sys.executable, "-m", "torch.distributed.run", "--standalone",
                                                     f"--nproc-per-node={nproc}"]
-    cmd = launcher + [str(PEER / "olmo_core_peer" / "run_peer.py"), "--model", model, "--seq-len", str(seq),
+    cmd = launcher + ["benchmarks/peer_olmo_core.py", "--model", model, "--seq-len", str(seq),
                       "--micro-batch", str(mb), "--global-batch-tokens", str(gbt), "--steps", str(steps),
                       "--json-out", str(OUT / f"peer_{case}_n{nproc}.json")]
     return run(cmd, env, f"peer_{case}_n{nproc}", 590)
@@ -121,12 +125,15 @@ def main(argv):
                 p2 = peer("b", 2, 262144)
                 summary.append(ratio(two, p2, "fsdp2 ours/peer (2 GPUs)"))
             continue
+        steps = next((int(o[6:]) for o in opts if o.startswith("steps=")), None)
+        opts = [o for o in opts if not o.startswith("steps=")]
         extra = [f"--sdpa={o}" for o in opts if o in ("cudnn", "flash", "auto")]
         extra += [o for o in opts if "=" in o]
         extra += ["--profile-steps=2"] if "profile" in opts else []
-        mine = ours(case, extra, tag="_" + "_".join(o.replace("=", "-").replace(".", "-") for o in opts) if opts else "")
+        mine = ours(case, extra, tag="_" + "_".join(o.replace("=", "-").replace(".", "-") for o in opts) if opts else "",
+                    steps=steps)
         if "nopeer" not in opts:
-            summary.append(ratio(mine, peer(case), f"{case} {variant}"))
+            summary.append(ratio(mine, peer(case, steps=steps), f"{case} {variant}"))
     (OUT / "summary.json").write_text(json.dumps([s for s in summary if s], indent=1))
     return 0
 

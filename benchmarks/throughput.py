@@ -35,6 +35,8 @@ def main() -> int:
     p.add_argument("--sdpa", choices=["auto", "cudnn", "flash"], default="auto")
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--set", action="append", default=[], help="extra config override a.b=v")
+    p.add_argument("--inductor", action="append", default=[],
+                   help="torch._inductor.config option NAME=VALUE (Python literal), e.g. coordinate_descent_tuning=True")
     p.add_argument("--profile-steps", type=int, default=0,
                    help="after the timed window, profile this many more steps and print the top CUDA kernels")
     p.add_argument("--json-out", default=None)
@@ -48,6 +50,13 @@ def main() -> int:
     from engine.nn.attention import set_sdpa_backend
     from engine.train_module.train_module import TrainModule
 
+    import ast
+
+    import torch._inductor.config as inductor_config
+
+    for option in args.inductor:
+        name, _, value = option.partition("=")
+        setattr(inductor_config, name, ast.literal_eval(value))
     info = init_distributed()
     world = info.world_size
     overrides = [
@@ -120,6 +129,8 @@ def main() -> int:
         "peak_reserved_gib": round(peak_reserved / 2**30, 2) if peak_reserved is not None else None,
         "build_s": round(build_s, 1), "total_s": round(t1 - t_start, 1),
         "loss_first": round(losses[0].item(), 4), "loss_last": round(losses[-1].item(), 4),
+        "losses": [round(x, 4) for x in torch.stack(losses).float().tolist()],
+        "inductor": args.inductor,
         "device": torch.cuda.get_device_name() if info.device.type == "cuda" else "cpu",
         "torch": torch.__version__, "overrides": args.set,
     }

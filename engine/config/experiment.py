@@ -117,6 +117,17 @@ def cross_field_issues(cfg: ExperimentConfig) -> List[Issue]:
             add(("train_module.tp_config.degree", "launch.nproc_per_node"),
                 f"tensor-parallel degree {degree} must divide the world size ({cfg.launch.world_size})")
 
+    if tm.float8 != "off":
+        from engine.hardware import BY_NAME
+
+        card = BY_NAME.get(cfg.launch.accelerator) if cfg.launch.accelerator else None
+        if card is not None and not card.float8:
+            add(("train_module.float8", "launch.accelerator"),
+                f"float8 '{tm.float8}' needs float8 tensor cores (H100, H200, L40S, B200); {card.name} has none")
+        if tm.tp_config:
+            add(("train_module.float8", "train_module.tp_config"),
+                "float8 with tensor parallelism is not supported: unset one of them")
+
     dp = tm.dp_config
     if dp and dp.name == "hsdp" and dp.shard_degree and cfg.dp_world_size % dp.shard_degree:
         add(("train_module.dp_config.shard_degree", "launch.nproc_per_node"),

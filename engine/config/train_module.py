@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import List, Literal, Optional, Tuple
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .base import Config, DType
 
@@ -112,6 +112,11 @@ class TrainModuleConfig(Config):
         None, gt=0, description="Weight of the z-loss (logsumexp^2 of the logits), e.g. 1e-5; unset = off."
     )
     compile_model: bool = Field(False, description="torch.compile each transformer block.")
+    float8: Literal["off", "tensorwise", "rowwise"] = Field(
+        "off", description="Float8 matmuls in the transformer blocks' Linear layers via torchao (`pip "
+        "install olmo-tui[gpu]`; Hopper or newer GPUs): tensorwise = one scale per tensor, rowwise = one per "
+        "row (more accurate). The embeddings and the LM head stay in the compute dtype."
+    )
     autocast_dtype: Optional[DType] = Field(
         None, description="Autocast dtype for the forward pass on GPU when params stay fp32; unset = none."
     )
@@ -122,3 +127,9 @@ class TrainModuleConfig(Config):
         None, description="Activation checkpointing; unset = off."
     )
     label_ignore_index: int = Field(-100, description="Label id excluded from the loss.")
+
+    @field_validator("float8", mode="before")
+    @classmethod
+    def _float8_off(cls, value):
+        # `--train_module.float8=off` (and TOML `false`) arrive as the boolean False.
+        return "off" if value is False else value

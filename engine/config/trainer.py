@@ -121,6 +121,9 @@ class TrainerConfig(Config):
     )
     metrics_collect_interval: int = Field(10, gt=0, description="Steps between metric collection (one "
                                           "host-device sync each).")
+    cancel_check_interval: int = Field(25, gt=0, description="With several ranks: steps between the ranks' "
+                                       "agreement on a stop signal (a CPU barrier each), as in OLMo-core; a "
+                                       "signal stops the run at the next multiple. One process stops at once.")
     no_checkpoints: bool = Field(False, description="Save no checkpoints at all.")
     no_evals: bool = Field(False, description="Run no in-loop evaluations.")
     callbacks: CallbacksConfig = Field(default_factory=CallbacksConfig, description="Callbacks by name.")

@@ -1,6 +1,8 @@
 """parallelize(): turn a meta-device Transformer into a ready, initialised training model.
 
 The order is fixed, each step needing the one before:
+  0. float8 (optional)     swaps the blocks' Linear layers for torchao Float8Linear on the meta
+                           model, so compile and FSDP see the swapped modules (float8.py).
   1. tensor parallelism    DTensor-shards the Linear weights over the tp mesh (must come first:
                            FSDP then shards those DTensors again over the dp mesh, giving 2-D).
   2. activation ckpt       wraps block / module forwards; must precede compile so the compiled
@@ -25,6 +27,7 @@ from engine.nn.transformer import Transformer, materialize
 from .activation_checkpointing import apply_activation_checkpointing
 from .compile import apply_compile
 from .ddp import apply_ddp
+from .float8 import apply_float8
 from .fsdp import apply_fsdp
 from .mesh import ParallelMesh
 from .tensor_parallel import apply_tensor_parallel
@@ -38,6 +41,9 @@ def torch_dtype(dtype) -> Optional[torch.dtype]:
 
 def parallelize(model: Transformer, cfg: ExperimentConfig, mesh: ParallelMesh, device: torch.device) -> Transformer:
     tm = cfg.train_module
+    # 0. float8 (TrainModule checked it can run here: check_float8)
+    if tm.float8 != "off":
+        apply_float8(model, tm.float8)
     # 1. tensor parallelism
     if mesh.tp_mesh is not None:
         apply_tensor_parallel(model, mesh.tp_mesh)

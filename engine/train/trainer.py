@@ -4,11 +4,19 @@ Durations: `max_duration` sets `max_steps`, which the TrainModule's LR schedule 
 `hard_stop` only moves `stop_step` (where the loop ends) and never changes the schedule, so a
 run stopped early has exactly the LRs of the full run up to that point.
 
-Stopping: SIGTERM, SIGINT and SIGUSR1 (SLURM's warning before a time limit) set a flag; the loop finishes the current step, ranks agree to
-stop (an all-reduce of the flag), post_train runs (the checkpointer writes a final checkpoint)
-and fit() returns the signal number, which the entry turns into exit code 128 + signum
-(143 / 130 / 138). A second signal of the same kind falls back to Python's default behaviour, so a
-stuck run can still be killed from the keyboard.
+Stopping: the signals in STOP_SIGNALS (SIGTERM, SIGINT, and SIGUSR1: SLURM's warning before a
+time limit) set a flag; a single process stops after the current step. With several ranks, they
+agree on stopping (a gloo all-reduce of the flag, a CPU barrier) only every
+`trainer.cancel_check_interval` steps and on the last step, so the check costs nothing on the
+other steps; every rank checks at the same global steps, so all ranks stop together at the first
+check after any of them got the signal. Then post_train runs (the checkpointer writes a final
+checkpoint) and fit() returns the signal number, which the entry turns into exit code
+128 + signum (143 / 130 / 138). A second signal of the same kind falls back to Python's default
+behaviour, so a stuck run can still be killed from the keyboard.
+
+Batches: the loader's CPU batches go through DevicePrefetcher (engine/data/device_prefetch.py):
+pinned, copied to the GPU on a side stream one step ahead. The loader position saved in a
+checkpoint is the one that goes with the batch being trained on, not the prefetched one.
 
 Metrics: the TrainModule's metric tensors stay on the device between logging steps (no host
 sync per step); every `metrics_collect_interval` steps, on the last step and when a callback
@@ -25,15 +33,20 @@ import signal
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
 from engine.config import ExperimentConfig
+from engine.data.device_prefetch import DevicePrefetcher
 
 from .callback import Callback
+
+# Signals that ask for a graceful stop (final checkpoint, exit 128 + signum). Add one here to
+# give it the same treatment; the agreement takes the largest number any rank received.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -99,6 +112,7 @@ class Trainer:
         self.max_steps = max_steps  # drives the LR schedule
         self.stop_step = stop_step  # where the loop ends (hard_stop <= max_duration)
         self.metrics_collect_interval = cfg.trainer.metrics_collect_interval
+        self.cancel_check_interval = cfg.trainer.cancel_check_interval
         self.global_step = 0
         self.global_train_tokens = 0
         self.start_step = 0  # step this process started (or resumed) at
@@ -111,6 +125,7 @@ class Trainer:
         self._excluded_s = 0.0  # time spent in checkpoints/evals, left out of throughput
         self.last_data_time_s = 0.0
         self.last_batch_tokens = 0
+        self._data_state: Optional[Dict[str, Any]] = None  # loader position of the batch in use
 
         self.callbacks: Dict[str, Callback] = {}
         for callback in callbacks:
@@ -124,6 +139,15 @@ class Trainer:
         self.train_module.set_max_steps(max_steps)
         for callback in self._ordered:
             callback.post_attach()
+
+    def add_callback(self, callback: Callback) -> None:
+        """Register one more callback after construction (benchmarks and embedding code)."""
+        if callback.name in self.callbacks:
+            raise ValueError(f"two callbacks named {callback.name!r}")
+        self.callbacks[callback.name] = callback
+        self._ordered = sorted(self.callbacks.values(), key=lambda cb: -cb.priority)
+        callback.attach(self)
+        callback.post_attach()
 
     # ---- properties used by callbacks ----------------------------------------------------
     @property
@@ -172,7 +196,7 @@ class Trainer:
             "global_train_tokens": self.global_train_tokens,
             "max_steps": self.max_steps,
             "world_size": self.world_size,
-            "data_loader": self.data_loader.state_dict(),
+            "data_loader": self._data_state if self._data_state is not None else self.data_loader.state_dict(),
             "rng": rng_state(),
             "callbacks": {name: cb.state_dict() for name, cb in self.callbacks.items()},
         }
@@ -181,6 +205,7 @@ class Trainer:
         self.global_step = int(state["global_step"])
         self.global_train_tokens = int(state["global_train_tokens"])
         self.data_loader.load_state_dict(state["data_loader"])
+        self._data_state = None
         if state.get("world_size") == self.world_size:
             set_rng_state(state["rng"])
         else:
@@ -207,11 +232,11 @@ class Trainer:
             signal.raise_signal(signum)
             return
         self._cancel_signal = signum
-        _log0(self, f"{signal.Signals(signum).name} received: stopping after step {self.global_step + 1} "
+        _log0(self, f"{signal.Signals(signum).name} received: stopping after step {self._next_stop_check()} "
                     "with a final checkpoint (send it again to stop at once)")
 
     def _install_signal_handlers(self) -> None:
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+        for signum in STOP_SIGNALS:
             try:
                 self._old_handlers[signum] = signal.signal(signum, self._on_signal)
             except ValueError:  # not the main thread (e.g. an embedding test harness)
@@ -221,6 +246,20 @@ class Trainer:
         for signum, handler in self._old_handlers.items():
             signal.signal(signum, handler)
         self._old_handlers.clear()
+
+    def _agrees_alone(self) -> bool:
+        return self.world_size == 1 or not dist.is_initialized()
+
+    def _is_stop_check_step(self) -> bool:
+        step = self.global_step
+        return self._agrees_alone() or step % self.cancel_check_interval == 0 or step >= self.stop_step
+
+    def _next_stop_check(self) -> int:
+        """The step after which a signal received now stops the run."""
+        nxt = self.global_step + 1
+        if self._agrees_alone():
+            return nxt
+        return min(-(-nxt // self.cancel_check_interval) * self.cancel_check_interval, max(self.stop_step, nxt))
 
     def _agreed_stop_signal(self) -> Optional[int]:
         """All ranks stop at the same step: the largest signal number any rank received."""
@@ -233,12 +272,13 @@ class Trainer:
         return value or None
 
     # ---- the loop ------------------------------------------------------------------------
-    def _batches(self) -> Iterator[Dict[str, Any]]:
+    def _batches(self) -> Iterator[Tuple[Dict[str, Any], Dict[str, Any]]]:
+        """(batch, the loader's state right after it), endlessly."""
         while True:  # epochs: the loader reshuffles each time it is iterated again
             yielded = False
             for batch in self.data_loader:
                 yielded = True
-                yield batch
+                yield batch, self.data_loader.state_dict()
             if not yielded:
                 raise RuntimeError("the data loader produced no batches")
 
@@ -296,9 +336,9 @@ class Trainer:
             self.record_metric(name, value)
         for callback in self._ordered:
             callback.post_step()
-        # Ranks agree on stopping before deciding to log, so they all log (and reduce) together;
-        # the last step before a graceful stop is always logged.
-        stop_signal = self._agreed_stop_signal()
+        # Ranks agree on stopping (at the same steps) before deciding to log, so they all log
+        # (and reduce) together; the last step before a graceful stop is always logged.
+        stop_signal = self._agreed_stop_signal() if self._is_stop_check_step() else None
         if self._is_log_step() or stop_signal is not None:
             record = self._collect_metrics()
             for callback in self._ordered:
@@ -315,21 +355,24 @@ class Trainer:
                 self.log(f"nothing to do: already at step {self.global_step} of {self.stop_step}")
             for callback in self._ordered:
                 callback.pre_train()
-            batches = self._batches()
+            agreed: Optional[int] = None
+            batches = DevicePrefetcher(self._batches(), self.device)
             while self.global_step < self.stop_step:
                 for callback in self._ordered:
                     callback.pre_load_batch()
                 started = time.perf_counter()
-                batch = next(batches)
+                batch, self._data_state = next(batches)
                 self.last_data_time_s = time.perf_counter() - started
                 self.last_batch_tokens = int(batch["input_ids"].numel())
                 stop_signal = self._train_step(batch)
                 if stop_signal is not None:
-                    self._cancel_signal = stop_signal
+                    self._cancel_signal = agreed = stop_signal
                     break
             for callback in self._ordered:
                 callback.post_train()
-            return self._cancel_signal
+            # Only an agreed signal decides the exit code, so every rank returns the same one
+            # (a signal that came after the last check is late: the run had finished anyway).
+            return agreed
         except BaseException as exc:
             for callback in self._ordered:
                 try:

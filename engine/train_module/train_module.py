@@ -32,6 +32,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from engine.config import ExperimentConfig
+from engine.distributed.float8 import check_float8
 from engine.distributed.init import default_device
 from engine.distributed.mesh import ParallelMesh, build_mesh
 from engine.distributed.parallelize import parallelize, torch_dtype
@@ -50,6 +51,7 @@ class TrainModule:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         self.mesh = mesh or build_mesh(cfg, self.device.type)
+        check_float8(self.tm_cfg.float8, self.device, tp_enabled=self.mesh.tp_mesh is not None)
         self.model: Transformer = parallelize(build_model(cfg.model, "meta"), cfg, self.mesh, self.device)
         self.optimizer = build_optimizer(self.model, self.tm_cfg.optim, self.device)
         self.step = 0  # optimizer steps taken: the scheduler's position

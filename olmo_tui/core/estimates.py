@@ -52,6 +52,10 @@ OVERHEAD_BYTES = 1 * GIB
 # engine/nn/fused_loss.py's CHUNK_ELEMENTS (tests/test_estimates.py checks they agree).
 LOSS_CHUNK_ELEMENTS = 1 << 28
 DEFAULT_MFU = 40.0  # percent; stated in the panel whenever no earlier run of the preset measured one
+# Tokens/s of train_module.float8 over bf16, measured for olmo2-1b seq 4096 on an H200
+# (docs/BENCHMARKS.md, "Engine speed"): the wall-time estimate divides by it. MFU stays
+# relative to the bf16 peak, as the speed monitor reports it.
+FLOAT8_SPEEDUP = {"off": 1.0, "tensorwise": 1.20, "rowwise": 1.0}
 
 
 @dataclass
@@ -334,6 +338,7 @@ def estimate(cfg: ExperimentConfig, measured_mfu: Optional[tuple] = None) -> Est
     if accelerator is not None and steps is not None:
         total_flops = flops * cfg.tokens_per_step * steps
         wall = total_flops / (cfg.launch.world_size * accelerator.peak_bf16_flops * mfu / 100)
+        wall /= FLOAT8_SPEEDUP[cfg.train_module.float8]
     memory = memory_estimate(cfg)
     result = Estimates(
         params=m.num_params(), non_embedding_params=m.num_non_embedding_params(), flops_per_token=flops,
