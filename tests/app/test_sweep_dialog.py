@@ -24,6 +24,27 @@ async def wait_for(pilot, predicate, timeout=30.0):
 
 
 async def test_sweep_from_the_editor(isolated_xdg):
+    try:
+        await drive_the_dialog()
+        runs = Registry().of_sweep("from-editor")
+        assert [r.name for r in runs] == ["tiny-cpu-init_seed3", "tiny-cpu-init_seed4"]
+        configs = [run_config(r) for r in runs]
+        assert [c.init_seed for c in configs] == [3, 4]
+        assert all(c.data_loader.seed == 9 for c in configs)
+    finally:
+        stop_the_sweep("from-editor")
+    assert all(r.terminal for r in Registry().of_sweep("from-editor"))
+
+
+def stop_the_sweep(name: str) -> None:
+    """Whatever happened above: no run of this test may outlive it (queued ones first, so the
+    worker starts none of them while the running one stops)."""
+    registry = Registry()
+    for run in sorted(registry.of_sweep(name), key=lambda r: not r.waiting_in_queue):
+        cancel_run(registry.get(run.id), grace_s=5, wait_s=60)
+
+
+async def drive_the_dialog() -> None:
     app = OlmoTuiApp()
     async with app.run_test(size=(120, 40)) as pilot:
         editor = await open_editor(pilot, "tiny-cpu")
@@ -44,14 +65,7 @@ async def test_sweep_from_the_editor(isolated_xdg):
         assert "2 runs, at most 1 at once" in preview and "tiny-cpu-init_seed4" in preview
         await pilot.press("ctrl+l")
         await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen) and len(Registry().of_sweep("from-editor")) == 2)
-
-    runs = Registry().of_sweep("from-editor")
-    try:
-        assert [r.name for r in runs] == ["tiny-cpu-init_seed3", "tiny-cpu-init_seed4"]
-        configs = [run_config(r) for r in runs]
-        assert [c.init_seed for c in configs] == [3, 4]
-        assert all(c.data_loader.seed == 9 for c in configs)
-    finally:
-        for run in runs:
-            cancel_run(Registry().get(run.id), grace_s=5, wait_s=60)
-    assert all(r.terminal for r in Registry().of_sweep("from-editor"))
+        # Let the runs screen finish mounting (and show the queue) before the app closes: closing
+        # mid-mount races the header's title watcher.
+        await wait_for(pilot, lambda: any(r.sweep == "from-editor" for r in app.screen.runs))
+        await pilot.pause(0.2)
