@@ -50,6 +50,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.dry_run:
         print_config(cfg, args.json)
         return 0
+    from engine.stop_request import install_early_handlers
+
+    install_early_handlers()  # a SIGUSR1 during start-up is kept for the Trainer
     from engine.run import main_training, resolve_run_dir
 
     try:

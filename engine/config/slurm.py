@@ -56,8 +56,9 @@ class SlurmConfig(Config):
         "(--signal=B:USR1@N): the engine writes a checkpoint and exits cleanly.")
     extra_sbatch: List[str] = Field(default_factory=list, description="More #SBATCH options, each "
                                     "'--name' or '--name=value', e.g. --mail-type=END.")
-    setup: List[str] = Field(default_factory=list, description="Shell lines run before torchrun on the "
-                             "job's first node, e.g. 'module load cuda/12.4' or 'source ~/venv/bin/activate'.")
+    setup: List[str] = Field(default_factory=list, description="Shell lines the job script runs before "
+                             "srun, e.g. 'module load cuda/12.4' or 'source ~/venv/bin/activate'; the environment "
+                             "they set reaches every node's torchrun.")
     python: Optional[str] = Field(None, description="Python on the nodes that has torch and this project; "
                                   "unset = the Python running olmo-tui (it must exist on the nodes).")
     shared_paths: List[str] = Field(default_factory=list, description="Folders on a filesystem every node "

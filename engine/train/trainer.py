@@ -11,8 +11,9 @@ agree on stopping (a gloo all-reduce of the flag, a CPU barrier) only every
 other steps; every rank checks at the same global steps, so all ranks stop together at the first
 check after any of them got the signal. Then post_train runs (the checkpointer writes a final
 checkpoint) and fit() returns the signal number, which the entry turns into exit code
-128 + signum (143 / 130 / 138). A second signal of the same kind falls back to Python's default
-behaviour, so a stuck run can still be killed from the keyboard.
+128 + signum (143 / 130 / 138). A SIGUSR1 that came during start-up (engine/stop_request.py)
+counts as received at the first step. A second signal of the same kind falls back to Python's
+default behaviour, so a stuck run can still be killed from the keyboard.
 
 Batches: the loader's CPU batches go through DevicePrefetcher (engine/data/device_prefetch.py):
 pinned, copied to the GPU on a side stream one step ahead. The loader position saved in a
@@ -39,6 +40,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from engine import stop_request
 from engine.config import ExperimentConfig
 from engine.data.device_prefetch import DevicePrefetcher
 
@@ -241,6 +243,9 @@ class Trainer:
                 self._old_handlers[signum] = signal.signal(signum, self._on_signal)
             except ValueError:  # not the main thread (e.g. an embedding test harness)
                 pass
+        early = stop_request.take_pending()  # a stop signal during start-up (engine/stop_request.py)
+        if early is not None and self._cancel_signal is None:
+            self._on_signal(early, None)
 
     def _restore_signal_handlers(self) -> None:
         for signum, handler in self._old_handlers.items():

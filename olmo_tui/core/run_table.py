@@ -16,6 +16,10 @@ def age(seconds: float) -> str:
     return f"{seconds}s"
 
 
+# SLURM states the registry status already says (FAILED after a graceful stop would mislead).
+PLAIN_SLURM_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "RUNNING"})
+
+
 def backend_cell(run: RunRecord) -> str:
     """The backend, and for SLURM runs where: `slurm 42 debug n[1-2]` (job id, partition, nodes)."""
     if run.backend == "slurm":
@@ -26,9 +30,11 @@ def backend_cell(run: RunRecord) -> str:
 
 
 def status_cell(run: RunRecord) -> str:
-    """The status, with SLURM's own word when it says more (`queued PENDING`, `running REQUEUED`)."""
+    """The status, with SLURM's own word when it says more (`queued REQUEUED`, `failed TIMEOUT`)."""
     state = (run.extra or {}).get("state") if run.backend == "slurm" else None
-    return f"{run.status} {state}" if state and state.lower() != run.status else run.status
+    if not state or state in PLAIN_SLURM_STATES or state.lower() == run.status:
+        return run.status
+    return f"{run.status} {state}"
 
 
 def table_row(run: RunRecord, now: float) -> List[str]:

@@ -172,3 +172,33 @@ def test_time_limit_saves_a_checkpoint_before_the_kill(jobs):
     last = max(losses(run))
     assert checkpoint_steps(run)[-1] == last
     assert json.loads(Path(run.run_dir, "exit.json").read_text())["time_limit_signal"] is True
+
+
+async def test_runs_table_and_monitor_show_a_slurm_run(jobs, monkeypatch):
+    """The app on the finished reference run: the table's backend cell names the job id,
+    partition and node, and the monitor fills its panels from the run dir as for a local run."""
+    from olmo_tui.app.app import OlmoTuiApp
+    from olmo_tui.app.screens.monitor import MonitorScreen
+    from olmo_tui.app.screens.runs import RunsScreen
+
+    monkeypatch.setenv("TEXTUAL_ANIMATIONS", "none")
+    registry, runs = jobs
+    run = wait_for(registry, runs["reference"], ended)
+    Registry().add(run)  # the app reads the default registry (this test's private XDG dir)
+    app = OlmoTuiApp()
+    async with app.run_test(size=(150, 36)) as pilot:
+        await pilot.pause()
+        app.action_show_runs()
+        deadline = time.monotonic() + 20
+        while not (isinstance(app.screen, RunsScreen) and app.screen.runs) and time.monotonic() < deadline:
+            await pilot.pause(0.1)
+        table = app.screen.query_one("DataTable")
+        cells = [str(c) for c in table.get_row(run.id)]
+        assert f"slurm {run.workload_id} debug n1" in cells and "succeeded" in " ".join(cells)
+        await pilot.press("enter")
+        deadline = time.monotonic() + 20
+        while not (isinstance(app.screen, MonitorScreen) and app.screen.metrics_seen >= STEPS):
+            assert time.monotonic() < deadline, "the monitor did not read the run's metrics"
+            await pilot.pause(0.1)
+        header = "\n".join(str(w.render()) for w in app.screen.query("Static"))
+        assert f"SLURM job {run.workload_id} debug COMPLETED n1" in header

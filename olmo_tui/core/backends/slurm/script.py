@@ -8,11 +8,11 @@ The shape (every line explained in docs/GUIDE.md, "Launching on SLURM"):
 - `--signal=B:USR1@N`: N seconds before the time limit SLURM sends SIGUSR1 to this batch shell,
   which forwards it to srun, which hands it to the tasks; the engine's ranks agree to stop,
   write a checkpoint and exit 138 (128 + SIGUSR1).
-- Each node's task is `bash -c 'trap "" USR1 TERM; exec torchrun ...'`: torchrun itself ignores
-  SIGUSR1 and SIGTERM (signals stay ignored across exec), so only the engine's ranks react;
-  torchrun would otherwise die of SIGUSR1 (its default action) or answer SIGTERM by sending a
-  second SIGTERM to the ranks, which makes the engine stop at once without its checkpoint. The
-  ranks install their own handlers, so they still get both.
+- Each node's task is `bash -c 'trap "" USR1; exec torchrun ...'`: torchrun ignores SIGUSR1
+  (an ignored signal stays ignored across exec, and torchrun installs no handler of its own for
+  it), which would otherwise kill it; the ranks install their own handler as soon as the engine
+  starts (engine/stop_request.py), so a warning during start-up is kept, not lost. SIGTERM
+  (scancel, preemption, requeue) is torchrun's to forward, as on one machine.
 - The rendezvous: c10d on the first host of `scontrol show hostnames $SLURM_JOB_NODELIST`
   (its NodeAddr), port 20000 + job id mod 10000, rendezvous id = the job id, so every attempt
   of a requeued job meets on the same endpoint and a new job on another.
@@ -103,7 +103,7 @@ def build_script(cfg, run_id: str, run_dir: Path, python: str, env: Dict[str, st
         "}",
         f"trap on_time_limit {STOP_SIGNAL}",
         "srun --nodes=\"$SLURM_NNODES\" --ntasks-per-node=1 --kill-on-bad-exit=1 \\",
-        f"  bash -c 'trap \"\" {STOP_SIGNAL} TERM; exec \"$@\"' olmo-tui-node \\",
+        f"  bash -c 'trap \"\" {STOP_SIGNAL}; exec \"$@\"' olmo-tui-node \\",
         "  " + " ".join(_quote_keeping_vars(a) for a in torchrun_argv(cfg, run_dir, python, engine_module)) + " &",
         "step=$!",
         "# `wait` returns early when a trapped signal arrives: wait again until the step has ended",
