@@ -38,6 +38,7 @@ FAST = ["--dataset.sequence_length=64", "--train_module.max_sequence_length=64",
         "--trainer.metrics_collect_interval=1", "--trainer.callbacks.lm_evaluator.enabled=false",
         "--trainer.callbacks.checkpointer.save_interval=1000",
         "--trainer.callbacks.checkpointer.ephemeral_save_interval=3",
+        "--trainer.cancel_check_interval=2",  # ranks agree on a stop signal every 2 steps
         "--launch.backend=slurm", "--launch.slurm.setup=['export OMP_NUM_THREADS=1']"]
 JOB_TIMEOUT_S = 150.0
 
