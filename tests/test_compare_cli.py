@@ -73,7 +73,7 @@ def test_compare_json_final_and_best(isolated_xdg):
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)
     assert [row["id"] for row in rows] == [r.id for r in runs]
-    for row, (_, overrides, scale, tps) in zip(rows, RUNS, strict=False):
+    for row, (_, overrides, scale, tps) in zip(rows, RUNS[:len(runs)], strict=True):
         records = metrics(scale, tps)
         losses = [r["loss"] for r in records]
         assert row["final"]["loss"] == {"value": losses[-1], "step": STEPS}
