@@ -163,6 +163,25 @@ def test_cancel_writes_a_final_checkpoint(jobs):
     assert "SIGUSR1 received" in Path(run.run_dir, "stdout.log").read_text()
 
 
+def test_resume_continues_a_cancelled_slurm_run_in_a_new_job(jobs, monkeypatch):
+    """relaunch --resume, as for local runs: a child job that starts from the parent's latest
+    checkpoint (the run dirs are on the shared filesystem)."""
+    registry, runs = jobs
+    parent = wait_for(registry, runs["cancel"], ended)
+    shared = Path(parent.run_dir).parents[1]
+    monkeypatch.setenv("OLMO_TUI_RUNS_DIR", str(shared / "runs"))  # the child's run dir: shared too
+    monkeypatch.setenv("XDG_CACHE_HOME", str(shared / "cache"))
+    last = checkpoint_steps(parent)[-1]
+    child = run_manager.relaunch(parent, overrides=[f"--trainer.hard_stop={{value: {last + 2}, unit: steps}}"],
+                                 resume=True, registry=registry)
+    assert child.workload_id != parent.workload_id and child.parent_id == parent.id
+    child = wait_for(registry, child, ended)
+    assert (child.status, child.exit_code) == (RunStatus.SUCCEEDED, 0), child.message
+    log = Path(child.run_dir, "stdout.log").read_text()
+    assert f"(step {last})" in log and f"finished at step {last + 2}" in log
+    assert sorted(losses(child)) == [last + 1, last + 2]
+
+
 def test_time_limit_saves_a_checkpoint_before_the_kill(jobs):
     registry, runs = jobs
     run = wait_for(registry, runs["time_limit"], ended)
