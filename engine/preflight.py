@@ -6,10 +6,11 @@ mistake is one line naming the setting and exit code 2, whichever door the run c
 
 Checked: the run name; the run dir and save folder can be created and written (probed by a
 real temp file: os.access says yes to root for almost anything); trainer.load_path holds a
-complete checkpoint; the downstream tasks exist; an online W&B run has its key and package;
+complete checkpoint whose config.toml names this architecture and tokenizer; the downstream
+tasks exist; an online W&B run has its key and package;
 the data (engine.data.checks: paths, ${VAR}s, sizes, ids against the vocab, the tokenizer, one
-global batch). Whether the weights at load_path fit the model needs the DCP metadata (torch):
-the engine adds that check.
+global batch). Whether every tensor at load_path has the right shape needs the DCP metadata
+(torch): the engine adds that check.
 """
 
 from __future__ import annotations
@@ -99,7 +100,9 @@ def preflight_checks(cfg: ExperimentConfig, run_dir: Path, *, check_run_dir: boo
     if not cfg.trainer.no_checkpoints and (check_run_dir or cfg.trainer.save_folder):
         check_writable_dir(save_folder, "trainer.save_folder")
     if cfg.trainer.load_path and latest_checkpoint(save_folder) is None:
-        resolve_load_path(cfg.trainer.load_path)
+        from engine.hf.checkpoint_config import check_saved_config_fits
+
+        check_saved_config_fits(cfg, resolve_load_path(cfg.trainer.load_path))  # architecture, tokenizer
     check_callbacks(cfg)
     check_data(cfg)
     return RunPaths(run_dir, save_folder)

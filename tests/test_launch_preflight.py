@@ -136,3 +136,22 @@ async def test_the_apps_launch_refuses_a_missing_data_path_before_creating_anyth
     assert any(m.startswith("cannot launch: dataset.paths:") and "OLMO_DATA_ROOT" in m for m in messages), messages
     assert Registry().all() == []
     assert not runs_root().exists() or list(runs_root().iterdir()) == []
+
+
+def test_load_path_of_another_architecture_is_refused_before_launch(tmp_path):
+    """A checkpoint's config.toml is read without torch: a d_model mismatch names the field."""
+    from engine.config import to_toml
+    from engine.checkpoint_layout import MARKER, MODEL_AND_OPTIM
+
+    source = resolve(preset="tiny-cpu", overrides=["--model.d_model=64"])
+    step = tmp_path / "other-run" / "checkpoints" / "step10"
+    (step / MODEL_AND_OPTIM).mkdir(parents=True)
+    (step / MODEL_AND_OPTIM / ".metadata").write_bytes(b"")  # the layout marks it complete; no tensor is read
+    (step / MARKER).write_text(json.dumps({"step": 10}))
+    (step / "config.toml").write_text(to_toml(source))
+    cfg = resolve(preset="tiny-cpu", overrides=[f"--trainer.load_path={step}"])
+    with pytest.raises(UserError) as err:
+        check_before_launch(cfg, tmp_path / "runs" / "x")
+    assert err.value.field == "model.d_model" and "64" in str(err.value)
+    check_before_launch(resolve(preset="tiny-cpu", overrides=[f"--trainer.load_path={step}", "--model.d_model=64"]),
+                        tmp_path / "runs" / "x")

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict
 
@@ -31,21 +29,9 @@ from engine.config import ModelConfig
 from engine.errors import UserError
 from engine.nn.transformer import Transformer, build_model, clean_param_name
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from .checkpoint_config import CONFIG_NAME, EngineCheckpoint, find_config, read_checkpoint_config  # noqa: F401  (re-exported)
 
-CONFIG_NAME = "config.toml"
 _MODEL_PREFIX = "model."
-
-
-@dataclass
-class EngineCheckpoint:
-    path: Path  # the stepN (or converted) directory
-    model: ModelConfig
-    config_data: Dict[str, Any]  # the whole config.toml, as read (tokenizer ids, paths)
-    config_path: Path
 
 
 def resolve_checkpoint(src: Path) -> Path:
@@ -56,28 +42,6 @@ def resolve_checkpoint(src: Path) -> Path:
     if (src / "checkpoints").is_dir() and ckpt.latest_checkpoint(src / "checkpoints") is not None:
         return ckpt.latest_checkpoint(src / "checkpoints")
     return ckpt.resolve_load_path(src, field="SRC")
-
-
-def find_config(path: Path) -> Path:
-    """config.toml beside the weights, else in the save folder or run dir above it."""
-    for candidate in (path, path.parent, path.parent.parent):
-        if (candidate / CONFIG_NAME).is_file():
-            return candidate / CONFIG_NAME
-    raise UserError("SRC", f"no {CONFIG_NAME} in {path} or the run directory above it: cannot tell the "
-                    "model's architecture (checkpoints from `olmo-train` carry one)")
-
-
-def read_checkpoint_config(path: Path) -> EngineCheckpoint:
-    config_path = find_config(path)
-    try:
-        with open(config_path, "rb") as handle:
-            data = tomllib.load(handle)
-        model = ModelConfig(**data.get("model", {}))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise UserError(CONFIG_NAME, f"cannot read {config_path}: {exc}") from None
-    except ValueError as exc:
-        raise UserError(f"{config_path}: model", str(exc).splitlines()[-1]) from None
-    return EngineCheckpoint(path, model, data, config_path)
 
 
 def model_tensor_metadata(path: Path) -> Dict[str, TensorStorageMetadata]:

@@ -14,55 +14,20 @@ token, and the converted model's loss would start from nonsense.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict
 
-from engine.config import ExperimentConfig, ModelConfig
+from engine.config import ExperimentConfig
 from engine.errors import UserError
 
-from .engine_ckpt import model_tensor_metadata, read_checkpoint_config
+from .checkpoint_config import check_saved_config_fits
 from .key_map import describe_names, expected_shapes
-
-# Fields that change tensor shapes or the computation's structure.
-_ARCHITECTURE = ("family", "d_model", "n_layers", "n_heads", "kv_heads", "head_size", "mlp_hidden", "vocab_size",
-                 "qk_norm", "tie_embeddings")
-
-
-def _architecture(model: ModelConfig) -> Dict[str, Any]:
-    return {name: getattr(model, name) for name in _ARCHITECTURE}
-
-
-def _field_name(name: str) -> str:
-    return {"kv_heads": "n_kv_heads", "mlp_hidden": "mlp_hidden_size", "head_size": "head_dim"}.get(name, name)
 
 
 def check_load_path_fits(cfg: ExperimentConfig, path: Path) -> None:
     """Raise UserError if the checkpoint at `path` (already resolved) cannot initialise cfg.model
     or was trained with a different tokenizer than cfg.dataset's."""
     path = Path(path)
-    try:
-        saved_ckpt = read_checkpoint_config(path)
-    except UserError:
-        saved_ckpt = None  # a bare DCP directory: the shapes below still tell
-    if saved_ckpt is not None:
-        theirs, ours = _architecture(saved_ckpt.model), _architecture(cfg.model)
-        for name in _ARCHITECTURE:
-            if theirs[name] != ours[name]:
-                field = _field_name(name)
-                raise UserError(f"model.{field}", f"the weights at {path} have {field} = {theirs[name]} but "
-                                f"this config has {ours[name]}: use --config {saved_ckpt.config_path} or "
-                                f"--model.{field}={str(theirs[name]).lower()}")
-        saved_tok = (saved_ckpt.config_data.get("dataset") or {}).get("tokenizer") or {}
-        tok = cfg.dataset.tokenizer
-        saved_vocab = saved_tok.get("vocab_size", 258 if saved_tok.get("kind", "byte") == "byte" else None)
-        saved_eos = saved_tok.get("eos_token_id", 256 if saved_tok.get("kind", "byte") == "byte" else None)
-        if saved_vocab is not None and saved_vocab != tok.vocab_size:
-            name = saved_tok.get("name") or saved_tok.get("kind", "byte")
-            raise UserError("dataset.tokenizer.vocab_size", f"the weights at {path} were trained with the "
-                            f"{name} tokenizer of {saved_vocab} ids but the dataset's tokenizer has "
-                            f"{tok.vocab_size}: the same id would mean a different token")
-        if saved_eos is not None and saved_eos != tok.eos_token_id:
-            raise UserError("dataset.tokenizer.eos_token_id", f"the weights at {path} use EOS id {saved_eos} "
-                            f"but the dataset's tokenizer uses {tok.eos_token_id}")
+    check_saved_config_fits(cfg, path)
+    from .engine_ckpt import model_tensor_metadata  # torch: the DCP metadata
 
     saved = {name: tuple(meta.size) for name, meta in model_tensor_metadata(path).items()}
     expected = expected_shapes(cfg.model)
