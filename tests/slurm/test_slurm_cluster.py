@@ -41,6 +41,7 @@ FAST = ["--dataset.sequence_length=64", "--train_module.max_sequence_length=64",
         "--trainer.cancel_check_interval=2",  # ranks agree on a stop signal every 2 steps
         "--launch.backend=slurm", "--launch.slurm.setup=['export OMP_NUM_THREADS=1']"]
 JOB_TIMEOUT_S = 150.0
+SECRET = "tok-5e3b9d"  # handed to the reference job as a secret: it must appear in no file
 
 
 def steps(n: int) -> str:
@@ -79,12 +80,12 @@ def jobs(slurm_cluster, tmp_path_factory):  # noqa: F811
         mp.setenv("XDG_CACHE_HOME", str(shared / "cache"))  # one embedded corpus for every job
         base = [*FAST, f"--launch.slurm.shared_paths=[{shared}]"]
 
-        def start(*overrides: str) -> RunRecord:
+        def start(*overrides: str, secrets=None) -> RunRecord:
             cfg = resolve(preset="tiny-cpu", overrides=[*base, *overrides])
-            return run_manager.start_run(cfg, preset="tiny-cpu", registry=registry)
+            return run_manager.start_run(cfg, preset="tiny-cpu", registry=registry, secrets=secrets)
 
         runs = {
-            "reference": start(steps(STEPS), "--launch.nproc_per_node=2"),
+            "reference": start(steps(STEPS), "--launch.nproc_per_node=2", secrets={"TEST_TOKEN": SECRET}),
             "requeue": start(steps(STEPS), "--launch.nproc_per_node=2"),
             "two_nodes": start(steps(STEPS), "--launch.slurm.nodes=2"),
             "cancel": start(steps(100_000), "--launch.nproc_per_node=2"),
@@ -138,6 +139,11 @@ def test_two_ranks_on_one_node_succeed_with_metrics_in_the_run_dir(jobs):
     log = Path(run.run_dir, "stdout.log").read_text()
     assert "2 x cpu" in log and f"finished at step {STEPS}" in log
     assert json.loads(Path(run.run_dir, "exit.json").read_text())["exit_code"] == 0
+    assert json.loads(Path(run.run_dir, "launch.json").read_text())["secret_env_names"] == ["TEST_TOKEN"]
+    for path in Path(run.run_dir).rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+    assert SECRET not in json.dumps(registry.get(run.id).to_json())
 
 
 def test_two_nodes_meet_by_rendezvous_and_match_one_node(jobs):

@@ -82,16 +82,7 @@ class SlurmBackend:
         })
         # Secrets reach the job through sbatch's environment (exported to the job by default),
         # never through the script file.
-        saved = {name: os.environ.get(name) for name in secrets}
-        try:
-            os.environ.update(secrets)
-            job_id = commands.submit(str(script_path))
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
+        job_id = commands.submit(str(script_path), env={**os.environ, **secrets})
         extra = {**run.extra, "job_id": job_id, "partition": cfg.launch.slurm.partition, "state": "PENDING"}
         return replace(run, status=RunStatus.QUEUED, workload_id=job_id, argv=argv, started=time.time(),
                        host=socket.gethostname(), message=f"submitted as SLURM job {job_id}", extra=extra)

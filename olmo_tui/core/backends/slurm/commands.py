@@ -30,13 +30,15 @@ class JobInfo:
     restarts: Optional[int] = None
 
 
-def run(argv: List[str], timeout_s: float = DEFAULT_TIMEOUT_S) -> subprocess.CompletedProcess:
+def run(argv: List[str], timeout_s: float = DEFAULT_TIMEOUT_S,
+        env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
     """Run one SLURM command; BackendError when it is missing, hangs or fails."""
     tool = argv[0]
     if shutil.which(tool) is None:
         raise BackendError(f"`{tool}` is not installed or not on PATH: SLURM runs need the SLURM client tools")
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL,
+                              env=env)
     except subprocess.TimeoutExpired:
         raise BackendError(f"`{tool}` did not answer within {timeout_s:g} s (is slurmctld reachable?)") from None
     except OSError as exc:
@@ -47,9 +49,10 @@ def run(argv: List[str], timeout_s: float = DEFAULT_TIMEOUT_S) -> subprocess.Com
     return done
 
 
-def submit(script_path: str, timeout_s: float = 30.0) -> str:
-    """sbatch --parsable: prints `jobid[;cluster]`."""
-    out = run(["sbatch", "--parsable", script_path], timeout_s).stdout.strip()
+def submit(script_path: str, env: Optional[Dict[str, str]] = None, timeout_s: float = 30.0) -> str:
+    """sbatch --parsable: prints `jobid[;cluster]`. `env`: sbatch's environment, which the job
+    inherits (sbatch's default --export=ALL): how secrets reach the job without a file."""
+    out = run(["sbatch", "--parsable", script_path], timeout_s, env).stdout.strip()
     job_id = out.split(";", 1)[0]
     if not job_id.isdigit():
         raise BackendError(f"sbatch printed {out!r} instead of a job id")
