@@ -138,7 +138,8 @@ def slurm_cluster(tmp_path_factory):
     if os.geteuid() != 0:
         pytest.skip("the test SLURM cluster runs slurmd, which needs root")
     root = tmp_path_factory.mktemp("slurm")
-    conf = write_config(root, socket.gethostname())
+    # SLURM matches daemons to their config lines by the short host name.
+    conf = write_config(root, socket.gethostname().split(".")[0])
     key = root / "munge" / "munge.key"
     key.write_bytes(secrets.token_bytes(1024))
     key.chmod(0o400)
