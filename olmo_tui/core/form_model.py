@@ -243,7 +243,8 @@ def format_value(spec: FieldSpec, value: Any) -> str:
     """Text an Input shows for a value (inverse of parse_text for valid values)."""
     if value is None:
         return ""
-    if spec.kind == TEXT:
+    if spec.kind == TEXT or (spec.kind == CHOICE and isinstance(value, str)):
+        # A choice is shown as itself: YAML would quote words it reads as booleans ('off', 'on').
         return str(value)
     if isinstance(value, bool):
         return "true" if value else "false"
