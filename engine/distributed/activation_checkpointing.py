@@ -10,12 +10,21 @@ Modes (engine.config ActivationCheckpointingConfig):
 
 The module's `forward` is replaced by a checkpointed call of the original (non-reentrant), so
 parameter names stay exactly the contract's (no wrapper module in the path).
+
+With compile_model the blocks are compiled after this (parallelize.py), so the checkpoint sits
+inside each block's compiled region (as torchtitan does): Dynamo captures the checkpoint call as
+one higher-order op and AOTAutograd recomputes its body in the compiled backward. For that, the
+replacement forward must be a plain Python function of this file. nn.Module.compile() compiles
+the module's `_call_impl`, which Dynamo skips, so the first frame it can compile is whatever
+`forward` is; `torch.utils.checkpoint.checkpoint` itself (a bare functools.partial of it, as
+this file used to install) is a skipped, dynamo-disabled frame, and `fullgraph=True` then finds
+nothing to compile and raises.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import functools
+import types
 
 import torch
 from torch import nn
@@ -26,9 +35,15 @@ from engine.errors import UserError
 from engine.nn.transformer import Transformer
 
 
+def _checkpointed_forward(module: nn.Module, *args, **kwargs):
+    # One function for every checkpointed module (bound per instance below, the original kept
+    # on the module rather than in a closure): all checkpointed blocks share one compiled graph.
+    return checkpoint(module._olmo_unchecked_forward, *args, use_reentrant=False, **kwargs)
+
+
 def checkpoint_module(module: nn.Module) -> None:
-    original = module.forward
-    module.forward = functools.partial(checkpoint, original, use_reentrant=False)
+    module._olmo_unchecked_forward = module.forward
+    module.forward = types.MethodType(_checkpointed_forward, module)
     module._olmo_checkpointed = True
 
 
