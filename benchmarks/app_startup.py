@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
 import sys, time
+import olmo_tui.cli  # what `olmo-tui` imports before it opens the app
 from olmo_tui.app.app import OlmoTuiApp
 from olmo_tui.app.screens.presets import PresetBrowser
 

@@ -10,9 +10,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import List, Sequence
+from typing import TYPE_CHECKING, List, Sequence
 
-from engine.config import ConfigError, ExperimentConfig, resolve, to_toml
+# Light modules only: `olmo-tui` with no arguments passes through here on its way to the app,
+# which must not pay for the pydantic schema (resolve() imports it when it runs).
+from engine.config.errors import ConfigError
+from engine.config.presets import resolve, to_toml
+
+if TYPE_CHECKING:
+    from engine.config import ExperimentConfig
 
 
 def split_overrides(extras: Sequence[str]) -> List[str]:

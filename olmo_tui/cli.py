@@ -10,15 +10,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence
 
 from engine.cli_args import print_config, run_parser, split_overrides  # noqa: F401  (re-exported)
-from engine.config import ConfigError, ExperimentConfig
+from engine.config.errors import ConfigError  # the schema itself loads only when a config is resolved
 
 from .core import exit_codes
 from .launch_args import (  # noqa: F401  (LAUNCH_FLAG_ADDERS etc. re-exported for backends)
     LAUNCH_FLAG_ADDERS, SHORTHAND_OVERRIDES, fail_config, launch_parser, resolve_from_args, shorthand_overrides,
 )
+
+if TYPE_CHECKING:
+    from engine.config import ExperimentConfig
 
 Subcommand = Callable[[List[str]], int]
 

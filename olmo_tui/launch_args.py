@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable, List, Sequence
+from typing import TYPE_CHECKING, Callable, List, Sequence
 
 from engine.cli_args import resolve_args, run_parser
-from engine.config import ConfigError, ExperimentConfig
+from engine.config.errors import ConfigError
+
+if TYPE_CHECKING:
+    from engine.config import ExperimentConfig
 
 from .core import exit_codes
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from engine.atomic import write_json_atomic
-from engine.config import ConfigError, format_override
+from engine.config.errors import ConfigError
 
 from ... import exit_codes
 from ..base import BackendError
@@ -65,6 +65,8 @@ def _pair(text: str, flag: str, field: str) -> tuple:
 
 def beaker_overrides(args: argparse.Namespace) -> List[str]:
     """The dotted overrides the shorthands stand for (applied before the user's own)."""
+    from engine.config.overrides import format_override  # pydantic: only on the launching path
+
     get = lambda name: getattr(args, name, None)  # noqa: E731  (olmo-train parses without these flags)
     out: List[str] = []
     if get("beaker"):
