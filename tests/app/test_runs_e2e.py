@@ -133,7 +133,9 @@ async def test_launch_from_editor_quit_reopen_reattach(isolated_xdg):
 
 async def test_failing_job_shows_the_error_and_exit_code(isolated_xdg):
     preset = user_preset(isolated_xdg, "tiny-bad-data", steps=5)
-    run = start(preset, "--dataset.kind=numpy", "--dataset.paths=[/nonexistent/tokens.npy]")
+    # An error only the engine can see (the pre-flight refuses a missing data file before launch):
+    # a parameter glob checked against the built model.
+    run = start(preset, "--train_module.optim.group_overrides=[{params: [nonexistent.*]}]")
     app = OlmoTuiApp()
     async with app.run_test(size=(140, 40)) as pilot:
         monitor = await open_monitor(pilot, run.id)
@@ -142,12 +144,12 @@ async def test_failing_job_shows_the_error_and_exit_code(isolated_xdg):
         await wait_until(pilot, lambda: any("nonexistent" in line for line in panel.log_widget.lines), 5, "the log")
         header = str(monitor.query_one("#run-header").render())
         assert "failed" in header and "exit code 2" in header
-        assert "error: dataset.paths: file not found: /nonexistent/tokens.npy" in header
+        assert "error: train_module.optim.group_overrides[0].params:" in header
         # The error line is highlighted, and `e` jumps to it.
         log = panel.log_widget
         await pilot.press("e")
         await pilot.pause()
-        assert log.marked is not None and "dataset.paths" in log.lines[log.marked]
+        assert log.marked is not None and "group_overrides" in log.lines[log.marked]
         from rich.text import Text
 
         styled = log.highlighter(Text(log.lines[log.marked]))
