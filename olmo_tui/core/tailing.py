@@ -214,6 +214,15 @@ def summary_of(record: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     return {key: record.get(key) for key in keys if record.get(key) is not None}
 
 
+def progress_of(run_dir: Path) -> Dict[str, Any]:
+    """The registry fields every backend refreshes from a run dir's newest metrics record."""
+    record = last_metrics(Path(run_dir) / "metrics.jsonl")
+    if not record:
+        return {}
+    return {"latest_step": record.get("step"), "total_steps": record.get("total_steps"),
+            "summary": summary_of(record)}
+
+
 def wait_for(predicate: Callable[[], bool], timeout_s: float, poll_s: float = 0.1) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Mapping, Optional
 
 from engine.atomic import write_json_atomic
+from engine.run_marker import process_start_ticks  # re-exported: one /proc reader for engine and app
 
 from .. import tailing
 from ..registry import RunRecord
@@ -29,20 +30,6 @@ from .base import BackendError, RunStatus
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 GRACEFUL_EXIT_CODES = (130, 143)  # the engine stopped on SIGINT / SIGTERM after a final checkpoint
-
-
-def process_start_ticks(pid: int) -> Optional[int]:
-    """Field 22 of /proc/<pid>/stat (start time in clock ticks): tells a live run from an
-    unrelated process that got the same pid later. None if no such process."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(b")") + 2:].split()
-    if fields[0] == b"Z":  # a zombie has finished
-        return None
-    return int(fields[19])
 
 
 def git_state(cwd: Path) -> Dict[str, object]:
@@ -128,10 +115,7 @@ class LocalBackend:
             return run
         run_dir = Path(run.run_dir)
         changes: Dict[str, object] = {}
-        record = tailing.last_metrics(run_dir / "metrics.jsonl")
-        if record:
-            changes.update(latest_step=record.get("step"), total_steps=record.get("total_steps"),
-                           summary=tailing.summary_of(record))
+        changes.update(tailing.progress_of(run_dir))
         exit_record = read_exit(run_dir)
         if exit_record is not None:
             code = int(exit_record["exit_code"])

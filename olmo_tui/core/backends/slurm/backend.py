@@ -93,10 +93,7 @@ class SlurmBackend:
             return run
         run_dir = Path(run.run_dir)
         changes: Dict[str, object] = {}
-        record = tailing.last_metrics(run_dir / "metrics.jsonl")
-        if record:
-            changes.update(latest_step=record.get("step"), total_steps=record.get("total_steps"),
-                           summary=tailing.summary_of(record))
+        changes.update(tailing.progress_of(run_dir))
         info = commands.job_info(run.workload_id)
         extra = dict(run.extra)
         if info is not None:
