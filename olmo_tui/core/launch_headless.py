@@ -73,12 +73,13 @@ def describe_end(run: RunRecord) -> str:
 class Follower:
     """Streams a run's log to stdout until it ends; the progress bar goes to stderr on a TTY."""
 
-    def __init__(self, run: RunRecord, registry: Registry, out=None, progress: Optional[bool] = None):
+    def __init__(self, run: RunRecord, registry: Registry, out=None, progress: Optional[bool] = None,
+                 stop: Optional[threading.Event] = None):
         self.run = run
         self.registry = registry
         self.out = out or sys.stdout
         self.progress = sys.stderr.isatty() if progress is None else progress
-        self.stop = threading.Event()
+        self.stop = stop or threading.Event()  # set: stop following at the next poll
         self._bar_shown = False
 
     def _clear_bar(self) -> None:
@@ -138,16 +139,36 @@ def handle_interrupt(run: RunRecord, registry: Registry, cancel_on_interrupt: bo
     return exit_codes.INTERRUPTED
 
 
-def sigterm_as_interrupt() -> Callable[[], None]:
-    """Treat SIGTERM to this command like Ctrl-C (the job itself is a separate process)."""
-    def raise_interrupt(signum, frame):
-        raise KeyboardInterrupt
+class Interrupts:
+    """Ctrl-C and SIGTERM to this command (the job itself is a separate process) while it follows a
+    run: the first one sets `stop`, so the follower ends at its next poll and the caller handles it
+    in plain code, instead of a KeyboardInterrupt landing wherever the follower happens to be (a
+    registry transaction, a file write). A second signal interrupts at once."""
 
-    try:
-        previous = signal.signal(signal.SIGTERM, raise_interrupt)
-    except ValueError:  # not the main thread (tests calling in-process)
-        return lambda: None
-    return lambda: signal.signal(signal.SIGTERM, previous)
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, stop: threading.Event):
+        self.stop = stop
+        self.received = False
+        self._previous = {}
+
+    def _on_signal(self, signum, frame) -> None:
+        if self.received:
+            raise KeyboardInterrupt
+        self.received = True
+        self.stop.set()
+
+    def __enter__(self) -> "Interrupts":
+        try:
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._on_signal)
+        except ValueError:  # not the main thread (tests calling in-process): leave signals alone
+            pass
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
 
 
 def report_launched(run: RunRecord, args) -> None:
@@ -160,29 +181,31 @@ def report_launched(run: RunRecord, args) -> None:
 def launch_and_follow(start: Callable[[Registry], RunRecord], args) -> int:
     """Shared by a fresh launch and a relaunch: start, then detach or follow to the end."""
     registry = Registry()
-    restore = sigterm_as_interrupt()
     run: Optional[RunRecord] = None
+    stop = threading.Event()
     try:
-        try:
-            run = start(registry)
-        except UserError as exc:  # found by the pre-flight: nothing was created
-            err(f"error: {exc}")
-            return exit_codes.USAGE
-        except (BackendError, RegistryError, OSError, sqlite3.Error) as exc:
-            err(f"error: launch failed: {exc}")
-            return exit_codes.LAUNCH
-        report_launched(run, args)
-        if args.detach:
-            return exit_codes.OK
-        run = Follower(run, registry).follow()
-        err(describe_end(run))
-        return result_code(run)
-    except KeyboardInterrupt:
+        with Interrupts(stop) as interrupts:
+            try:
+                run = start(registry)
+            except UserError as exc:  # found by the pre-flight: nothing was created
+                err(f"error: {exc}")
+                return exit_codes.USAGE
+            except (BackendError, RegistryError, OSError, sqlite3.Error) as exc:
+                err(f"error: launch failed: {exc}")
+                return exit_codes.LAUNCH
+            report_launched(run, args)
+            if args.detach:
+                return exit_codes.OK
+            if not interrupts.received:
+                run = Follower(run, registry, stop=stop).follow()
+            if not interrupts.received:
+                err(describe_end(run))
+                return result_code(run)
+    except KeyboardInterrupt:  # a second signal, or one before the run existed
         if run is None:
             return exit_codes.INTERRUPTED
-        return handle_interrupt(run, registry, args.cancel_on_interrupt, args.grace)
-    finally:
-        restore()
+    # Interrupted: handled here, in plain code (a further Ctrl-C now ends the command: exit 130).
+    return handle_interrupt(run, registry, args.cancel_on_interrupt, args.grace)
 
 
 def launch_headless(cfg, args, argv) -> int:
