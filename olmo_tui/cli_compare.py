@@ -18,7 +18,7 @@ from engine.config import ConfigError
 
 from .core import compare, exit_codes
 from .core.backends.base import BackendError
-from .core.registry import Registry, RegistryError, RunRecord, UnknownRun
+from .core.registry import Registry, RunRecord
 from .core.run_manager import run_config
 
 
@@ -27,15 +27,16 @@ def _err(message: str) -> None:
 
 
 def _find(registry: Registry, refs: List[str]):
-    """The runs named, or the exit code after one line saying why not."""
-    try:
-        return [registry.find(ref) for ref in refs]
-    except UnknownRun as exc:
-        _err(f"error: {exc}")
-        return exit_codes.USAGE
-    except RegistryError as exc:
-        _err(f"error: {exc}")
-        return exit_codes.LAUNCH
+    """The runs named, or the exit code after one line saying why not (2 unknown, 3 registry broken)."""
+    from .cli_runs import lookup_run
+
+    runs = []
+    for ref in refs:
+        run = lookup_run(registry, ref)
+        if isinstance(run, int):
+            return run
+        runs.append(run)
+    return runs
 
 
 def _configs(runs: List[RunRecord]):

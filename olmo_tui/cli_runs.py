@@ -30,7 +30,7 @@ def find_run(registry: Registry, ref: str) -> RunRecord:
     return registry.find(ref)
 
 
-def _lookup(registry: Registry, ref: str):
+def lookup_run(registry: Registry, ref: str):
     """The run `ref` names, or the exit code after saying why not (2 unknown, 3 registry broken)."""
     from .core.discovery import discover_engine_runs
 
@@ -88,7 +88,7 @@ def cmd_logs(argv: List[str]) -> int:
     from .core.launch_headless import Follower, describe_end, result_code
 
     registry = Registry()
-    run = _lookup(registry, args.run)
+    run = lookup_run(registry, args.run)
     if isinstance(run, int):
         return run
     try:
@@ -123,7 +123,7 @@ def cmd_cancel(argv: List[str]) -> int:
         return exit_codes.USAGE
     if args.sweep:
         return _cancel_sweep(registry, args)
-    run = _lookup(registry, args.run)
+    run = lookup_run(registry, args.run)
     if isinstance(run, int):
         return run
     if run.terminal:
@@ -180,7 +180,7 @@ def cmd_relaunch(argv: List[str]) -> int:
     from .core.launch_headless import launch_and_follow
 
     registry = Registry()
-    parent = _lookup(registry, args.run)
+    parent = lookup_run(registry, args.run)
     if isinstance(parent, int):
         return parent
     try:

@@ -6,11 +6,23 @@ Not a conftest.py: another conftest would shadow tests/conftest.py for `from con
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from textual.widgets import Input
 
 from olmo_tui.app.app import OlmoTuiApp
 from olmo_tui.app.screens.editor import EditorScreen
+
+
+async def wait_for(pilot, predicate, timeout: float = 30.0) -> None:
+    """Let the app run until `predicate()` holds; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("condition not reached")
 
 
 @pytest.fixture(autouse=True)

@@ -5,23 +5,13 @@ Update the snapshots after a deliberate change with --snapshot-update and look a
 
 from __future__ import annotations
 
-import time
 
 from compare_data import STEPS, ids, seed_runs
 from olmo_tui.app.app import OlmoTuiApp
 from olmo_tui.app.screens.compare import CompareScreen, ComparePlot
 from olmo_tui.app.screens.runs import RunsScreen
 from olmo_tui.core.registry import Registry
-from pilot_helpers import no_blink, quiet_terminal  # noqa: F401 (fixture)
-
-
-async def wait_for(pilot, predicate, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("condition not reached")
+from pilot_helpers import no_blink, quiet_terminal, wait_for  # noqa: F401 (fixture)
 
 
 async def open_compare(pilot, count: int, try_one_first: bool = False) -> CompareScreen:

@@ -14,6 +14,7 @@ from olmo_tui.app.screens.runs import RunsScreen
 from olmo_tui.app.widgets.log_panel import LogPanel
 from olmo_tui.app.widgets.throughput import ThroughputPanel
 from olmo_tui.core.registry import Registry, RunRecord, new_run_id, runs_root
+from pilot_helpers import wait_for
 
 
 def finished_run(name: str, preset: str, exit_code: int, loss: float, log_lines: list, age_s: float = 0) -> RunRecord:
@@ -30,15 +31,6 @@ def finished_run(name: str, preset: str, exit_code: int, loss: float, log_lines:
     run = RunRecord(id=run_id, name=name, backend="local", run_dir=str(run_dir), status="running", preset=preset,
                     pid=None, created=time.time() - age_s, argv=["python", "-m", "torch.distributed.run"])
     return Registry().add(run)
-
-
-async def wait_for(pilot, predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("condition not reached")
 
 
 async def test_table_refreshes_filters_sorts_and_forgets(isolated_xdg):

@@ -4,23 +4,13 @@ starts the worker. The runs are cancelled at once (the queue, not the training, 
 
 from __future__ import annotations
 
-import time
 
 from olmo_tui.app.app import OlmoTuiApp
 from olmo_tui.app.screens.runs import RunsScreen
 from olmo_tui.app.screens.sweep_dialog import SweepDialog
 from olmo_tui.core.registry import Registry
 from olmo_tui.core.run_manager import cancel_run, run_config
-from pilot_helpers import open_editor, quiet_terminal, type_into  # noqa: F401 (fixture)
-
-
-async def wait_for(pilot, predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("condition not reached")
+from pilot_helpers import open_editor, quiet_terminal, type_into, wait_for  # noqa: F401 (fixture)
 
 
 async def test_sweep_from_the_editor(isolated_xdg):
