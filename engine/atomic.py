@@ -58,24 +58,15 @@ def fsync_dir(path: Union[str, os.PathLike]) -> None:
 
 
 @contextmanager
-def atomic_file(path: Union[str, os.PathLike], mode: str = "w", *, commit: bool = False,
-                encoding: Optional[str] = None) -> Iterator[IO[Any]]:
-    """Yield a file to write `path`'s new content into; on a clean exit it replaces `path`.
-
-    `mode` is "w" (text, utf-8 unless `encoding`) or "wb". An exception inside the block
-    removes the temp file and re-raises; `path` is then unchanged.
-    """
-    if mode not in ("w", "wb"):
-        raise ValueError(f"mode must be 'w' or 'wb', not {mode!r}")
+def _temp_beside(path: Union[str, os.PathLike], commit: bool) -> Iterator[tuple]:
+    """(fd, temp name) of a new file beside `path`, with open()'s permissions. The caller writes
+    and fsyncs it; on a clean exit it replaces `path` (and, with `commit`, the rename is made
+    durable); on an exception it is removed and `path` is left as it was."""
     target = Path(path)
     fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~_current_umask())
-        text = mode == "w"
-        with os.fdopen(fd, mode, encoding=(encoding or "utf-8") if text else None) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
+        yield fd, temp_name
         os.replace(temp_name, target)
     except BaseException:
         try:
@@ -88,13 +79,28 @@ def atomic_file(path: Union[str, os.PathLike], mode: str = "w", *, commit: bool 
 
 
 @contextmanager
+def atomic_file(path: Union[str, os.PathLike], mode: str = "w", *, commit: bool = False,
+                encoding: Optional[str] = None) -> Iterator[IO[Any]]:
+    """Yield a file to write `path`'s new content into; on a clean exit it replaces `path`.
+
+    `mode` is "w" (text, utf-8 unless `encoding`) or "wb". An exception inside the block
+    removes the temp file and re-raises; `path` is then unchanged.
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"mode must be 'w' or 'wb', not {mode!r}")
+    with _temp_beside(path, commit) as (fd, _):
+        text = mode == "w"
+        with os.fdopen(fd, mode, encoding=(encoding or "utf-8") if text else None) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+@contextmanager
 def atomic_path(path: Union[str, os.PathLike], *, commit: bool = False) -> Iterator[Path]:
     """For writers that want a file name (a profiler's export, a library's save(path)): yield a
     unique temp path beside `path`; on a clean exit it is fsynced and replaces `path`."""
-    target = Path(path)
-    fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_current_umask())
+    with _temp_beside(path, commit) as (fd, temp_name):
         os.close(fd)
         yield Path(temp_name)
         fd = os.open(temp_name, os.O_RDONLY)
@@ -102,15 +108,6 @@ def atomic_path(path: Union[str, os.PathLike], *, commit: bool = False) -> Itera
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(temp_name, target)
-    except BaseException:
-        try:
-            os.unlink(temp_name)
-        except OSError:
-            pass
-        raise
-    if commit:
-        fsync_dir(target.parent)
 
 
 def write_atomic(path: Union[str, os.PathLike], data: Union[str, bytes], *, commit: bool = False) -> None:
