@@ -65,9 +65,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def entry() -> None:
     try:
-        sys.exit(main())
+        code = main()
     except KeyboardInterrupt:  # Ctrl-C outside the training loop (imports, data prep)
-        sys.exit(130)
+        code = 130
+    if "torch.distributed" in sys.modules and _only_daemon_threads_left():
+        # A process that trained: skip interpreter finalization (engine.distributed.init
+        # .exit_process says why), so a finished run never ends as SIGABRT.
+        from engine.distributed.init import exit_process
+
+        exit_process(code)
+    sys.exit(code)
+
+
+def _only_daemon_threads_left() -> bool:
+    import threading
+
+    return all(t.daemon or t is threading.main_thread() for t in threading.enumerate())
 
 
 if __name__ == "__main__":

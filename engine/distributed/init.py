@@ -78,6 +78,28 @@ def teardown_distributed() -> None:
     _CPU_GROUP = None
 
 
+def exit_process(code: int) -> None:
+    """End a process that used torch.distributed: flush, then `os._exit(code)`.
+
+    Interpreter finalization is skipped on purpose. A process group can outlive
+    `destroy_process_group` (FSDP states and device meshes still reference it), and its gloo
+    worker thread may free the last reference to a finished collective's tensors while the
+    interpreter finalizes; taking the GIL then ends the thread inside a noexcept destructor and
+    libstdc++ aborts the whole process (SIGABRT after a clean run, seen on 2-rank CPU runs).
+    Nothing of ours needs atexit handlers; stdio and logging are flushed here first.
+    """
+    import logging
+    import sys
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed or broken pipe: nothing more can be written
+            pass
+    os._exit(code)
+
+
 def world_size() -> int:
     return dist.get_world_size() if dist.is_initialized() else 1
 
