@@ -7,9 +7,12 @@ Order, and why:
    weights fit the model. A user mistake raises UserError here, before anything is created,
    and the entry prints one line and exits 2. olmo_tui's launcher runs the same torch-free
    checks before it creates a run record.
-2. The run directory is created (remembering whether it existed) and config.toml written
-   atomically. A UserError found after this point, before the first step, removes a run
-   directory this process created, so a failed start leaves nothing behind.
+2. The run directory is created (remembering whether it existed); a run olmo-tui did not
+   launch gets engine_run.json and, from rank 0, a copy of its output in stdout.log
+   (engine/output_tee.py), so `olmo-tui runs` / `logs` and the monitor see it. config.toml is
+   written atomically once the resume is known to be accepted. A UserError found after this
+   point, before the first step, removes a run directory this process created, so a failed
+   start leaves nothing behind.
 3. Build: seed, model, TrainModule, data loaders, callbacks, trainer.
 4. Where the weights come from, in this order (one line in the log says which):
      a. the latest complete checkpoint in the save folder: full resume (model, optimizer,
@@ -24,12 +27,15 @@ from __future__ import annotations
 import shutil
 import signal
 import sys
+import traceback
+from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 from engine.atomic import write_atomic
 from engine.config import ExperimentConfig, to_toml
 from engine.errors import UserError
+from engine.output_tee import OutputTee, start_tee
 from engine.preflight import RunPaths, check_run_name, check_writable_dir, preflight_checks  # noqa: F401  (re-exported)
 from engine.run_marker import runs_root, unmanaged_rank0, write_exit_record, write_start_marker
 
@@ -62,17 +68,28 @@ def _exit_code_for_signal(signum: int) -> int:
     return 128 + signum  # SIGINT 2 -> 130, SIGUSR1 10 -> 138, SIGTERM 15 -> 143
 
 
-def run_training(cfg: ExperimentConfig, run_dir: Path, started: Optional[List[float]] = None) -> int:
+@dataclass
+class OwnRecords:
+    """What rank 0 of a run olmo-tui did not launch keeps itself (engine/run_marker.py): the start
+    time written to engine_run.json (exit.json follows at the end) and the copy of its output."""
+
+    started: Optional[float] = None
+    tee: Optional[OutputTee] = None
+
+
+def run_training(cfg: ExperimentConfig, run_dir: Path, own: Optional[OwnRecords] = None) -> int:
     """Pre-flight, build, resume and train; returns the exit code. UserError propagates (exit 2)
-    after removing a run directory this call created. With a `started` list, rank 0 of a run
-    olmo-tui did not launch writes engine_run.json (engine/run_marker.py) and appends the time."""
+    after removing a run directory this call created. With `own`, rank 0 of a run olmo-tui did
+    not launch writes engine_run.json and starts copying its output to stdout.log (the caller
+    closes it)."""
     paths = preflight(cfg, run_dir)
     created = not run_dir.exists()
     env = None
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        if started is not None and unmanaged_rank0():  # `olmo-tui runs` will find it
-            started.append(write_start_marker(run_dir, cfg.run_name))
+        if own is not None and unmanaged_rank0():  # `olmo-tui runs` / `logs` will find it
+            own.started = write_start_marker(run_dir, cfg.run_name)
+            own.tee = start_tee(run_dir)
         from engine.train.build import build_trainer  # torch and the model: only past pre-flight
 
         env = build_trainer(cfg, paths)
@@ -102,25 +119,33 @@ def run_training(cfg: ExperimentConfig, run_dir: Path, started: Optional[List[fl
 
 def main_training(cfg: ExperimentConfig, run_dir: Path) -> int:
     """run_training with the error reporting of docs/CONTRACTS.md; a run olmo-tui did not launch
-    also gets its exit.json (in the launcher's format) once its run dir exists."""
-    started: List[float] = []
+    also gets its exit.json (in the launcher's format) once its run dir exists, and its output
+    copied to stdout.log until then (a traceback escaping from here included: the interpreter
+    prints it on the terminal once the copy has stopped)."""
+    own = OwnRecords()
     code = EXIT_FAILED  # an exception escaping below is a failed job
+    escaping = ""
     try:
-        code = _report_errors(cfg, run_dir, started)
+        code = _report_errors(cfg, run_dir, own)
         return code
     except KeyboardInterrupt:
         code = _exit_code_for_signal(signal.SIGINT)
         raise
+    except BaseException:
+        escaping = traceback.format_exc()
+        raise
     finally:
-        if started and run_dir.is_dir():
-            write_exit_record(run_dir, code, started[0])
+        if own.tee is not None:
+            own.tee.close(log_only=escaping)
+        if own.started is not None and run_dir.is_dir():
+            write_exit_record(run_dir, code, own.started)
 
 
-def _report_errors(cfg: ExperimentConfig, run_dir: Path, started: List[float]) -> int:
+def _report_errors(cfg: ExperimentConfig, run_dir: Path, own: OwnRecords) -> int:
     from engine.train.trainer import NonFiniteLossError
 
     try:
-        return run_training(cfg, run_dir, started)
+        return run_training(cfg, run_dir, own)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2

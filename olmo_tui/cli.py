@@ -48,6 +48,15 @@ def cmd_run(argv: List[str]) -> int:
         cfg = resolve_from_args(args, extras)
     except ConfigError as exc:
         return fail_config(exc)
+    from engine.errors import UserError
+
+    from .core.preflight import launch_paths
+
+    try:  # relative paths made absolute against this directory (Beaker: refused); --dry-run shows them so
+        cfg = launch_paths(cfg)
+    except UserError as exc:
+        _err(f"error: {exc}")
+        return exit_codes.USAGE
     if cfg.launch.backend == "beaker":  # git checks, --save-spec; with --dry-run: the exact spec
         from .core.backends.beaker.cli_flags import beaker_preflight
 

@@ -23,6 +23,7 @@ from typing import List
 
 from engine.cli_args import split_overrides
 from engine.config import ConfigError
+from engine.errors import UserError
 
 from .core import exit_codes
 from .core.backends.base import BackendError, get_backend
@@ -171,6 +172,9 @@ def cmd_sweep(argv: List[str]) -> int:
         runs = queue_sweep(name, spec, variants, registry=registry)
     except ConfigError as exc:
         _err(first_line(exc))
+        return exit_codes.USAGE
+    except UserError as exc:  # a relative path a Beaker job could not see: nothing was queued
+        _err(f"error: {exc}")
         return exit_codes.USAGE
     except (RegistryError, OSError, sqlite3.Error) as exc:
         _err(f"error: cannot queue the sweep: {exc}")

@@ -8,7 +8,10 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
+
+import numpy as np
 
 from engine.cli import main as olmo_train
 from engine.run_marker import START_MARKER, runs_root
@@ -73,3 +76,63 @@ def test_a_vanished_olmo_train_run_is_lost_not_running(tmp_path):
     [run] = refresh_all(registry)
     assert run.status == "lost"
     assert discover_engine_runs(registry) == []  # known now: not added twice
+
+
+def test_an_olmo_train_run_keeps_its_output_for_olmo_tui_logs(tmp_path):
+    """Rank 0 of a run olmo-tui did not launch tees its output into stdout.log (engine/output_tee.py):
+    the terminal keeps every line, `olmo-tui logs NAME` shows the same, and a rerun of the NAME
+    appends to what an earlier attempt left. Started from another directory with a relative data
+    path, which its config.toml records absolute."""
+    tokens = tmp_path / "data" / "train.npy"
+    tokens.parent.mkdir()
+    np.random.default_rng(0).integers(0, 256, 8192, dtype=np.uint16).tofile(tokens)
+    numpy_data = [arg for arg in TINY if not arg.startswith("--dataset.synthetic_tokens")]
+    numpy_data = [*(a.replace("=synthetic", "=numpy") for a in numpy_data), "--dataset.paths=[data/train.npy]",
+                  "--dataset.dtype=uint16", "--trainer.metrics_collect_interval=1"]
+    run_dir = runs_root() / "logged"
+    run_dir.mkdir(parents=True)
+    earlier = "an earlier attempt's last line\n"
+    (run_dir / "stdout.log").write_text(earlier)
+    # A real process: the tee sits under file descriptors 1 and 2, which pytest's capture of an
+    # in-process run goes around.
+    terminal = subprocess.run([sys.executable, "-m", "engine", "logged", "--preset", "tiny-cpu", *numpy_data],
+                              capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert terminal.returncode == 0, terminal.stderr[-2000:]
+    log = (run_dir / "stdout.log").read_text()
+    assert log.startswith(earlier)  # appended, not replaced
+    log = log[len(earlier):]
+    assert "finished at step 3" in terminal.stdout and terminal.stdout.count("[metrics] ") == 3
+    # Every line the terminal got (stdout and stderr, each still on its own stream) is in the log.
+    assert sorted(log.splitlines()) == sorted((terminal.stdout + terminal.stderr).splitlines())
+    assert tomllib.loads((run_dir / "config.toml").read_text())["dataset"]["paths"] == [str(tokens)]
+
+    logs = subprocess.run([sys.executable, "-m", "olmo_tui", "logs", "logged"], capture_output=True, text=True,
+                          cwd=REPO, timeout=60)
+    assert logs.returncode == 0, logs.stderr
+    assert logs.stdout.splitlines() == (earlier + log).splitlines()
+
+
+def test_the_output_tee_keeps_each_stream_and_logs_every_level(tmp_path):
+    """print, a C-level write to the descriptor and a logging handler made before the tee all reach
+    both the terminal (stdout still stdout, stderr still stderr) and the log; after close, neither."""
+    script = (
+        "import logging, os, sys\n"
+        "from pathlib import Path\n"
+        "from engine.output_tee import OutputTee\n"
+        "logging.basicConfig(stream=sys.stderr, format='%(message)s')\n"  # bound to the original stream
+        "tee = OutputTee(Path(sys.argv[1]))\n"
+        "print('out: print', flush=True); print('err: print', file=sys.stderr, flush=True)\n"
+        "os.write(1, b'out: fd\\n'); os.write(2, b'err: fd\\n')\n"
+        "logging.warning('err: logging')\n"
+        "tee.close(log_only='log only\\n')\n"
+        "print('out: after close')\n"
+    )
+    log = tmp_path / "stdout.log"
+    done = subprocess.run([sys.executable, "-c", script, str(log)], capture_output=True, text=True, cwd=REPO,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["out: print", "out: fd", "out: after close"]
+    assert done.stderr.splitlines() == ["err: print", "err: fd", "err: logging"]
+    logged = log.read_text().splitlines()
+    assert sorted(logged[:-1]) == sorted(["out: print", "out: fd", "err: print", "err: fd", "err: logging"])
+    assert logged[-1] == "log only"

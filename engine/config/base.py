@@ -15,6 +15,22 @@ class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, use_enum_values=False)
 
 
+# Fields holding a file-system path say so in their json_schema_extra (`path_kind(...)`), so
+# engine/config/paths.py finds every one of them from the schema itself. The kinds:
+#   "local"    always a path on the machine(s) the job runs on;
+#   "task"     a path when it ends in .jsonl, else a built-in name (engine.evals.mc_tasks);
+#   "program"  a path when it holds a '/', else a name looked up on PATH;
+#   "job"      a path inside the Beaker job's container, never this machine's.
+PATH_KIND = "path_kind"
+PATH_KINDS = ("local", "task", "program", "job")
+
+
+def path_kind(kind: str = "local") -> dict:
+    """The json_schema_extra of a path field (see PATH_KINDS)."""
+    assert kind in PATH_KINDS, kind
+    return {PATH_KIND: kind}
+
+
 class DType(str, Enum):
     float32 = "float32"
     bfloat16 = "bfloat16"

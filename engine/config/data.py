@@ -6,7 +6,7 @@ from typing import List, Literal, Optional
 
 from pydantic import Field, model_validator
 
-from .base import Config
+from .base import Config, path_kind
 
 BYTE_VOCAB_SIZE = 258  # 256 byte values + EOS (256) + PAD (257)
 
@@ -20,7 +20,8 @@ class TokenizerConfig(Config):
     )
     name: Optional[str] = Field(None, description="Display name, e.g. gpt2 or dolma2.")
     path: Optional[str] = Field(None, description="Path to tokenizer.json (kind = hf); needed only to "
-                                "tokenize text (prepare, downstream evals), not to read token files.")
+                                "tokenize text (prepare, downstream evals), not to read token files.",
+                                json_schema_extra=path_kind())
     vocab_size: int = Field(BYTE_VOCAB_SIZE, gt=0, description="Number of ids the tokenizer can emit, in tokens.")
     eos_token_id: int = Field(256, ge=0, description="Id of the end-of-document token placed between documents.")
     pad_token_id: int = Field(257, ge=0, description="Id used to pad evaluation instances (never trained on).")
@@ -43,9 +44,11 @@ class DatasetConfig(Config):
         "(benchmarks). embedded: the built-in corpus of Python's own sources and docs (no download)."
     )
     paths: List[str] = Field(default_factory=list, description="Token files (kind = numpy): headerless "
-                             "uint16/uint32 arrays with EOS between documents. Globs allowed.")
+                             "uint16/uint32 arrays with EOS between documents. Globs allowed.",
+                             json_schema_extra=path_kind())
     eval_paths: List[str] = Field(default_factory=list, description="Held-out token files for the LM "
-                                  "evaluator; empty = a held-out slice of the training data.")
+                                  "evaluator; empty = a held-out slice of the training data.",
+                                  json_schema_extra=path_kind())
     dtype: Optional[Literal["uint16", "uint32"]] = Field(
         None, description="Element type of the token files; unset = the smallest that fits the vocab."
     )
@@ -59,7 +62,7 @@ class DatasetConfig(Config):
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig, description="Tokenizer of the data.")
     work_dir: str = Field(
         "~/.cache/olmo-tui/data", description="Cache for prepared data (embedded corpus, shuffle indices). "
-        "Shared across runs."
+        "Shared across runs.", json_schema_extra=path_kind()
     )
 
     @property

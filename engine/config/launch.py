@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Literal, Optional
 from pydantic import Field, field_validator, model_validator
 
 from ..hardware import BY_NAME
-from .base import Config
+from .base import Config, path_kind
 from .slurm import SlurmConfig
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -22,8 +22,9 @@ class MountConfig(Config):
     """A shared filesystem mounted into the Beaker job."""
 
     kind: Literal["weka", "nfs"] = Field("weka", description="weka: a Weka bucket. nfs: an NFS host path.")
-    source: str = Field(description="Weka bucket name, or the NFS path on the host.")
-    mount_path: Optional[str] = Field(None, description="Where it appears in the container; unset = /weka/<bucket> or the same path.")
+    source: str = Field(description="Weka bucket name, or the NFS path on the host.", json_schema_extra=path_kind("job"))
+    mount_path: Optional[str] = Field(None, description="Where it appears in the container; unset = /weka/<bucket> or the same path.",
+                                      json_schema_extra=path_kind("job"))
 
 
 class SecretConfig(Config):
@@ -67,7 +68,8 @@ class BeakerConfig(Config):
     code_in_image: bool = Field(False, description="The image already holds the code at the right commit (no clone).")
     run_dir: Optional[str] = Field(
         None, description="Run directory on the node (checkpoints, metrics); unset = /results/run, Beaker's "
-        "result dataset. Put it on a Weka mount so a preempted job's replacement resumes from its checkpoints.")
+        "result dataset. Put it on a Weka mount so a preempted job's replacement resumes from its checkpoints.",
+        json_schema_extra=path_kind("job"))
 
     @field_validator("env")
     @classmethod

@@ -13,7 +13,7 @@ from typing import List, Optional
 
 from pydantic import Field, field_validator
 
-from .base import Config
+from .base import Config, path_kind
 
 # SLURM's --time forms: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S (and UNLIMITED / INFINITE).
 _TIME = re.compile(r"^(\d+(:\d{1,2}){0,2}|\d+-\d+(:\d{1,2}){0,2}|UNLIMITED|INFINITE)$")
@@ -60,10 +60,12 @@ class SlurmConfig(Config):
                              "srun, e.g. 'module load cuda/12.4' or 'source ~/venv/bin/activate'; the environment "
                              "they set reaches every node's torchrun.")
     python: Optional[str] = Field(None, description="Python on the nodes that has torch and this project; "
-                                  "unset = the Python running olmo-tui (it must exist on the nodes).")
+                                  "unset = the Python running olmo-tui (it must exist on the nodes).",
+                                  json_schema_extra=path_kind("program"))
     shared_paths: List[str] = Field(default_factory=list, description="Folders on a filesystem every node "
                                     "and this machine share (e.g. /weka, /home). The runs folder and "
-                                    "trainer.save_folder must lie under one of them.")
+                                    "trainer.save_folder must lie under one of them.",
+                                    json_schema_extra=path_kind())
 
     @field_validator("partition", "account", "qos", "constraint")
     @classmethod

@@ -6,7 +6,7 @@ from typing import List, Literal, Optional
 
 from pydantic import Field
 
-from .base import Config, Duration
+from .base import Config, Duration, path_kind
 
 
 class CallbackConfig(Config):
@@ -50,7 +50,8 @@ class DownstreamEvaluatorConfig(CallbackConfig):
     enabled: bool = Field(False, description="Run this callback.")
     eval_interval: int = Field(1000, gt=0, description="Steps between downstream evaluations.")
     tasks: List[str] = Field(default_factory=lambda: ["sample-mc"],
-                             description="Multiple-choice tasks: built-in names or paths to JSONL files.")
+                             description="Multiple-choice tasks: built-in names or paths to JSONL files.",
+                             json_schema_extra=path_kind("task"))
     batch_size: int = Field(8, gt=0, description="Sequences (one per choice of an instance) scored per "
                             "forward pass.")
     max_instances: Optional[int] = Field(None, gt=0, description="Evaluate only the first N instances of "
@@ -108,11 +109,11 @@ class TrainerConfig(Config):
 
     save_folder: Optional[str] = Field(
         None, description="Where checkpoints go; unset = <run dir>/checkpoints. Rerunning with the same "
-        "folder resumes from its latest complete checkpoint."
+        "folder resumes from its latest complete checkpoint.", json_schema_extra=path_kind()
     )
     load_path: Optional[str] = Field(
         None, description="Checkpoint to load weights from when save_folder has none (fine-tuning); "
-        "ignored once the run has its own checkpoint."
+        "ignored once the run has its own checkpoint.", json_schema_extra=path_kind()
     )
     max_duration: Duration = Field(default_factory=lambda: Duration.steps(200),
                                    description="Length of training; drives the LR schedule.")

@@ -15,7 +15,7 @@ from engine.atomic import write_atomic
 from engine.config import ExperimentConfig, resolve, to_toml
 
 from .backends.base import RUN_DIR_BACKENDS, BackendError, RunStatus, get_backend
-from .preflight import check_before_launch
+from .preflight import check_before_launch, launch_paths
 from .registry import Registry, RunRecord, new_run_id, runs_root
 
 DEFAULT_GRACE_S = 60.0
@@ -33,11 +33,13 @@ def planned_steps(cfg: ExperimentConfig) -> Optional[int]:
 def start_run(cfg: ExperimentConfig, preset: Optional[str] = None, parent_id: Optional[str] = None,
               relation: Optional[str] = None, secrets: Optional[Mapping[str, str]] = None,
               registry: Optional[Registry] = None) -> RunRecord:
-    """Pre-flight, then create the run dir (config.toml), add the registry row, launch. A user
+    """Pre-flight (relative paths made absolute against this process's current directory, then
+    checked), then create the run dir (config.toml), add the registry row, launch. A user
     mistake found by the pre-flight raises engine.errors.UserError before anything exists; on
     BackendError nothing is left behind (no row, no folder) and the error propagates."""
     registry = registry or Registry()
     backend = get_backend(cfg.launch.backend)
+    cfg = launch_paths(cfg)
     run_id = new_run_id(cfg.run_name)
     run_dir = runs_root() / run_id
     check_before_launch(cfg, run_dir)

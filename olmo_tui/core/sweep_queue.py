@@ -31,6 +31,7 @@ from engine.atomic import write_atomic
 from engine.config import ConfigError, to_toml
 
 from .backends.base import BackendError, RunStatus, get_backend
+from .preflight import launch_paths
 from .registry import Registry, RegistryError, RunRecord, new_run_id, runs_root, state_dir
 from .run_manager import planned_steps, run_config
 from .sweep import SWEEP_NAME, NotifySpec, SweepSpec, Variant
@@ -112,24 +113,28 @@ def spec_record(spec: SweepSpec, variants: Sequence[Variant]) -> Dict[str, Any]:
 
 def queue_sweep(name: str, spec: SweepSpec, variants: Sequence[Variant], preset: Optional[str] = None,
                 registry: Optional[Registry] = None) -> List[RunRecord]:
-    """Write the run dirs and the whole queue (all or nothing). ConfigError if the name is taken."""
+    """Write the run dirs and the whole queue (all or nothing). ConfigError if the name is taken;
+    UserError (before anything is written) for a relative path a Beaker job could not see. Relative
+    paths become absolute against this process's current directory (preflight.launch_paths): the
+    worker that starts the runs later lives elsewhere."""
     registry = registry or Registry()
     if not SWEEP_NAME.match(name):
         raise ConfigError.one("name", f"{name!r} is not a valid sweep name: letters, digits, '.', '_', '-'")
     if get_sweep(name, registry) is not None:
         raise ConfigError.one("name", f"a sweep named {name!r} exists already; pick another --name")
+    configs = [launch_paths(variant.cfg) for variant in variants]
     runs: List[RunRecord] = []
     now = time.time()
     try:
-        for variant in variants:
+        for variant, cfg in zip(variants, configs, strict=True):
             run_id = new_run_id(variant.run_name)
             run_dir = runs_root() / run_id
             run_dir.mkdir(parents=True, exist_ok=False)
             runs.append(RunRecord(id=run_id, name=variant.run_name, backend=variant.cfg.launch.backend,
                                   run_dir=str(run_dir), status=RunStatus.QUEUED, preset=preset or spec.preset,
-                                  total_steps=planned_steps(variant.cfg), created=now + variant.index * 1e-3,
+                                  total_steps=planned_steps(cfg), created=now + variant.index * 1e-3,
                                   sweep=name, sweep_index=variant.index, message="queued"))
-            write_atomic(run_dir / "config.toml", to_toml(variant.cfg))
+            write_atomic(run_dir / "config.toml", to_toml(cfg))
         record = spec_record(spec, variants)
         registry.add_all(runs, also=("INSERT INTO sweeps (name, created, max_parallel, spec) VALUES (?, ?, ?, ?)",
                                      (name, now, spec.max_parallel, json.dumps(record))))
