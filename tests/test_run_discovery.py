@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -78,11 +79,11 @@ def test_a_vanished_olmo_train_run_is_lost_not_running(tmp_path):
     assert discover_engine_runs(registry) == []  # known now: not added twice
 
 
-def test_an_olmo_train_run_keeps_its_output_for_olmo_tui_logs(tmp_path):
+async def test_an_olmo_train_run_keeps_its_output_for_olmo_tui_logs_and_the_monitor(tmp_path):
     """Rank 0 of a run olmo-tui did not launch tees its output into stdout.log (engine/output_tee.py):
-    the terminal keeps every line, `olmo-tui logs NAME` shows the same, and a rerun of the NAME
-    appends to what an earlier attempt left. Started from another directory with a relative data
-    path, which its config.toml records absolute."""
+    the terminal keeps every line, `olmo-tui logs NAME` and the app's monitor show the same, and a
+    rerun of the NAME appends to what an earlier attempt left. Started from another directory with a
+    relative data path, which its config.toml records absolute."""
     tokens = tmp_path / "data" / "train.npy"
     tokens.parent.mkdir()
     np.random.default_rng(0).integers(0, 256, 8192, dtype=np.uint16).tofile(tokens)
@@ -110,6 +111,30 @@ def test_an_olmo_train_run_keeps_its_output_for_olmo_tui_logs(tmp_path):
                           cwd=REPO, timeout=60)
     assert logs.returncode == 0, logs.stderr
     assert logs.stdout.splitlines() == (earlier + log).splitlines()
+
+    # The app: the runs screen lists it, enter opens its monitor, whose log panel holds the log.
+    from olmo_tui.app.app import OlmoTuiApp
+    from olmo_tui.app.screens.monitor import MonitorScreen
+    from olmo_tui.app.screens.runs import RunsScreen
+    from olmo_tui.app.widgets.log_panel import LogPanel
+
+    async def wait_for(predicate, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline, "condition not reached"
+            await pilot.pause(0.05)
+
+    app = OlmoTuiApp()
+    async with app.run_test(size=(120, 30)) as pilot:
+        app.action_show_runs()
+        await wait_for(lambda: isinstance(app.screen, RunsScreen)
+                       and [r.name for r in app.screen.visible_runs()] == ["logged"])
+        app.screen.select(app.screen.visible_runs()[0].id)
+        await pilot.press("enter")
+        await wait_for(lambda: isinstance(app.screen, MonitorScreen))
+        panel = app.screen.query_one(LogPanel)
+        await wait_for(lambda: len(panel.lines) >= len((earlier + log).splitlines()))
+        assert list(panel.lines) == (earlier + log).splitlines()
 
 
 def test_the_output_tee_keeps_each_stream_and_logs_every_level(tmp_path):
