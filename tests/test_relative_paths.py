@@ -112,7 +112,7 @@ def olmo(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedPro
 def test_a_headless_launch_from_another_directory_reads_and_writes_the_users_relative_paths(tmp_path):
     write_tokens(tmp_path / "data" / "train.npy", 8192, 0)
     write_tokens(tmp_path / "data" / "eval.npy", 2048, 1)
-    out = olmo("--preset", "tiny-cpu", *SMALL, "--dataset.paths=[data/train.npy]",
+    out = olmo("--preset", "tiny-cpu", *SMALL, "--dataset.paths=data/train.npy",  # one path: a list of one
                "--dataset.eval_paths=[./data/eval.npy]", "--trainer.save_folder=ckpt",
                "--trainer.callbacks.lm_evaluator.eval_interval=2",
                "--trainer.callbacks.lm_evaluator.eval_batches=1",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import List, Literal, Optional
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .base import Config, path_kind
 
@@ -64,6 +64,12 @@ class DatasetConfig(Config):
         "~/.cache/olmo-tui/data", description="Cache for prepared data (embedded corpus, shuffle indices). "
         "Shared across runs.", json_schema_extra=path_kind()
     )
+
+    @field_validator("paths", "eval_paths", mode="before")
+    @classmethod
+    def _one_path(cls, value):
+        # `--dataset.paths=data/train.npy` names one file (or one glob): a list of one.
+        return [value] if isinstance(value, str) else value
 
     @property
     def token_dtype(self) -> str:

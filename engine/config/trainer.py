@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import List, Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .base import Config, Duration, path_kind
 
@@ -56,6 +56,11 @@ class DownstreamEvaluatorConfig(CallbackConfig):
                             "forward pass.")
     max_instances: Optional[int] = Field(None, gt=0, description="Evaluate only the first N instances of "
                                          "each task (faster in-loop checks); unset = all.")
+
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _one_task(cls, value):
+        return [value] if isinstance(value, str) else value  # `--...tasks=hellaswag`: a list of one
 
 
 class ProfilerConfig(CallbackConfig):
