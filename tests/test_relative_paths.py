@@ -99,6 +99,20 @@ def test_beaker_refuses_a_relative_path_and_keeps_its_container_paths(capsys):
     assert out.out == "" and out.err.strip().splitlines() == [f"error: {err.value}"]
 
 
+def test_a_slurm_job_script_and_config_get_the_users_directory(tmp_path, monkeypatch, capsys):
+    """The job script `cd`s into the run dir: the dry run shows what a launch submits, absolute."""
+    monkeypatch.chdir(tmp_path)
+    slurm = ["--launch.backend=slurm", f"--launch.slurm.shared_paths=[{tmp_path}]",
+             "--launch.slurm.python=.venv/bin/python"]
+    assert olmo_tui_main(["--preset", "tiny-cpu", *slurm, "--dataset.kind=numpy", "--dataset.paths=data/train.npy",
+                          "--trainer.save_folder=ckpt", "--dry-run", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["config"]["dataset"]["paths"] == [str(tmp_path / "data" / "train.npy")]
+    assert shown["config"]["trainer"]["save_folder"] == str(tmp_path / "ckpt")
+    [node_command] = [line for line in shown["script"].splitlines() if "torch.distributed.run" in line]
+    assert node_command.split()[0] == str(tmp_path / ".venv" / "bin" / "python")
+
+
 def write_tokens(path: Path, count: int, seed: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     np.random.default_rng(seed).integers(0, 256, count, dtype=np.uint16).tofile(path)
