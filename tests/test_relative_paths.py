@@ -104,8 +104,8 @@ def test_a_slurm_job_script_and_config_get_the_users_directory(tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     slurm = ["--launch.backend=slurm", f"--launch.slurm.shared_paths=[{tmp_path}]",
              "--launch.slurm.python=.venv/bin/python"]
-    assert olmo_tui_main(["--preset", "tiny-cpu", *slurm, "--dataset.kind=numpy", "--dataset.paths=data/train.npy",
-                          "--trainer.save_folder=ckpt", "--dry-run", "--json"]) == 0
+    data = ["--dataset.kind=numpy", "--dataset.paths=data/train.npy", "--trainer.save_folder=ckpt"]
+    assert olmo_tui_main(["--preset", "tiny-cpu", *slurm, *data, "--dry-run", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["config"]["dataset"]["paths"] == [str(tmp_path / "data" / "train.npy")]
     assert shown["config"]["trainer"]["save_folder"] == str(tmp_path / "ckpt")

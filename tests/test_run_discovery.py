@@ -88,8 +88,8 @@ async def test_an_olmo_train_run_keeps_its_output_for_olmo_tui_logs_and_the_moni
     tokens.parent.mkdir()
     np.random.default_rng(0).integers(0, 256, 8192, dtype=np.uint16).tofile(tokens)
     numpy_data = [arg for arg in TINY if not arg.startswith("--dataset.synthetic_tokens")]
-    numpy_data = [*(a.replace("=synthetic", "=numpy") for a in numpy_data), "--dataset.paths=[data/train.npy]",
-                  "--dataset.dtype=uint16", "--trainer.metrics_collect_interval=1"]
+    numpy_data = [*(a.replace("=synthetic", "=numpy") for a in numpy_data),
+                  "--dataset.paths=[data/train.npy]", "--dataset.dtype=uint16", "--trainer.metrics_collect_interval=1"]
     run_dir = runs_root() / "logged"
     run_dir.mkdir(parents=True)
     earlier = "an earlier attempt's last line\n"
@@ -107,8 +107,8 @@ async def test_an_olmo_train_run_keeps_its_output_for_olmo_tui_logs_and_the_moni
     assert sorted(log.splitlines()) == sorted((terminal.stdout + terminal.stderr).splitlines())
     assert tomllib.loads((run_dir / "config.toml").read_text())["dataset"]["paths"] == [str(tokens)]
 
-    logs = subprocess.run([sys.executable, "-m", "olmo_tui", "logs", "logged"], capture_output=True, text=True,
-                          cwd=REPO, timeout=60)
+    logs = subprocess.run([sys.executable, "-m", "olmo_tui", "logs", "logged"], capture_output=True,
+                          text=True, cwd=REPO, timeout=60)
     assert logs.returncode == 0, logs.stderr
     assert logs.stdout.splitlines() == (earlier + log).splitlines()
 

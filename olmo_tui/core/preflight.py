@@ -37,11 +37,12 @@ def launch_paths(cfg: ExperimentConfig, cwd: Optional[Path] = None) -> Experimen
 
     if cfg.launch.backend in SEES_THIS_FILESYSTEM:
         return absolute_paths(cfg, cwd)
+    where = cfg.launch.backend.capitalize()
     for field, value in relative_paths(cfg):
         if not field.startswith("launch."):
-            raise UserError(field, f"{value!r} is a relative path, but a {cfg.launch.backend.capitalize()} job runs in its "
-                            "container, where this machine's current directory does not exist: give the "
-                            "path inside the job (absolute, e.g. on a mount, or ${VAR}/...)")
+            raise UserError(field, f"{value!r} is a relative path, but a {where} job runs in its container, "
+                            "where this machine's current directory does not exist: give the path inside "
+                            "the job (absolute, e.g. on a mount, or ${VAR}/...)")
     return cfg
 
 
