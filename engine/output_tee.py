@@ -42,6 +42,8 @@ class OutputTee:
     def __init__(self, log_path: Path):
         self.log_path = log_path
         self._closed = False
+        self._restored = False
+        self._restore_lock = threading.Lock()
         self._log = open(log_path, "ab", buffering=0)
         self._originals: Dict[int, int] = {}  # 1 / 2 -> a duplicate of what they were
         self._selector = selectors.DefaultSelector()
@@ -71,30 +73,49 @@ class OutputTee:
             except (AttributeError, OSError, ValueError):  # replaced or closed by a caller
                 pass
 
+    def _restore(self) -> None:
+        """Point fds 1 and 2 at what they were (once; from close() or a failing pump)."""
+        with self._restore_lock:
+            if self._restored:
+                return
+            self._restored = True
+            for fd, original in self._originals.items():
+                os.dup2(original, fd)  # our pipe's write end was the only other name for fd: it closes
+
     def _pump(self) -> None:
         terminal_ok = {original: True for original in self._originals.values()}
         try:
-            while self._selector.get_map():
-                for key, _ in self._selector.select():
-                    data = os.read(key.fd, 1 << 16)
-                    if not data:  # every write end is closed: this stream is done
-                        self._selector.unregister(key.fd)
-                        os.close(key.fd)
-                        continue
-                    if terminal_ok[key.data]:
-                        try:
-                            _write_all(key.data, data)
-                        except OSError:  # the terminal went away (a closed SSH session): keep logging
-                            terminal_ok[key.data] = False
-                    try:
-                        self._log.write(data)
-                    except OSError:  # a full disk must not stop the terminal copy
-                        pass
+            self._copy(terminal_ok)
+        except BaseException:
+            # Never leave the process writing into pipes nobody reads (it would block once they
+            # fill): it writes to its terminal directly again; the log just stops here.
+            self._restore()
+            raise
         finally:
+            for read_end in list(self._selector.get_map()):
+                os.close(read_end)
             self._selector.close()
             for original in self._originals.values():
                 os.close(original)
             self._log.close()
+
+    def _copy(self, terminal_ok: Dict[int, bool]) -> None:
+        while self._selector.get_map():
+            for key, _ in self._selector.select():
+                data = os.read(key.fd, 1 << 16)
+                if not data:  # every write end is closed: this stream is done
+                    self._selector.unregister(key.fd)
+                    os.close(key.fd)
+                    continue
+                if terminal_ok[key.data]:
+                    try:
+                        _write_all(key.data, data)
+                    except OSError:  # the terminal went away (a closed SSH session): keep logging
+                        terminal_ok[key.data] = False
+                try:
+                    self._log.write(data)
+                except OSError:  # a full disk must not stop the terminal copy
+                    pass
 
     def close(self, log_only: str = "", timeout_s: float = DRAIN_TIMEOUT_S) -> None:
         """Stop copying; then append `log_only` to the log alone (a traceback that the
@@ -103,8 +124,7 @@ class OutputTee:
             return
         self._closed = True
         self._flush_python_streams()
-        for fd, original in self._originals.items():
-            os.dup2(original, fd)  # our pipe's write end was the only other name for fd: it closes
+        self._restore()
         self._thread.join(timeout_s)
         if log_only:
             try:
