@@ -113,3 +113,23 @@ def test_model_family_fields_are_form_fields_with_their_rules():
     paths = [s.path for s in fm.schema_tree().walk() if s.path]
     result = fm.validate_form(data, paths)
     assert result.by_field["model.sliding_window"] == result.by_field["model.family"] != []
+
+
+def test_rope_scaling_is_a_form_section_and_its_errors_land_on_its_fields():
+    tree = fm.schema_tree()
+    sections = {s.path: s for s in tree.walk() if s.kind == fm.SECTION}
+    assert not sections["model.rope_scaling"].optional  # always there, type "none" by default
+    leaves = fm.leaf_specs(tree)
+    assert leaves["model.rope_scaling.type"].choices == ("none", "linear", "yarn", "llama3")
+    assert leaves["model.rope_scaling.truncate"].kind == fm.CHOICE  # an optional bool: true / false / unset
+    data = fm.fill_defaults(fm.config_data(resolve("olmo3-7b")), tree)
+    fm.set_path(data, "model.rope_scaling.type", fm.parse_text(leaves["model.rope_scaling.type"], "yarn"))
+    fm.set_path(data, "model.rope_scaling.factor", fm.parse_text(leaves["model.rope_scaling.factor"], "8"))
+    paths = [s.path for s in tree.walk() if s.path]
+    result = fm.validate_form(data, paths)
+    assert list(result.by_field) == ["model.rope_scaling.original_max_position_embeddings"]
+    fm.set_path(data, "model.rope_scaling.original_max_position_embeddings", 8192)
+    result = fm.validate_form(data, paths)
+    assert result.ok and result.config.model.rope_scaling.scaled_context == 65536
+    assert fm.strip_nones(data)["model"]["rope_scaling"] == {
+        "type": "yarn", "factor": 8.0, "original_max_position_embeddings": 8192}  # what a preset file holds

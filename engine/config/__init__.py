@@ -17,6 +17,7 @@ _EXPORTS = {
     "model": ("ModelConfig",),
     "overrides": ("apply_overrides", "format_override", "parse_override", "set_path"),
     "paths": ("absolute_paths", "relative_paths", "schema_path_fields"),
+    "rope_scaling": ("RopeScalingConfig",),
     "presets": ("list_presets", "preset_data", "resolve", "to_toml"),
     "train_module": ("ActivationCheckpointingConfig", "DataParallelConfig", "OptimConfig", "ParamGroupOverride",
                      "SchedulerConfig", "TensorParallelConfig", "TrainModuleConfig"),
@@ -48,6 +49,7 @@ if TYPE_CHECKING:  # for type checkers and readers: the same names, imported eag
     from .model import ModelConfig  # noqa: F401
     from .overrides import apply_overrides, format_override, parse_override, set_path  # noqa: F401
     from .paths import absolute_paths, relative_paths, schema_path_fields  # noqa: F401
+    from .rope_scaling import RopeScalingConfig  # noqa: F401
     from .presets import list_presets, preset_data, resolve, to_toml  # noqa: F401
     from .train_module import (  # noqa: F401
         ActivationCheckpointingConfig, DataParallelConfig, OptimConfig, ParamGroupOverride, SchedulerConfig,

@@ -5,6 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Tuple
 
+# The pydantic error type of a section's rule about one of its own fields (field_error below):
+# issues_from_validation_error files it under section.field, so the form shows it at the field.
+FIELD_ERROR = "section_field"
+
+
+def field_error(name: str, message: str):
+    """A PydanticCustomError for a section validator to raise about its field `name`."""
+    from pydantic_core import PydanticCustomError  # here: this module stays light to import
+
+    return PydanticCustomError(FIELD_ERROR, "{message}", {"field": name, "message": message})
+
+
 # Documented exit code for usage and config errors (headless CLI and olmo-train).
 EXIT_CONFIG_ERROR = 2
 

@@ -12,7 +12,7 @@ from pydantic import Field, ValidationError, ValidationInfo, model_validator
 
 from .base import Config, DurationUnit
 from .data import DataLoaderConfig, DatasetConfig
-from .errors import ConfigError, Issue
+from .errors import FIELD_ERROR, ConfigError, Issue
 from .launch import LaunchConfig
 from .model import SLIDING_WINDOW_FAMILIES, ModelConfig
 from .train_module import TrainModuleConfig
@@ -197,8 +197,15 @@ def _describe(error: dict) -> str:
     return message
 
 
+def _error_path(error: dict) -> str:
+    path = _loc_to_path(error["loc"])
+    if error["type"] == FIELD_ERROR:  # a section's rule about one of its fields: filed under that field
+        path = f"{path}.{error['ctx']['field']}" if path else error["ctx"]["field"]
+    return path
+
+
 def issues_from_validation_error(exc: ValidationError) -> List[Issue]:
-    return [Issue((path,) if (path := _loc_to_path(e["loc"])) else (), _describe(e)) for e in exc.errors()]
+    return [Issue((path,) if (path := _error_path(e)) else (), _describe(e)) for e in exc.errors()]
 
 
 def validate_experiment(data: Any) -> tuple[Optional[ExperimentConfig], List[Issue]]:

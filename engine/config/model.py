@@ -8,6 +8,7 @@ from typing import List, Literal, Optional
 from pydantic import Field, model_validator
 
 from .base import Config, DType
+from .rope_scaling import RopeScalingConfig
 
 
 def round_up(x: int, multiple: int) -> int:
@@ -84,6 +85,11 @@ class ModelConfig(Config):
                             "projections are scaled by 1/sqrt(2 x n_layers)).")
     dtype: DType = Field(DType.float32, description="Dtype of the master weights (mixed precision is set "
                          "in train_module.dp_config / autocast).")
+    rope_scaling: RopeScalingConfig = Field(
+        default_factory=RopeScalingConfig, description="RoPE scaling (linear, YaRN, Llama 3.1) of the "
+        "full-attention layers, as in long-context releases (OLMo-3 7B/32B: YaRN x8 from 8192; Gemma-3 4B+: "
+        "linear x8; Llama 3.1: llama3 x8). Sliding-window layers keep plain RoPE. Pre-training: type none.",
+    )
 
     @model_validator(mode="after")
     def _shapes(self) -> "ModelConfig":

@@ -1,24 +1,32 @@
 """ModelConfig <-> HuggingFace `config.json` (Llama, OLMo-2, OLMo-3, Qwen3, Gemma-3 text), torch-free.
 
 Only what the engine can reproduce exactly is accepted: gated MLPs with SiLU (GELU-tanh for
-Gemma-3), no biases, plain RoPE (no rope scaling), head_dim = hidden_size / num_attention_heads
+Gemma-3), no biases, RoPE plain or scaled (linear, yarn, llama3) on the full-attention layers
+and plain on sliding-window ones, head_dim = hidden_size / num_attention_heads
 except for Qwen3 and Gemma-3 (which set it freely), sliding-window layers only in the periodic
 pattern HF's own configs default to (every N-th layer full). Anything else is refused with one
 line naming the config.json key, before a byte is written, rather than converted into a model
 that silently computes something different.
 
-Both spellings of RoPE's base are read (transformers < 5: top-level `rope_theta`, `rope_scaling`
-and Gemma's `rope_local_base_freq`; transformers >= 5: `rope_parameters`, per layer type for
-OLMo-3 / Gemma-3), and both are written, so the exported directory loads in either version.
+Both spellings of RoPE's base and scaling are read (transformers < 5: top-level `rope_theta`,
+`rope_scaling` and Gemma's `rope_local_base_freq`; transformers >= 5: `rope_parameters`, per layer
+type for OLMo-3 / Gemma-3), and both are written, so the exported directory loads in either
+version. The scaling keys are model.rope_scaling's field names; a legacy `rope_scaling` lands on
+the full-attention layers of OLMo-3 / Gemma-3 and on every layer of the other families, as
+transformers reads it.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
-from engine.config import ModelConfig
+from pydantic import ValidationError
+
+from engine.config import ModelConfig, RopeScalingConfig
+from engine.config.rope_scaling import TYPE_FIELDS
 from engine.errors import UserError
 
 # model_type -> (engine family, HF architecture class name). Every family but llama always has QK-norm.
@@ -37,6 +45,9 @@ _DEFAULT_TIED = {"gemma3": True}
 _DEFAULT_WINDOW_INTERVAL = {"olmo3": 4, "gemma3": 6}
 _FREE_HEAD_DIM = ("qwen3", "gemma3")
 _ACTIVATION = {"gemma3": ("hidden_activation", "gelu_pytorch_tanh")}
+# model_types whose RoPE is configured per layer type (full_attention / sliding_attention).
+_PER_LAYER_ROPE = ("olmo3", "gemma3_text")
+_SCALING_TYPES = ("linear", "yarn", "llama3")
 
 # config.json needs a context length; the engine has none of its own (RoPE tables grow on use).
 _DEFAULT_MAX_POSITIONS = 4096
@@ -55,26 +66,82 @@ def read_hf_config(model_dir: Path) -> Dict[str, Any]:
     return data
 
 
-def _rope(hf: Dict[str, Any], layer_type: str = "full_attention") -> tuple[float, Optional[str]]:
-    """(theta, scaling type or None) of one layer type, from either transformers generation."""
+def _rope(hf: Dict[str, Any], layer_type: str = "full_attention") -> Tuple[float, Dict[str, Any], str]:
+    """(theta, RoPE parameters, the config.json key they came from) of one layer type, from either
+    transformers generation, combined the way transformers combines them."""
+    per_layer = hf.get("model_type") in _PER_LAYER_ROPE
     params = hf.get("rope_parameters")
+    where = "rope_parameters"
     if isinstance(params, dict) and layer_type in params:  # per-layer-type form
-        params = params[layer_type]
+        params, where = params[layer_type], f"rope_parameters.{layer_type}"
     elif isinstance(params, dict) and "full_attention" in params:
-        params = params["full_attention"]
+        # Only full-attention parameters given: a per-layer-type family's sliding layers are plain.
+        params, where = params["full_attention"], "rope_parameters.full_attention"
+        if per_layer and layer_type != "full_attention":
+            params = {"rope_theta": params.get("rope_theta")} if "rope_theta" in params else {}
     theta = hf.get("rope_theta")
     if layer_type == "sliding_attention" and hf.get("rope_local_base_freq") is not None:  # Gemma-3, < 5
         theta = hf["rope_local_base_freq"]
-    scaling = None
+    spec: Dict[str, Any] = {}
     if isinstance(params, dict):
         theta = params.get("rope_theta", theta)
-        scaling = params.get("rope_type") or params.get("type")
+        spec = {key: value for key, value in params.items() if key != "rope_theta"}
     legacy = hf.get("rope_scaling")
-    if isinstance(legacy, dict):
-        scaling = legacy.get("rope_type") or legacy.get("type") or scaling
-    if scaling in (None, "default"):
-        scaling = None
-    return float(theta if theta is not None else 10_000.0), scaling
+    # transformers puts the legacy `rope_scaling` on the full-attention layers of OLMo-3 / Gemma-3
+    # (their sliding layers keep plain RoPE) and on every layer of the other families.
+    if isinstance(legacy, dict) and (layer_type == "full_attention" or not per_layer):
+        spec, where = {**spec, **legacy}, "rope_scaling"
+    return float(theta if theta is not None else 10_000.0), spec, where
+
+
+def _rope_type(spec: Dict[str, Any]) -> str:
+    return spec.get("rope_type") or spec.get("type") or "default"
+
+
+def _yarn_mscale(factor: float, mscale: float) -> float:
+    return 1.0 if factor <= 1 else 0.1 * mscale * math.log(factor) + 1.0
+
+
+def _scaling_from_hf(hf: Dict[str, Any], spec: Dict[str, Any], where: str) -> RopeScalingConfig:
+    """model.rope_scaling for one layer type's RoPE parameters (the same names, bar rope_type)."""
+    kind = _rope_type(spec)
+    key = f"{where}.partial_rotary_factor" if "partial_rotary_factor" in spec else "partial_rotary_factor"
+    partial = spec.get("partial_rotary_factor", hf.get("partial_rotary_factor"))
+    if partial is not None and partial != 1:
+        raise UserError(f"config.json: {key}", f"{partial!r} is not supported (the engine rotates every "
+                        "dimension of a head)")
+    if kind == "default":
+        return RopeScalingConfig()
+    if kind not in _SCALING_TYPES:
+        raise UserError(f"config.json: {where}.rope_type", f"RoPE scaling {kind!r} is not supported: the engine "
+                        f"implements {', '.join(('default', *_SCALING_TYPES))}")
+    fields = {name: spec.get(name) for name in TYPE_FIELDS[kind][0] + TYPE_FIELDS[kind][1]}
+    if kind in ("yarn", "llama3") and fields["original_max_position_embeddings"] is None:
+        # transformers' default: Phi-3's top-level key, else the context length itself
+        fields["original_max_position_embeddings"] = (hf.get("original_max_position_embeddings")
+                                                      or hf.get("max_position_embeddings"))
+    if kind == "yarn":
+        if fields["factor"] is None and hf.get("max_position_embeddings"):  # transformers infers it
+            fields["factor"] = hf["max_position_embeddings"] / fields["original_max_position_embeddings"]
+        for beta in ("beta_fast", "beta_slow"):
+            fields[beta] = fields[beta] or None  # transformers reads 0 as unset
+        mscale, mscale_all_dim = spec.get("mscale"), spec.get("mscale_all_dim")
+        if fields["attention_factor"] is None and mscale and mscale_all_dim and fields["factor"]:
+            # DeepSeek's spelling of the attention factor: the ratio of two YaRN mscales
+            fields["attention_factor"] = (_yarn_mscale(fields["factor"], mscale)
+                                          / _yarn_mscale(fields["factor"], mscale_all_dim))
+        if fields["truncate"] is False and hf.get("model_type") in _PER_LAYER_ROPE:
+            # transformers 5 reads truncate only from a single (not per-layer-type) RoPE config
+            raise UserError(f"config.json: {where}.truncate", f"false for {hf['model_type']}, but transformers ignores "
+                            "truncate in a per-layer-type RoPE config (it truncates): ambiguous, so not converted")
+    try:
+        return RopeScalingConfig(type=kind, **fields)
+    except ValidationError as exc:
+        from engine.config.experiment import issues_from_validation_error
+
+        issue = issues_from_validation_error(exc)[0]
+        raise UserError(f"config.json: {where}" + (f".{issue.paths[0]}" if issue.paths else ""),
+                        issue.message) from None
 
 
 def _int(hf: Dict[str, Any], key: str) -> int:
@@ -148,12 +215,14 @@ def model_config_from_hf(hf: Dict[str, Any]) -> ModelConfig:
         if hf.get(key):
             raise UserError(f"config.json: {key}", "is not supported (the engine has no biases, no attention "
                             "logit soft-capping and causal attention only)")
-    theta, scaling = _rope(hf)
-    local_theta, local_scaling = _rope(hf, "sliding_attention")
-    if scaling is not None or local_scaling is not None:
-        raise UserError("config.json: rope_scaling", f"RoPE scaling {scaling or local_scaling!r} is not supported "
-                        "(the engine implements plain RoPE with a base frequency)")
+    theta, spec, where = _rope(hf)
+    scaling = _scaling_from_hf(hf, spec, where)
     window, interval = _window(hf, family, n_layers)
+    local_theta, local_spec, local_where = _rope(hf, "sliding_attention")
+    if window is not None and _rope_type(local_spec) != "default":
+        raise UserError(f"config.json: {local_where}.rope_type", f"RoPE scaling {_rope_type(local_spec)!r} on the "
+                        "sliding-window layers is not supported (the engine scales the full-attention layers "
+                        "only, as the released OLMo-3 and Gemma-3 do)")
     gemma = family == "gemma3"
     try:
         return ModelConfig(
@@ -175,6 +244,7 @@ def model_config_from_hf(hf: Dict[str, Any]) -> ModelConfig:
             qk_norm=family != "llama",
             tie_embeddings=bool(hf.get("tie_word_embeddings", _DEFAULT_TIED.get(family, False))),
             init_std=float(hf.get("initializer_range", 0.02)),
+            rope_scaling=scaling,
         )
     except ValueError as exc:  # pydantic: shapes the engine cannot build
         first = str(exc).splitlines()
@@ -195,6 +265,10 @@ def hf_config_from_model(cfg: ModelConfig, *, dtype: str = "float32",
         raise UserError("model.head_dim", f"HF's {cfg.family} derives head_dim from hidden_size / heads; "
                         f"head_dim = {cfg.head_dim} has no HuggingFace equivalent")
     model_type = MODEL_TYPE[cfg.family]
+    scaling = _scaling_to_hf(cfg)
+    if cfg.rope_scaling.scaled_context:  # the context the scaling was made for (YaRN checks the ratio)
+        max_position_embeddings = max(max_position_embeddings or 0, cfg.rope_scaling.scaled_context)
+    full_rope = {"rope_theta": cfg.rope_theta, "rope_type": "default", **scaling}
     ids = token_ids or {}
     out: Dict[str, Any] = {
         "architectures": [ARCHITECTURES[model_type][1]],
@@ -210,8 +284,8 @@ def hf_config_from_model(cfg: ModelConfig, *, dtype: str = "float32",
         "max_position_embeddings": max_position_embeddings or _DEFAULT_MAX_POSITIONS,
         "rms_norm_eps": cfg.norm_eps,
         "rope_theta": cfg.rope_theta,  # transformers < 5
-        "rope_scaling": None,
-        "rope_parameters": {"rope_theta": cfg.rope_theta, "rope_type": "default"},  # >= 5
+        "rope_scaling": scaling or None,
+        "rope_parameters": full_rope,  # >= 5
         "attention_bias": False,
         "attention_dropout": 0.0,
         "tie_word_embeddings": cfg.tie_embeddings,
@@ -231,7 +305,7 @@ def hf_config_from_model(cfg: ModelConfig, *, dtype: str = "float32",
     if cfg.family in _DEFAULT_WINDOW_INTERVAL:  # olmo3, gemma3: per-layer-type attention and RoPE
         local = cfg.rope_local_theta or cfg.rope_theta
         out.update(sliding_window=cfg.sliding_window, layer_types=cfg.layer_types(),
-                   rope_parameters={"full_attention": {"rope_theta": cfg.rope_theta, "rope_type": "default"},
+                   rope_parameters={"full_attention": full_rope,
                                     "sliding_attention": {"rope_theta": local, "rope_type": "default"}})
     if cfg.family == "gemma3":
         del out["hidden_act"]
@@ -240,6 +314,21 @@ def hf_config_from_model(cfg: ModelConfig, *, dtype: str = "float32",
                    query_pre_attn_scalar=_whole(cfg.query_pre_attn_scalar or cfg.head_size),
                    final_logit_softcapping=cfg.final_logit_softcap, attn_logit_softcapping=None)
     return out
+
+
+def _scaling_to_hf(cfg: ModelConfig) -> Dict[str, Any]:
+    """The RoPE scaling keys of config.json ({} for none): rope_type and the fields that are set,
+    under the same names (transformers fills the unset ones with the same defaults)."""
+    scaling = cfg.rope_scaling
+    if not scaling.enabled:
+        return {}
+    if scaling.truncate is False and MODEL_TYPE[cfg.family] in _PER_LAYER_ROPE:
+        raise UserError("model.rope_scaling.truncate", f"transformers ignores truncate in {cfg.family}'s "
+                        "per-layer-type RoPE config and always truncates; truncate = false has no HuggingFace "
+                        "equivalent for this family (unset it)")
+    required, optional = TYPE_FIELDS[scaling.type]
+    return {"rope_type": scaling.type, **{name: getattr(scaling, name) for name in required + optional
+                                           if getattr(scaling, name) is not None}}
 
 
 def _whole(value: float):

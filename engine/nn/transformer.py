@@ -75,8 +75,9 @@ class Transformer(nn.Module):
         if cfg.tie_embeddings:
             self.lm_head.weight = self.embeddings.weight
         # RoPE tables are a cache, not state: built on first use on the right device, one per
-        # base frequency (sliding-window layers may use rope_local_theta).
-        self._rope: Dict[float, Tuple[torch.Tensor, torch.Tensor]] = {}
+        # layer type: full-attention layers use rope_theta and rope_scaling, sliding-window layers
+        # rope_local_theta (or rope_theta) and plain RoPE, as the OLMo-3 and Gemma-3 releases do.
+        self._rope: Dict[bool, Tuple[torch.Tensor, torch.Tensor]] = {}
         # Training loss: chunked head + CE that never holds all logits (fused_loss.py); off under
         # tensor parallelism (the head weight is a DTensor there). compile.py swaps in compiled
         # versions of both loss functions.
@@ -86,13 +87,16 @@ class Transformer(nn.Module):
         self.loss_fn: Callable = cross_entropy_sums
 
     # ---- forward ----------------------------------------------------------------------------
-    def rope(self, seq_len: int, device: torch.device, theta: Optional[float] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-        theta = self.config.rope_theta if theta is None else theta
-        cached = self._rope.get(theta)
+    def rope(self, seq_len: int, device: torch.device, sliding: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(cos, sin) of the full-attention layers, or of the sliding-window ones."""
+        cfg = self.config
+        cached = self._rope.get(sliding)
         if cached is None or cached[0].shape[0] < seq_len or cached[0].device != device:
             length = max(seq_len, cached[0].shape[0] if cached is not None else 0)
-            self._rope[theta] = rope_tables(self.config.head_size, length, theta, device)
-        return self._rope[theta]
+            theta = (cfg.rope_local_theta or cfg.rope_theta) if sliding else cfg.rope_theta
+            self._rope[sliding] = rope_tables(cfg.head_size, length, theta, device,
+                                              None if sliding else cfg.rope_scaling)
+        return self._rope[sliding]
 
     def forward(
         self,
@@ -112,7 +116,7 @@ class Transformer(nn.Module):
         if cfg.gemma_blocks:  # Gemma scales embeddings by sqrt(d_model), rounded to their dtype as HF does
             h = h * torch.tensor(cfg.d_model ** 0.5, dtype=h.dtype)
         full = self.rope(T, h.device)
-        local = self.rope(T, h.device, cfg.rope_local_theta) if cfg.sliding_window else full
+        local = self.rope(T, h.device, sliding=True) if cfg.sliding_window else full
         mask = window_mask(T, cfg.sliding_window, h.device)
         for block in self.blocks.values():
             sliding = _unwrap(block).attention.window is not None

@@ -72,9 +72,9 @@ FROM_HF_CASES = {
     "extra layer's tensors": (lambda p: _edit_config(p, num_hidden_layers=1), "SRC", "do not belong"),
     "tokenizer larger than the vocab": (lambda p: _big_tokenizer(p, 500), "tokenizer.json",
                                         "emits 500 ids but the model embeds only 384"),
-    "rope scaling": (lambda p: _edit_config(p, rope_parameters={"rope_type": "llama3", "rope_theta": 5e5,
+    "rope scaling": (lambda p: _edit_config(p, rope_parameters={"rope_type": "dynamic", "rope_theta": 5e5,
                                                                 "factor": 8.0}),
-                     "config.json: rope_scaling", "'llama3' is not supported"),
+                     "config.json: rope_parameters.rope_type", "'dynamic' is not supported"),
     "no weights": (lambda p: (p / "model.safetensors").unlink(), "SRC", "no *.safetensors"),
 }
 

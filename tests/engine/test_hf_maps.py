@@ -53,7 +53,8 @@ def test_legacy_and_v5_rope_spellings_are_both_read():
             "intermediate_size": 128, "vocab_size": 256}
     assert model_config_from_hf({**base, "rope_theta": 5e5}).rope_theta == 5e5
     assert model_config_from_hf({**base, "rope_parameters": {"rope_theta": 2e4, "rope_type": "default"}}).rope_theta == 2e4
-    with pytest.raises(UserError, match="config.json: rope_scaling"):
-        model_config_from_hf({**base, "rope_theta": 5e5, "rope_scaling": {"rope_type": "yarn", "factor": 4.0}})
+    legacy = model_config_from_hf({**base, "rope_theta": 5e5, "rope_scaling": {"rope_type": "linear", "factor": 4.0}})
+    modern = model_config_from_hf({**base, "rope_parameters": {"rope_theta": 5e5, "rope_type": "linear", "factor": 4.0}})
+    assert legacy == modern and (legacy.rope_scaling.type, legacy.rope_scaling.factor) == ("linear", 4.0)
     with pytest.raises(UserError, match="config.json: head_dim"):
         model_config_from_hf({**base, "head_dim": 32})
