@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -108,10 +109,17 @@ def test_launch_error_exits_3_and_leaves_nothing(tmp_path):
     assert not runs_dir.exists() or not any(runs_dir.iterdir())  # the half-made run dir is gone
 
 
+def sigint_as_on_a_terminal() -> None:
+    """The command's SIGINT as a Ctrl-C on a terminal finds it. An ignored SIGINT is inherited
+    through exec: bash starts `cmd &` in a script with it ignored, so a suite launched that way
+    gave the command an ignored SIGINT, which it keeps ignoring (the CI hang of this test)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def follow_until_metrics(*extra: str) -> tuple:
     proc = subprocess.Popen([sys.executable, "-m", "olmo_tui", "--preset", "tiny-cpu", *FAST, steps(5000), *extra],
                             cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=sigint_as_on_a_terminal)
     deadline = time.monotonic() + 180
     for line in proc.stdout:
         if line.startswith("[metrics] ") or time.monotonic() > deadline:
@@ -119,8 +127,17 @@ def follow_until_metrics(*extra: str) -> tuple:
     return proc
 
 
+@pytest.fixture
+def cancel_runs_left_running(isolated_xdg):
+    """After a failure the 5000-step runs would go on training behind the rest of the suite."""
+    yield
+    for record in json.loads(run_cli("runs", "--json").stdout or "[]"):
+        if record["status"] == "running":
+            run_cli("cancel", record["id"], "--grace", "5", timeout=120)
+
+
 @pytest.mark.slow
-def test_interrupt_exits_130_and_leaves_the_run_unless_asked():
+def test_interrupt_exits_130_and_leaves_the_run_unless_asked(cancel_runs_left_running):
     # Without a TTY nothing is asked: the run keeps going.
     proc = follow_until_metrics()
     proc.send_signal(signal.SIGINT)
@@ -138,3 +155,23 @@ def test_interrupt_exits_130_and_leaves_the_run_unless_asked():
     assert proc.returncode == 130, err
     run_id = err.split("run ", 1)[1].split()[0]
     assert record_of(run_id)["status"] == "cancelled"
+
+
+def test_an_ignored_sigint_stays_ignored_and_sigterm_still_interrupts():
+    """A command started with SIGINT ignored (`olmo-tui ... &` in a bash script) keeps it ignored
+    while following; SIGTERM still sets the follower's stop; both are put back afterwards."""
+    from olmo_tui.core.launch_headless import Interrupts
+
+    stop = threading.Event()
+    before_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    before_term = signal.getsignal(signal.SIGTERM)
+    try:
+        with Interrupts(stop) as interrupts:
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert not stop.is_set()
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert stop.wait(10) and interrupts.received
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is before_term
+    finally:
+        signal.signal(signal.SIGINT, before_int)

@@ -143,7 +143,10 @@ class Interrupts:
     """Ctrl-C and SIGTERM to this command (the job itself is a separate process) while it follows a
     run: the first one sets `stop`, so the follower ends at its next poll and the caller handles it
     in plain code, instead of a KeyboardInterrupt landing wherever the follower happens to be (a
-    registry transaction, a file write). A second signal interrupts at once."""
+    registry transaction, a file write). A second signal interrupts at once.
+
+    A signal the command was started with ignored stays ignored: bash starts `olmo-tui ... &` in
+    a script with SIGINT ignored, so that a Ctrl-C meant for the script leaves it alone."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -161,7 +164,8 @@ class Interrupts:
     def __enter__(self) -> "Interrupts":
         try:
             for signum in self.SIGNALS:
-                self._previous[signum] = signal.signal(signum, self._on_signal)
+                if signal.getsignal(signum) is not signal.SIG_IGN:
+                    self._previous[signum] = signal.signal(signum, self._on_signal)
         except ValueError:  # not the main thread (tests calling in-process): leave signals alone
             pass
         return self
