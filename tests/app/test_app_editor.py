@@ -292,3 +292,26 @@ async def test_saving_warns_when_extends_brings_back_an_unset_section(app):
         await pilot.pause()
         messages = [n.message for n in app._notifications]
         assert any("differs at train_module.dp_config" in m for m in messages), messages
+
+
+async def test_rope_scaling_section_in_the_editor(app):
+    """The model.rope_scaling section: pick a type in its choice, the missing field's error shows
+    beside that field, filling it makes the config valid; the estimates do not move."""
+    from textual.widgets import Select
+
+    async with app.run_test(size=(100, 32)) as pilot:
+        editor = await open_editor(pilot, "olmo3-7b")
+        params = editor.last_estimates.params
+        await editor.form.focus_field("model.rope_scaling.type")
+        editor.form.rows["model.rope_scaling.type"].query_one(Select).value = "yarn"
+        await pilot.pause()
+        await type_into(pilot, editor, "model.rope_scaling.factor", "8")
+        assert editor.config is None
+        assert "required for type 'yarn'" in field_error(editor, "model.rope_scaling.original_max_position_embeddings")
+        await type_into(pilot, editor, "model.rope_scaling.original_max_position_embeddings", "8192")
+        assert editor.config is not None, editor.validation.issues
+        assert editor.config.model.rope_scaling.scaled_context == 65536
+        assert editor.last_estimates.params == params
+        assert sorted(editor.changed()) == ["model.rope_scaling.factor",
+                                            "model.rope_scaling.original_max_position_embeddings",
+                                            "model.rope_scaling.type"]
