@@ -11,22 +11,17 @@ from typing import Any, Callable, List, Sequence
 import torch.multiprocessing as mp
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _worker(rank: int, fn: Callable, world_size: int, backend: str, port: int, out_dir: str, args: Sequence) -> None:
     import torch
     import torch.distributed as dist
 
     from engine.distributed import init as dist_init
 
+    # Every rank joins the store the parent hosts (TORCHELASTIC_USE_AGENT_STORE: as torchrun's
+    # workers join its agent's), instead of rank 0 starting one.
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world_size))
+                      WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world_size),
+                      TORCHELASTIC_USE_AGENT_STORE="True")
     torch.set_num_threads(1)  # ranks share the machine's cores
     result: Any
     try:
@@ -53,8 +48,14 @@ def run_distributed_test(fn: Callable, world_size: int = 2, backend: str = "gloo
     `fn` must be importable (module level). Returns each rank's return value (rank order);
     raises AssertionError with the rank's traceback if any rank failed.
     """
+    from torch.distributed import TCPStore
+
+    # The rendezvous store listens here, on a port the OS hands out, for the whole run. A port
+    # probed free and bound later by rank 0 could be taken by another process in between (the
+    # ranks' start-up: seconds on a loaded machine).
+    store = TCPStore("127.0.0.1", 0, world_size, is_master=True, wait_for_workers=False)
     with tempfile.TemporaryDirectory() as out_dir:
-        mp.start_processes(_worker, args=(fn, world_size, backend, _free_port(), out_dir, tuple(args)),
+        mp.start_processes(_worker, args=(fn, world_size, backend, store.port, out_dir, tuple(args)),
                            nprocs=world_size, join=True, start_method=start_method)
         results = []
         for rank in range(world_size):

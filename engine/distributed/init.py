@@ -5,7 +5,6 @@ small host-side collectives never queue behind NCCL kernels."""
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Optional
@@ -34,12 +33,6 @@ def default_device(local_rank: int = 0) -> torch.device:
     return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def init_distributed(device: Optional[torch.device] = None, timeout_s: float = 1800) -> DistInfo:
     """Join (or, in a plain process, create a 1-rank) process group. Idempotent.
 
@@ -56,10 +49,13 @@ def init_distributed(device: Optional[torch.device] = None, timeout_s: float = 1
         backend = "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
         kwargs = {"device_id": device} if device.type == "cuda" else {}
         if "RANK" not in os.environ:
-            # A plain process: meet ourselves on a free local port. Passed explicitly rather
-            # than through os.environ, so nothing leaks into later subprocesses of the caller
-            # (an in-process run followed by a torchrun child would inherit RANK/MASTER_PORT).
-            kwargs.update(init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1)
+            # A plain process: meet ourselves through a store on a local port the OS hands out
+            # (bound at once: a port probed free and bound later can be taken in between).
+            # Passed explicitly rather than through os.environ, so nothing leaks into later
+            # subprocesses of the caller (an in-process run followed by a torchrun child would
+            # inherit RANK/MASTER_PORT).
+            store = dist.TCPStore("127.0.0.1", 0, 1, is_master=True, timeout=timedelta(seconds=timeout_s))
+            kwargs.update(store=store, rank=0, world_size=1)
         dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s), **kwargs)
     if _CPU_GROUP is None:
         _CPU_GROUP = dist.new_group(backend="gloo") if device.type == "cuda" else dist.group.WORLD

@@ -26,9 +26,8 @@ def small_config(*overrides: str, steps: int = 4) -> ExperimentConfig:
 def run(cfg: ExperimentConfig, run_dir: Path) -> int:
     """olmo-train's training path (pre-flight, build, fit, exit code) in this process.
 
-    A plain process joins a 1-rank group by writing MASTER_ADDR/MASTER_PORT/RANK/... into
-    os.environ; they are put back afterwards, or every later subprocess test would inherit them
-    and try to listen on the same port."""
+    A plain process joins a 1-rank group (engine.distributed.init). os.environ is put back
+    afterwards, so nothing the run set there reaches later subprocess tests."""
     from engine.run import main_training
 
     saved = dict(os.environ)
