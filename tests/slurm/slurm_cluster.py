@@ -53,6 +53,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def first_job_id(window: int = 100) -> int:
+    """Where this cluster starts numbering jobs. A job's script listens for its rendezvous on
+    RDZV_PORT_BASE + job id % RDZV_PORT_SPAN (backends/slurm/script.py), so clusters that all
+    number from 1 (other sessions' suites on this machine) put their jobs on the same ports. A
+    random start whose next `window` ports are free now keeps them apart."""
+    from olmo_tui.core.backends.slurm.script import RDZV_PORT_BASE, RDZV_PORT_SPAN
+
+    for _ in range(50):
+        offset = secrets.randbelow(RDZV_PORT_SPAN - window)
+        try:
+            for port in range(RDZV_PORT_BASE + offset, RDZV_PORT_BASE + offset + window):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return RDZV_PORT_SPAN + offset
+    raise RuntimeError(f"no {window} free ports from {RDZV_PORT_BASE} for the test jobs' rendezvous")
+
+
 def write_config(root: Path, host: str) -> Path:
     for sub in ("state", "log", "munge", *(f"spool/{n}" for n in NODES)):
         (root / sub).mkdir(parents=True, exist_ok=True)
@@ -63,6 +82,7 @@ def write_config(root: Path, host: str) -> Path:
     conf = root / "slurm.conf"
     conf.write_text(f"""\
 ClusterName=olmotui-test
+FirstJobId={first_job_id()}
 SlurmctldHost={host}(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
