@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -34,7 +35,10 @@ def test_node_script_clones_decodes_and_runs_torchrun(tmp_path):
         cwd=committed, env={**os.environ, "PYTHONPATH": str(committed)}, capture_output=True, text=True, check=True,
     ).stdout
     cfg = resolve(preset="tiny-cpu", overrides=overrides)
-    env = job_env(cfg, "node-test-run", GitState(remote=str(committed), commit=head, dirty=False))
+    # The rendezvous port comes from the run id (spec.rendezvous_port): a fresh id, so another
+    # suite running this test on the machine at the same time listens elsewhere.
+    run_id = f"node-test-{secrets.token_hex(4)}"
+    env = job_env(cfg, run_id, GitState(remote=str(committed), commit=head, dirty=False))
     env["OLMO_TUI_CONFIG_B64"] = base64.b64encode(toml.encode()).decode()
     # What Beaker sets on a node of a one-replica job with no GPU; the leader's host name is
     # only set with leader selection, so the script falls back to this host.
