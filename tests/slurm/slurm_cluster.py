@@ -25,7 +25,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List
+from typing import List, Set
 
 import pytest
 
@@ -47,10 +47,24 @@ class SlurmCluster:
         return path.read_text(errors="replace") if path.exists() else ""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_port(taken: Set[int]) -> int:
+    """A port for a daemon that binds it itself a moment later. Probed free from 10000-19999:
+    below the kernel's ephemeral range (32768 and up), so no other process's outgoing
+    connection or bind to port 0 is handed it in between, as one probed with bind(0) could be;
+    and below the job rendezvous ports (first_job_id). Adds it to `taken`, and never picks
+    one from there."""
+    for _ in range(100):
+        port = 10_000 + secrets.randbelow(10_000)
+        if port in taken:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        taken.add(port)
+        return port
+    raise RuntimeError("no free port in 10000-19999 for the test SLURM daemons")
 
 
 def first_job_id(window: int = 100) -> int:
@@ -75,9 +89,10 @@ def first_job_id(window: int = 100) -> int:
 def write_config(root: Path, host: str) -> Path:
     for sub in ("state", "log", "munge", *(f"spool/{n}" for n in NODES)):
         (root / sub).mkdir(parents=True, exist_ok=True)
-    ctld_port = free_port()
+    taken: Set[int] = set()
+    ctld_port = free_port(taken)
     nodes = "\n".join(
-        f"NodeName={name} NodeHostname={host} NodeAddr=127.0.0.1 Port={free_port()} CPUs={CPUS_PER_NODE} "
+        f"NodeName={name} NodeHostname={host} NodeAddr=127.0.0.1 Port={free_port(taken)} CPUs={CPUS_PER_NODE} "
         "RealMemory=2000 State=UNKNOWN" for name in NODES)
     conf = root / "slurm.conf"
     conf.write_text(f"""\
