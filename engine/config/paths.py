@@ -100,6 +100,16 @@ def _values(value) -> List[str]:
     return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
+def local_paths(cfg: "ExperimentConfig", *, outside_launch: bool = True) -> List[Tuple[str, str]]:
+    """(dotted field, value) of every path to a file or folder the job reads or writes (kinds
+    local and task-file; not a Beaker container's, not a program), optionally leaving out the
+    launch.* sections (which the launcher, not the job, reads)."""
+    return [(dotted, value) for section, name, dotted, kind in _path_values(cfg)
+            if kind in ("local", "task") and not (outside_launch and dotted.startswith("launch."))
+            for value in _values(getattr(section, name))
+            if value and (kind != "task" or value.endswith(".jsonl"))]
+
+
 def relative_paths(cfg: "ExperimentConfig") -> List[Tuple[str, str]]:
     """(dotted field, value) of every relative local path in `cfg`, in schema order."""
     return [(dotted, value) for section, name, dotted, kind in _path_values(cfg)

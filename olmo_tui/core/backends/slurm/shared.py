@@ -18,8 +18,12 @@ def is_under(path: Path, roots: List[Path]) -> bool:
     return any(path == root or root in path.parents for root in roots)
 
 
+def shared_roots(cfg) -> List[Path]:
+    return [_real(p) for p in cfg.launch.slurm.shared_paths]
+
+
 def unshared_paths(cfg, run_dir: Path) -> List[Path]:
     """The folders of this run that are not under any shared path (empty = fine)."""
-    roots = [_real(p) for p in cfg.launch.slurm.shared_paths]
+    roots = shared_roots(cfg)
     save = _real(cfg.trainer.save_folder) if cfg.trainer.save_folder else run_dir / "checkpoints"
     return [p for p in (run_dir, save) if not is_under(p, roots)]
