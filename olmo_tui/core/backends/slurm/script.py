@@ -102,6 +102,8 @@ def build_script(cfg, run_id: str, run_dir: Path, python: str, env: Dict[str, st
         f'  kill -{STOP_SIGNAL} "$step" 2>/dev/null',
         "}",
         f"trap on_time_limit {STOP_SIGNAL}",
+        "# one task per node, each running torchrun (python -m torch.distributed.run, so the job's python",
+        "# is the one that has torch) with a c10d rendezvous on the first node",
         "srun --nodes=\"$SLURM_NNODES\" --ntasks-per-node=1 --kill-on-bad-exit=1 \\",
         f"  bash -c 'trap \"\" {STOP_SIGNAL}; exec \"$@\"' olmo-tui-node \\",
         "  " + " ".join(_quote_keeping_vars(a) for a in torchrun_argv(cfg, run_dir, python, engine_module)) + " &",
