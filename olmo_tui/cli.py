@@ -48,6 +48,10 @@ def cmd_run(argv: List[str]) -> int:
         cfg = resolve_from_args(args, extras)
     except ConfigError as exc:
         return fail_config(exc)
+    if not args.dry_run and cfg.launch.notify is not None and cfg.launch.notify.is_set:
+        # A hook in the config (launch.notify): queued as a one-run sweep, as --notify-cmd does,
+        # so the detached sweep worker watches the run and calls the hook.
+        return cmd_sweep(argv)
     from engine.errors import UserError
 
     from .core.preflight import launch_paths

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import sqlite3
 import sys
@@ -28,8 +27,8 @@ from engine.errors import UserError
 from .core import exit_codes
 from .core.backends.base import BackendError, get_backend
 from .core.registry import Registry, RegistryError, RunRecord, runs_root
-from .core.sweep import SweepSpec, Variant, default_name, first_line, headless_command, load_spec_file, \
-    parse_axis, parse_notify, plan
+from .core.sweep import SweepSpec, Variant, check_webhook_env, config_notify, default_name, first_line, \
+    headless_command, load_spec_file, parse_axis, parse_notify, plan
 
 FOLLOW_POLL_S = 1.0
 
@@ -93,13 +92,6 @@ def spec_from_args(args: argparse.Namespace, extras: List[str]) -> SweepSpec:
     return spec
 
 
-def check_webhook_env(spec: SweepSpec) -> None:
-    """The worker inherits this environment: a webhook variable unset now stays unset there."""
-    if spec.notify and spec.notify.webhook_env and not os.environ.get(spec.notify.webhook_env):
-        raise ConfigError.one("notify.webhook_env", f"${spec.notify.webhook_env} is not set here; the sweep's "
-                              "worker reads the webhook URL from it")
-
-
 def engine_command(variant: Variant) -> List[str]:
     probe = RunRecord(id="<run id>", name=variant.run_name, backend=variant.cfg.launch.backend,
                       run_dir=str(runs_root() / "<run id>"))
@@ -152,6 +144,8 @@ def cmd_sweep(argv: List[str]) -> int:
     args.file = file
     try:
         spec = spec_from_args(args, extras)
+        if spec.notify is None:  # the --notify-* flags and a sweep file's [notify] win over launch.notify
+            spec.notify = config_notify(spec)
         variants = plan(spec)
     except ConfigError as exc:
         _err(first_line(exc))

@@ -15,6 +15,7 @@ _EXPORTS = {
     "experiment": ("ExperimentConfig", "cross_field_issues", "load_experiment", "validate_experiment"),
     "launch": ("BeakerConfig", "LaunchConfig", "MountConfig", "SecretConfig"),
     "model": ("ModelConfig",),
+    "notify": ("NOTIFY_EVENTS", "NotifyConfig"),
     "overrides": ("apply_overrides", "format_override", "parse_override", "set_path"),
     "paths": ("absolute_paths", "relative_paths", "schema_path_fields"),
     "rope_scaling": ("RopeScalingConfig",),

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..hardware import BY_NAME
 from .base import Config, path_kind
+from .notify import NotifyConfig
 from .slurm import SlurmConfig
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -104,6 +105,8 @@ class LaunchConfig(Config):
                         "TORCH_DISTRIBUTED_DEBUG=DETAIL.")
     beaker: Optional[BeakerConfig] = Field(None, description="Beaker settings (backend = beaker).")
     slurm: Optional[SlurmConfig] = Field(None, description="SLURM settings (backend = slurm).")
+    notify: Optional[NotifyConfig] = Field(None, description="Notification hook on the run's end or stall "
+                                           "(a command and/or a webhook); unset = none.")
 
     @model_validator(mode="before")
     @classmethod

@@ -16,6 +16,7 @@ This module only plans (spec -> variants); sweep_queue.py queues and launches th
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -25,13 +26,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import yaml
 
 from engine.config import ConfigError, ExperimentConfig, apply_overrides, format_override, load_experiment
+from engine.config.notify import ENV_NAME, NOTIFY_EVENTS, NotifyConfig
 from engine.config.presets import config_file_data, preset_data, read_toml
 
 SWEEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 RUN_NAME_MAX = 128  # engine/run.py: check_run_name
-NOTIFY_EVENTS = ("succeeded", "failed", "stalled", "sweep_done")
 SPEC_KEYS = {"name", "preset", "config", "overrides", "grid", "zip", "max_parallel", "notify"}
 # Other spellings a sweep file may use for the same tables (W&B calls the grid "parameters").
 SPEC_ALIASES = {"sweep": "grid", "parameters": "grid", "paired": "zip"}
@@ -52,6 +52,7 @@ class NotifySpec:
     webhook_env: Optional[str] = None
     events: List[str] = field(default_factory=lambda: list(NOTIFY_EVENTS))
     stall_after_s: float = 600.0
+    source: str = "notify"  # where it was given, for messages: a sweep's [notify] or a config's launch.notify
 
     def to_json(self) -> Dict[str, Any]:
         return {"command": self.command, "webhook_env": self.webhook_env, "events": self.events,
@@ -60,6 +61,14 @@ class NotifySpec:
     @classmethod
     def from_json(cls, data: Optional[Dict[str, Any]]) -> Optional["NotifySpec"]:
         return cls(**data) if data else None
+
+    @classmethod
+    def from_config(cls, section: Optional[NotifyConfig]) -> Optional["NotifySpec"]:
+        """The hook a config names (launch.notify), None when it names none."""
+        if section is None or not section.is_set:
+            return None
+        return cls(command=list(section.command), webhook_env=section.webhook_env, events=list(section.events),
+                   stall_after_s=section.stall_after_s, source="launch.notify")
 
 
 @dataclass
@@ -259,6 +268,20 @@ def base_data(spec: SweepSpec, base: Optional[ExperimentConfig] = None) -> Dict[
     else:
         raise ConfigError.one("preset", "a sweep needs a base: --preset NAME or --config FILE")
     return apply_overrides(data, spec.overrides, ExperimentConfig)
+
+
+def config_notify(spec: SweepSpec, base: Optional[ExperimentConfig] = None) -> Optional[NotifySpec]:
+    """The hook the base config names (launch.notify of the preset, config file or overrides);
+    the sweep's own hook (a [notify] table, --notify-* flags) is used instead when it has one."""
+    return NotifySpec.from_config(load_experiment(base_data(spec, base)).launch.notify)
+
+
+def check_webhook_env(spec: SweepSpec) -> None:
+    """Before queueing: the worker inherits this environment, so a webhook variable unset now
+    stays unset there. The message names the variable, never a value."""
+    if spec.notify and spec.notify.webhook_env and not os.environ.get(spec.notify.webhook_env):
+        raise ConfigError.one(f"{spec.notify.source}.webhook_env", f"${spec.notify.webhook_env} is not set "
+                              "here; the sweep's worker reads the webhook URL from it")
 
 
 def first_line(exc: ConfigError) -> str:

@@ -112,7 +112,8 @@ def spec_record(spec: SweepSpec, variants: Sequence[Variant]) -> Dict[str, Any]:
 
 
 def queue_sweep(name: str, spec: SweepSpec, variants: Sequence[Variant], preset: Optional[str] = None,
-                registry: Optional[Registry] = None) -> List[RunRecord]:
+                registry: Optional[Registry] = None, parent_id: Optional[str] = None,
+                relation: Optional[str] = None) -> List[RunRecord]:
     """Write the run dirs and the whole queue (all or nothing). ConfigError if the name is taken;
     UserError (before anything is written) for a relative path a Beaker job could not see. Relative
     paths become absolute against this process's current directory (preflight.launch_paths): the
@@ -133,7 +134,8 @@ def queue_sweep(name: str, spec: SweepSpec, variants: Sequence[Variant], preset:
             runs.append(RunRecord(id=run_id, name=variant.run_name, backend=variant.cfg.launch.backend,
                                   run_dir=str(run_dir), status=RunStatus.QUEUED, preset=preset or spec.preset,
                                   total_steps=planned_steps(cfg), created=now + variant.index * 1e-3,
-                                  sweep=name, sweep_index=variant.index, message="queued"))
+                                  sweep=name, sweep_index=variant.index, message="queued",
+                                  parent_id=parent_id, relation=relation))
             write_atomic(run_dir / "config.toml", to_toml(cfg))
         record = spec_record(spec, variants)
         registry.add_all(runs, also=("INSERT INTO sweeps (name, created, max_parallel, spec) VALUES (?, ?, ?, ?)",

@@ -271,6 +271,7 @@ def confirm_launch(app, request) -> None:
     import shlex
 
     from olmo_tui.core.command_preview import headless_command
+    from olmo_tui.core.hooked_launch import start_hooked_run, wants_hook
     from olmo_tui.core.registry import runs_root
 
     parent = request.parent_run_id
@@ -288,12 +289,18 @@ def confirm_launch(app, request) -> None:
             + "\n\nwhich starts:\n\n" + engine_command)
     if parent:
         body += f"\n\nparent run: {parent}"
+    if wants_hook(cfg):
+        body += ("\n\nlaunch.notify is set: queued as a one-run sweep, whose worker calls the hook on "
+                 + ", ".join(cfg.launch.notify.events))
 
     def start(registry: Registry) -> RunRecord:
         preset = request.preset_name
         if parent and preset is None:
             found = registry.get(parent)
             preset = found.preset if found else None
+        if wants_hook(cfg):  # launch.notify: a one-run sweep, whose worker calls the hook
+            return start_hooked_run(cfg, preset=preset, parent_id=parent, relation="relaunch" if parent else None,
+                                    registry=registry)
         return run_manager.start_run(cfg, preset=preset, parent_id=parent,
                                      relation="relaunch" if parent else None, registry=registry)
 
