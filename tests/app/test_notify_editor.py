@@ -48,6 +48,10 @@ async def test_editor_launch_with_a_preset_hook_calls_it(isolated_xdg, tmp_path)
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), 30)
         run_id = app.screen.run.id
+        # Leave only once the monitor has mounted its header: closing the app mid-mount makes
+        # Textual's Header look for a title widget that is already gone (NoMatches).
+        await wait_for(pilot, lambda: bool(app.screen.query("HeaderTitle")), 10)
+        await pilot.pause()
     run = Registry().get(run_id)
     assert run.sweep and run.preset == "tiny-hooked"
     deadline = time.monotonic() + 60
