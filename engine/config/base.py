@@ -3,16 +3,57 @@
 from __future__ import annotations
 
 import re
+import types
+import typing
 from enum import Enum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .errors import field_error
+
+
+def _union_args(annotation: Any) -> tuple:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return tuple(arg for arg in typing.get_args(annotation) if arg is not type(None))
+    return (annotation,)
+
+
+def admits_bool(annotation: Any) -> bool:
+    """Whether a field of this type holds true/false (bool, Optional[bool], Any, a union with bool):
+    the fields the bare flag form `--section.field` may set."""
+    return any(arg is Any or arg is bool for arg in _union_args(annotation))
+
+
+def is_number(annotation: Any) -> bool:
+    """int, float, or an optional / union of them."""
+    return all(arg in (int, float) for arg in _union_args(annotation))
+
+
+# numpy's legacy seeding (engine.train.trainer.seed_all) takes 0 .. 2**32 - 1; a larger seed
+# would pass validation and fail in the run.
+MAX_SEED = 2**32 - 1
+
 
 class Config(BaseModel):
-    """Base of every config section: unknown keys are errors, assignments are validated."""
+    """Base of every config section: unknown keys are errors, assignments are validated, floats
+    are finite (every float field is a rate, scale or size: inf or nan passes a `gt=0` bound
+    and fails only inside the run), and a number is never read from true/false."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_enum_values=False)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_enum_values=False,
+                              allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, data: Any) -> Any:
+        # pydantic's lax mode reads true as 1 and 1.0: `n_layers = true` in a file, or
+        # `--optim.lr=true`, would quietly train a one-layer model or with lr 1.0.
+        if isinstance(data, dict):
+            for name, value in data.items():
+                info = cls.model_fields.get(name) if isinstance(name, str) else None
+                if isinstance(value, bool) and info is not None and is_number(info.annotation):
+                    raise field_error(name, f"got {str(value).lower()}, expected a number")
+        return data
 
 
 # Fields holding a file-system path say so in their json_schema_extra (`path_kind(...)`), so

@@ -6,7 +6,7 @@ from typing import List, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from .base import Config, path_kind
+from .base import MAX_SEED, Config, path_kind
 
 BYTE_VOCAB_SIZE = 258  # 256 byte values + EOS (256) + PAD (257)
 
@@ -82,7 +82,8 @@ class DataLoaderConfig(Config):
     global_batch_size: int = Field(
         16 * 256, gt=0, description="Tokens per optimizer step across all data-parallel ranks."
     )
-    seed: int = Field(0, ge=0, description="Seed of the data order (shuffled again each epoch).")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of the data order (shuffled again each "
+                     "epoch; 0 to 2**32 - 1).")
     num_workers: int = Field(0, ge=0, description="Background loader processes per rank (0 = load in the "
                              "training process).")
     prefetch_factor: Optional[int] = Field(

@@ -10,7 +10,7 @@ from typing import Any, List, Optional
 
 from pydantic import Field, ValidationError, ValidationInfo, model_validator
 
-from .base import Config, DurationUnit
+from .base import MAX_SEED, Config, DurationUnit
 from .data import DataLoaderConfig, DatasetConfig
 from .errors import FIELD_ERROR, ConfigError, Issue
 from .launch import LaunchConfig
@@ -25,7 +25,8 @@ class ExperimentConfig(Config):
     """Everything needed to reproduce a training run."""
 
     run_name: str = Field("run", min_length=1, description="Name of the run (used in the run id and logs).")
-    init_seed: int = Field(0, ge=0, description="Seed of the weight init and other randomness.")
+    init_seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of the weight init and other randomness "
+                           "(0 to 2**32 - 1).")
     model: ModelConfig = Field(default_factory=ModelConfig, description="Transformer architecture.")
     dataset: DatasetConfig = Field(default_factory=DatasetConfig, description="Training data.")
     data_loader: DataLoaderConfig = Field(default_factory=DataLoaderConfig, description="Batching.")
@@ -174,6 +175,7 @@ def _loc_to_path(loc: tuple) -> str:
 def _describe(error: dict) -> str:
     kind, given = error["type"], error.get("input")
     expected = {
+        "finite_number": "a finite number",
         "int_parsing": "an integer", "int_type": "an integer", "int_from_float": "a whole number",
         "float_parsing": "a number", "float_type": "a number", "bool_parsing": "true or false",
         "bool_type": "true or false", "string_type": "a string", "list_type": "a list",

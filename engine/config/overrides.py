@@ -16,6 +16,7 @@ from typing import Any, List, Sequence, Tuple, Type
 
 from pydantic import BaseModel
 
+from .base import admits_bool
 from .errors import ConfigError
 
 PathSegments = Tuple[str, ...]
@@ -139,6 +140,10 @@ def apply_overrides(data: dict, overrides: Sequence[str], schema: Type[BaseModel
         try:
             segments, value = parse_override(arg)
             annotations = check_path(schema, segments)
+            if "=" not in arg and not admits_bool(annotations[-1]):
+                dotted = ".".join(segments)
+                raise ConfigError.one(dotted, f"needs a value: --{dotted}=VALUE (the bare flag form "
+                                      "--section.field is only for true/false fields)")
             if _unwrap_optional(annotations[-1]) is str and isinstance(value, (int, float, bool)):
                 value = arg.partition("=")[2].strip()  # --run_name=123 means the text '123'
             _set(result, segments, annotations, value)
