@@ -14,7 +14,9 @@ from engine.nn.transformer import clean_param_name
 
 
 def param_groups(model: nn.Module, cfg: OptimConfig) -> List[Dict]:
-    """One group per override (first matching override wins) plus the default group.
+    """One group per override plus the default group. A parameter matched by two overrides is
+    an error (as in OLMo-core): silently taking the first would leave the second's settings
+    unapplied, and the second might then be reported as matching nothing.
 
     Each group records `initial_lr` (its peak LR; the scheduler scales it) and `name`.
     """
@@ -24,11 +26,18 @@ def param_groups(model: nn.Module, cfg: OptimConfig) -> List[Dict]:
         if not param.requires_grad:
             continue
         name = clean_param_name(raw_name)
-        for i, override in enumerate(cfg.group_overrides):
-            if any(fnmatch.fnmatchcase(name, pattern) for pattern in override.params):
-                buckets[i].append(param)
-                matched[i] = True
-                break
+        hits = [(i, pattern) for i, override in enumerate(cfg.group_overrides)
+                for pattern in override.params if fnmatch.fnmatchcase(name, pattern)]
+        groups_hit = sorted({i for i, _ in hits})
+        if len(groups_hit) > 1:
+            (first, a), (second, b) = (next(hit for hit in hits if hit[0] == i) for i in groups_hit[:2])
+            raise UserError("train_module.optim.group_overrides",
+                            f"parameter {name!r} matches both group_overrides[{first}].params {a!r} and "
+                            f"group_overrides[{second}].params {b!r}; a parameter belongs to one group: "
+                            "narrow one of the globs")
+        if groups_hit:
+            buckets[groups_hit[0]].append(param)
+            matched[groups_hit[0]] = True
         else:
             buckets[-1].append(param)
     for i, hit in enumerate(matched):

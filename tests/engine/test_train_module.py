@@ -118,6 +118,17 @@ def test_an_override_matching_nothing_is_a_user_error():
         TrainModule(experiment(optim={"group_overrides": [{"params": ["embedding.weight"], "weight_decay": 0.0}]}))
 
 
+def test_two_overrides_matching_one_parameter_name_it_and_both_globs():
+    # Before: the first silently won, and the second could then "match no parameter".
+    with pytest.raises(UserError) as info:
+        TrainModule(experiment(optim={"group_overrides": [
+            {"params": ["embeddings.*"], "weight_decay": 0.0}, {"params": ["*norm.weight", "*.weight"], "lr": 1e-4}]}))
+    assert str(info.value) == (
+        "train_module.optim.group_overrides: parameter 'embeddings.weight' matches both "
+        "group_overrides[0].params 'embeddings.*' and group_overrides[1].params '*.weight'; a parameter "
+        "belongs to one group: narrow one of the globs")
+
+
 @pytest.mark.parametrize("name,step,expected", [
     ("constant", 0, 0.25), ("constant", 50, 1.0),
     ("linear", 3, 1.0), ("linear", 99, 0.1), ("linear", 51, 1 - 0.9 * 48 / 96),
