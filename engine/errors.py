@@ -6,9 +6,23 @@ traceback. Anything else is a bug or a failed job and keeps its traceback (exit 
 
 from __future__ import annotations
 
+import re
 from typing import Optional
 
 EXIT_USER_ERROR = 2
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def one_line(text: str) -> str:
+    """`text` with its control characters (newline, carriage return, escape, NUL, ...) written
+    as Python escapes (\\n, \\x1b): a user value echoed in a one-line message can neither
+    break the line nor drive the terminal."""
+    return _CONTROL.sub(lambda match: repr(match.group())[1:-1], text)
+
+
+def without_controls(text: str) -> str:
+    """one_line for text whose own line breaks are meant (narration of several lines)."""
+    return "\n".join(one_line(line) for line in text.split("\n"))
 
 
 class UserError(Exception):
@@ -18,7 +32,7 @@ class UserError(Exception):
         self.message = message
 
     def __str__(self) -> str:
-        return f"{self.field}: {self.message}" if self.field else self.message
+        return one_line(f"{self.field}: {self.message}" if self.field else self.message)
 
 
 class DataError(UserError):

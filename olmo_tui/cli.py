@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence
 
 from engine.cli_args import print_config, run_parser, split_overrides  # noqa: F401  (re-exported)
 from engine.config.errors import ConfigError  # the schema itself loads only when a config is resolved
+from engine.errors import without_controls
 
 from .core import exit_codes
 from .launch_args import (  # noqa: F401  (LAUNCH_FLAG_ADDERS etc. re-exported for backends)
@@ -27,7 +28,7 @@ Subcommand = Callable[[List[str]], int]
 
 
 def _err(message: str) -> None:
-    print(message, file=sys.stderr)
+    print(without_controls(message), file=sys.stderr)
 
 
 def narrate_summary(cfg: ExperimentConfig) -> None:

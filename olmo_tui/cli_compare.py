@@ -15,6 +15,7 @@ import sys
 from typing import List, Optional
 
 from engine.config import ConfigError
+from engine.errors import without_controls
 
 from .core import compare, exit_codes
 from .core.backends.base import BackendError
@@ -23,7 +24,7 @@ from .core.run_manager import run_config
 
 
 def _err(message: str) -> None:
-    print(message, file=sys.stderr)
+    print(without_controls(message), file=sys.stderr)
 
 
 def _find(registry: Registry, refs: List[str]):

@@ -14,6 +14,7 @@ from typing import List
 
 from engine.cli_args import print_config, split_overrides
 from engine.config import ConfigError
+from engine.errors import without_controls
 
 from .core import exit_codes
 from .core.backends.base import BackendError
@@ -23,7 +24,7 @@ from .launch_args import fail_config, launch_parser, shorthand_overrides
 
 
 def _err(message: str) -> None:
-    print(message, file=sys.stderr)
+    print(without_controls(message), file=sys.stderr)
 
 
 def find_run(registry: Registry, ref: str) -> RunRecord:

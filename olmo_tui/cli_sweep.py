@@ -22,7 +22,7 @@ from typing import List
 
 from engine.cli_args import split_overrides
 from engine.config import ConfigError
-from engine.errors import UserError
+from engine.errors import UserError, without_controls
 
 from .core import exit_codes
 from .core.backends.base import BackendError, get_backend
@@ -34,7 +34,7 @@ FOLLOW_POLL_S = 1.0
 
 
 def _err(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    print(without_controls(message), file=sys.stderr, flush=True)
 
 
 def sweep_parser() -> argparse.ArgumentParser:

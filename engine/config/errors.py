@@ -29,8 +29,10 @@ class Issue:
     message: str
 
     def __str__(self) -> str:
+        from engine.errors import one_line  # torch-free and tiny
+
         where = ", ".join(self.paths) if self.paths else "config"
-        return f"{where}: {self.message}"
+        return one_line(f"{where}: {self.message}")
 
 
 @dataclass

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from engine.errors import UserError
+from engine.errors import UserError, without_controls
 
 from . import exit_codes
 from .backends.base import RUN_DIR_BACKENDS, BackendError, RunStatus, get_backend
@@ -29,7 +29,7 @@ from .torchrun_report import ReportFilter
 
 
 def err(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    print(without_controls(message), file=sys.stderr, flush=True)
 
 
 def format_eta(seconds: Optional[float]) -> str:

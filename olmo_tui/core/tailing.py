@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
+from engine.errors import one_line
+
 METRICS_PREFIX = "[metrics] "
 # Lines worth a colour and a jump key: torchrun's glog-style E/W prefixes, Python errors.
 ERROR_LINE = re.compile(r"^E\d{4} |\b(error|exception|traceback|fatal)\b|\w+Error\b|exitcode: [1-9]", re.IGNORECASE)
@@ -44,9 +46,9 @@ def failure_line(log_path: Path, window: int = 256 << 10) -> Optional[str]:
         return None
     for line in lines:
         if USER_ERROR.match(line):
-            return line.strip()
+            return one_line(line.strip())
     found = [line for line in lines if EXCEPTION_LINE.match(line) and "torch.distributed.elastic" not in line]
-    return found[-1].strip()[:300] if found else None
+    return one_line(found[-1].strip()[:300]) if found else None
 
 
 def parse_metrics_line(line: str) -> Optional[Dict[str, Any]]:
