@@ -80,7 +80,7 @@ async def bench(total: int) -> dict:
     from olmo_tui.app.widgets.log_panel import LogPanel
     from olmo_tui.app.widgets.throughput import ThroughputPanel
     from olmo_tui.core.backends.local import process_start_ticks
-    from olmo_tui.core.registry import Registry, RunRecord, new_run_id, runs_root
+    from olmo_tui.core.runs.registry import Registry, RunRecord, new_run_id, runs_root
 
     class ProbedMonitor(MonitorScreen):
         """The real monitor plus one key whose action stamps the time it ran."""

@@ -1,4 +1,4 @@
-"""Check the app's memory estimate (olmo_tui/core/estimates.py) against measured peak GPU memory.
+"""Check the app's memory estimate (olmo_tui/core/config/estimates.py) against measured peak GPU memory.
 
 For each case it trains a few steps on one GPU with synthetic data (`python -m engine`), reads
 the largest `gpu/peak_gib` (torch's max allocated memory) from the run's metrics.jsonl, and
@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from engine.config import resolve  # noqa: E402
-from olmo_tui.core.estimates import GIB, memory_estimate  # noqa: E402
+from olmo_tui.core.config.estimates import GIB, memory_estimate  # noqa: E402
 
 COMMON = [
     "--dataset.kind=synthetic", "--launch.nproc_per_node=1", "--launch.accelerator=H100",

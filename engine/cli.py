@@ -52,7 +52,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # This process never changes its directory, so a relative path already means the same here
     # as in the user's shell; made absolute now, the run's config.toml says so too, and a
     # relaunch or resume of it (from any directory) reads the same files. olmo-tui's launcher does
-    # the same before it writes config.toml (olmo_tui/core/preflight.py:launch_paths).
+    # the same before it writes config.toml (olmo_tui/core/launch/preflight.py:launch_paths).
     cfg = absolute_paths(cfg)
     if args.dry_run:
         print_config(cfg, args.json)

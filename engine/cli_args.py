@@ -1,4 +1,4 @@
-"""The argument surface shared by `olmo-train` (engine/cli.py) and `olmo-tui` (olmo_tui/cli.py):
+"""The argument surface shared by `olmo-train` (engine/cli.py) and `olmo-tui` (olmo_tui/cli/main.py):
 `--preset NAME | --config FILE`, `--set a.b=v`, `--a.b=v` overrides, `--dry-run`, `--json`.
 
 The engine owns it so the engine never imports the app package; olmo_tui adds its launch flags

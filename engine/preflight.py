@@ -1,7 +1,7 @@
 """Pre-flight: every user mistake that can be found without torch and without side effects.
 
 Run by the engine before it creates the run directory (engine/run.py) and by olmo_tui's
-launcher before it creates a run record or run directory (olmo_tui/core/preflight.py), so a
+launcher before it creates a run record or run directory (olmo_tui/core/launch/preflight.py), so a
 mistake is one line naming the setting and exit code 2, whichever door the run came through.
 
 Checked: the run name; the run dir and save folder can be created and written (probed by a

@@ -6,7 +6,7 @@ launcher makes `<runs root>/<run id>` (docs/CONTRACTS.md).
 
 A run the app launched is in its registry already. A run started by `olmo-train` itself (no
 OLMO_TUI_RUN_ID in its environment) leaves two small files in its run dir, which the
-registry reads when it next looks at the runs root (olmo_tui/core/discovery.py):
+registry reads when it next looks at the runs root (olmo_tui/core/runs/discovery.py):
 
 - `engine_run.json` at start: run name, pid, the pid's start time in clock ticks (so a
   recycled pid is not taken for the run), host, start time, argv;

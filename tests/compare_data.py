@@ -9,7 +9,7 @@ import math
 from typing import List, Sequence
 
 from engine.config import resolve, to_toml
-from olmo_tui.core.registry import Registry, RunRecord, runs_root
+from olmo_tui.core.runs.registry import Registry, RunRecord, runs_root
 
 STEPS = 40
 # (run id, overrides, loss scale, throughput): one per run, always the same.

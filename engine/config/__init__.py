@@ -2,7 +2,7 @@
 
 Names resolve on first use (PEP 562), so importing one light module of the package (errors,
 the preset files) does not build every pydantic model: the app's first screen reads cached
-preset summaries without loading the schema at all (olmo_tui/core/catalog.py).
+preset summaries without loading the schema at all (olmo_tui/core/presets/catalog.py).
 """
 
 from importlib import import_module

@@ -2,7 +2,7 @@
 
 The engine ignores this section; the launcher (olmo_tui) reads it. A set hook makes the launch
 a one-run sweep, so that the detached sweep worker watches the run and calls the hook
-(olmo_tui/core/notify.py sends, olmo_tui/core/sweep_worker.py watches).
+(olmo_tui/core/launch/notify.py sends, olmo_tui/core/launch/sweep_worker.py watches).
 
 No secret lives here: `webhook_env` is the NAME of an environment variable that holds the URL,
 read only when sending. A URL pasted in its place is refused without being repeated (webhook

@@ -6,7 +6,7 @@ there, and a config.toml read again later (relaunch, resume) may be read from an
 front doors turn every relative local path into an absolute one against the directory the user
 typed it in, before the pre-flight checks it and before config.toml records it: what is
 checked is what runs. olmo-tui does it for the backends whose jobs see this machine's files
-(olmo_tui/core/preflight.py); `olmo-train` does it against its own working directory, which it
+(olmo_tui/core/launch/preflight.py); `olmo-train` does it against its own working directory, which it
 never changes (engine/cli.py).
 
 The fields are found from the schema, not listed here: each path field carries

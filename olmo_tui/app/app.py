@@ -18,7 +18,7 @@ from textual.screen import Screen
 
 from engine.config.errors import ConfigError
 from engine.config.presets import find_preset, preset_data, preset_description
-from olmo_tui.core.command_preview import LaunchRequest
+from olmo_tui.core.launch.command_preview import LaunchRequest
 
 from .screens.presets import PresetBrowser
 

@@ -10,7 +10,7 @@ from compare_data import STEPS, ids, seed_runs
 from olmo_tui.app.app import OlmoTuiApp
 from olmo_tui.app.screens.compare import CompareScreen, ComparePlot
 from olmo_tui.app.screens.runs import RunsScreen
-from olmo_tui.core.registry import Registry
+from olmo_tui.core.runs.registry import Registry
 from pilot_helpers import no_blink, quiet_terminal, wait_for  # noqa: F401 (fixture)
 
 

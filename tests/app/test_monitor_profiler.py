@@ -8,7 +8,7 @@ from pathlib import Path
 from olmo_tui.app.app import OlmoTuiApp
 from olmo_tui.app.screens.monitor import MonitorScreen
 from olmo_tui.core.backends.base import RunStatus
-from olmo_tui.core.registry import Registry, RunRecord
+from olmo_tui.core.runs.registry import Registry, RunRecord
 
 from engine.train.callbacks.profiler import trace_path, trace_written_line
 

@@ -12,7 +12,7 @@ from textual.widgets import Switch
 from olmo_tui.app.app import OlmoTuiApp
 from olmo_tui.app.screens.monitor import MonitorScreen
 from olmo_tui.app.screens.runs import LaunchDialog
-from olmo_tui.core.registry import Registry
+from olmo_tui.core.runs.registry import Registry
 
 from pilot_helpers import open_editor, wait_for
 

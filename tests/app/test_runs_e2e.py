@@ -14,10 +14,11 @@ from olmo_tui.app.screens.monitor import MonitorScreen
 from olmo_tui.app.screens.runs import LaunchDialog, RunsScreen
 from olmo_tui.app.widgets.log_panel import LogPanel
 from olmo_tui.app.widgets.throughput import ThroughputPanel
-from olmo_tui.core import configdiff, run_manager
+from olmo_tui.core.config import configdiff
+from olmo_tui.core.launch import run_manager
 from olmo_tui.core.backends.local import process_start_ticks
-from olmo_tui.core.registry import Registry
-from olmo_tui.core.tailing import read_metrics
+from olmo_tui.core.runs.registry import Registry
+from olmo_tui.core.runs.tailing import read_metrics
 
 from pilot_helpers import open_editor, type_into
 

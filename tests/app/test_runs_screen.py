@@ -13,7 +13,7 @@ from olmo_tui.app.screens.monitor import MonitorScreen
 from olmo_tui.app.screens.runs import RunsScreen
 from olmo_tui.app.widgets.log_panel import LogPanel
 from olmo_tui.app.widgets.throughput import ThroughputPanel
-from olmo_tui.core.registry import Registry, RunRecord, new_run_id, runs_root
+from olmo_tui.core.runs.registry import Registry, RunRecord, new_run_id, runs_root
 from pilot_helpers import wait_for
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from olmo_tui.app.app import OlmoTuiApp
 from olmo_tui.app.screens.runs import RunsScreen
 from olmo_tui.app.screens.sweep_dialog import SweepDialog
-from olmo_tui.core.registry import Registry
-from olmo_tui.core.run_manager import cancel_run, run_config
+from olmo_tui.core.runs.registry import Registry
+from olmo_tui.core.launch.run_manager import cancel_run, run_config
 from pilot_helpers import open_editor, quiet_terminal, type_into, wait_for  # noqa: F401 (fixture)
 
 

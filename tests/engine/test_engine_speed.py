@@ -153,7 +153,7 @@ def test_two_ranks_stop_together_when_only_one_got_the_signal(tmp_path):
 
 
 def test_float8_on_a_card_without_float8_is_a_config_issue_and_speeds_up_the_estimate():
-    from olmo_tui.core.estimates import FLOAT8_SPEEDUP, estimate
+    from olmo_tui.core.config.estimates import FLOAT8_SPEEDUP, estimate
 
     with pytest.raises(ConfigError) as err:
         resolve(preset="olmo2-1b", overrides=[f"--{FIELD}=tensorwise", "--launch.accelerator=A100"])

@@ -172,7 +172,7 @@ def test_head_dim_frees_d_model_from_n_heads():
 
 
 def test_cli_reports_a_family_rule_in_one_line(capsys):
-    from olmo_tui.cli import main
+    from olmo_tui.cli.main import main
 
     code = main(["--preset", "qwen3-0.6b", "--model.sliding_window=512", "--dry-run"])
     err = capsys.readouterr().err.strip().splitlines()

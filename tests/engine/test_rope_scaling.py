@@ -122,7 +122,7 @@ def test_bad_fields_are_one_line_naming_the_field(rope_scaling, path, words):
 
 
 def test_cli_refuses_a_bad_type_in_one_line(capsys):
-    from olmo_tui.cli import main
+    from olmo_tui.cli.main import main
 
     code = main(["--preset", "olmo3-7b", "--model.rope_scaling.type=yarn", "--model.rope_scaling.factor=8",
                  "--dry-run"])

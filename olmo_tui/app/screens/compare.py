@@ -22,9 +22,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 from textual_plotext import PlotextPlot
 
-from olmo_tui.core import compare
-from olmo_tui.core.registry import RunRecord
-from olmo_tui.core.run_manager import refresh_run, run_config
+from olmo_tui.core.views import compare
+from olmo_tui.core.runs.registry import RunRecord
+from olmo_tui.core.launch.run_manager import refresh_run, run_config
 
 from .dialogs import help_text, show_text
 

@@ -18,9 +18,9 @@ from textual.widgets import Button, ContentSwitcher, Footer, Header, Static, Tex
 
 from engine.config import ExperimentConfig
 from engine.config.presets import PresetRef
-from olmo_tui.core import configdiff, estimates
-from olmo_tui.core import form_model as fm
-from olmo_tui.core.command_preview import LaunchRequest
+from olmo_tui.core.config import configdiff, estimates
+from olmo_tui.core.config import form_model as fm
+from olmo_tui.core.launch.command_preview import LaunchRequest
 
 from ..widgets.estimates import REMEDY_KEYS, EstimatesPanel
 from ..widgets.form.fields import FieldRow
@@ -229,7 +229,7 @@ class EditorScreen(Screen):
         self._save(name, description, overwrite=False)
 
     def _save(self, name: str, description: str, overwrite: bool) -> None:
-        from olmo_tui.core.preset_store import PresetExists, save_user_preset
+        from olmo_tui.core.presets.preset_store import PresetExists, save_user_preset
 
         if self.preset is not None:
             changes = configdiff.diff(self.baseline_cfg, self.config)  # on top of the preset's text

@@ -21,10 +21,10 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
-from olmo_tui.core import run_manager
+from olmo_tui.core.launch import run_manager
 from olmo_tui.core.backends.base import RUN_DIR_BACKENDS, BackendError, RunStatus, get_backend
-from olmo_tui.core.registry import Registry, RunRecord
-from olmo_tui.core.tailing import batched, parse_metrics_line
+from olmo_tui.core.runs.registry import Registry, RunRecord
+from olmo_tui.core.runs.tailing import batched, parse_metrics_line
 
 from ..widgets.log_panel import LogPanel
 from ..widgets.throughput import ThroughputPanel

@@ -15,8 +15,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from olmo_tui.core.catalog import PresetSummary, all_summaries
-from olmo_tui.core.describe import human_count
+from olmo_tui.core.presets.catalog import PresetSummary, all_summaries
+from olmo_tui.core.formatting import human_count
 
 from .dialogs import help_text, show_text
 

@@ -12,9 +12,9 @@ from typing import Callable, Optional
 from textual.screen import Screen
 
 from engine.errors import UserError
-from olmo_tui.core import run_manager
+from olmo_tui.core.launch import run_manager
 from olmo_tui.core.backends.base import RUN_DIR_BACKENDS, BackendError
-from olmo_tui.core.registry import Registry, RunRecord
+from olmo_tui.core.runs.registry import Registry, RunRecord
 
 from .dialogs import ConfirmDialog
 

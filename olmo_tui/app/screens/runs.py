@@ -19,10 +19,10 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from olmo_tui.core import run_manager
+from olmo_tui.core.launch import run_manager
 from olmo_tui.core.backends.base import BackendError
-from olmo_tui.core.registry import Registry, RunRecord
-from olmo_tui.core.run_table import table_row
+from olmo_tui.core.runs.registry import Registry, RunRecord
+from olmo_tui.core.views.run_table import table_row
 
 from .dialogs import ConfirmDialog, TextDialog, help_text, show_text
 from .monitor import STATUS_STYLE, MonitorScreen
@@ -94,7 +94,7 @@ class RunsScreen(Screen):
     @work(thread=True, exclusive=True, group="runs-refresh", exit_on_error=False)
     def refresh_runs(self) -> None:
         runs = run_manager.refresh_all(self.registry)
-        from olmo_tui.core.sweep_queue import ensure_workers
+        from olmo_tui.core.launch.sweep_queue import ensure_workers
 
         ensure_workers(self.registry)  # a sweep whose worker was killed gets a new one
         self.app.call_from_thread(self.show_runs, runs)
@@ -270,9 +270,9 @@ def confirm_launch(app, request) -> None:
     """Show what a LaunchRequest (from the editor or the preset browser) will run, then start it."""
     import shlex
 
-    from olmo_tui.core.command_preview import headless_command
-    from olmo_tui.core.hooked_launch import start_hooked_run, wants_hook
-    from olmo_tui.core.registry import runs_root
+    from olmo_tui.core.launch.command_preview import headless_command
+    from olmo_tui.core.launch.hooked_launch import start_hooked_run, wants_hook
+    from olmo_tui.core.runs.registry import runs_root
 
     parent = request.parent_run_id
     cfg = request.cfg

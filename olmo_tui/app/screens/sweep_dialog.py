@@ -15,7 +15,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Input, Label, Static
 
 from engine.config import ConfigError, ExperimentConfig
-from olmo_tui.core.sweep import SweepSpec, Variant, default_name, first_line, parse_axis, plan, split_axes
+from olmo_tui.core.sweeps.sweep import SweepSpec, Variant, default_name, first_line, parse_axis, plan, split_axes
 
 from .dialogs import Dialog
 
@@ -94,7 +94,7 @@ class SweepDialog(Dialog):
         app = self.app
 
         def work_() -> None:
-            from olmo_tui.core.sweep_queue import queue_sweep, spawn_worker
+            from olmo_tui.core.launch.sweep_queue import queue_sweep, spawn_worker
 
             try:
                 queue_sweep(name, spec, variants, preset=preset)

@@ -11,8 +11,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Button, Static
 
-from olmo_tui.core.describe import human_count
-from olmo_tui.core.estimates import Estimates, Remedy, gib, human_duration
+from olmo_tui.core.formatting import gib, human_count, human_duration
+from olmo_tui.core.config.estimates import Estimates, Remedy
 
 REMEDY_KEYS = ("f5", "f6", "f7", "f8")
 

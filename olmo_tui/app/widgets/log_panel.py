@@ -27,7 +27,7 @@ from textual.css.query import NoMatches
 from textual.geometry import Size
 from textual.widgets import Input, Log, Static
 
-from olmo_tui.core.tailing import line_kind
+from olmo_tui.core.runs.tailing import line_kind
 
 METRICS_LINE = "[metrics] "
 

@@ -12,8 +12,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Label, ProgressBar, Sparkline, Static
 
-from olmo_tui.core.describe import human_count
-from olmo_tui.core.launch_headless import format_eta
+from olmo_tui.core.formatting import format_eta, human_count
 
 SERIES = (  # key in the record, label, how to show the current value
     ("loss", "loss", lambda v: f"{v:.4f}"),

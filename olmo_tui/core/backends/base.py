@@ -16,12 +16,12 @@ import importlib
 import threading
 from typing import TYPE_CHECKING, Dict, Iterator, List, Mapping, Optional, Protocol, runtime_checkable
 
-from ..run_status import RunStatus  # noqa: F401  (re-exported: backends and screens import it from here)
+from ..runs.run_status import RunStatus  # noqa: F401  (re-exported: backends and screens import it from here)
 
 if TYPE_CHECKING:  # engine.config is torch-free, but keep import time small for `olmo-tui runs`
     from engine.config import ExperimentConfig
 
-    from ..registry import RunRecord
+    from ..runs.registry import RunRecord
 
 
 class BackendError(Exception):

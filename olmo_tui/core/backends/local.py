@@ -24,8 +24,8 @@ from typing import Dict, Iterator, List, Mapping, Optional
 from engine.atomic import write_json_atomic
 from engine.run_marker import process_start_ticks  # re-exported: one /proc reader for engine and app
 
-from .. import tailing
-from ..registry import RunRecord
+from ..runs import tailing
+from ..runs.registry import RunRecord
 from .base import BackendError, RunStatus
 
 REPO_ROOT = Path(__file__).resolve().parents[3]

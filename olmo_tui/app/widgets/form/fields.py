@@ -15,7 +15,7 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Button, Input, Label, Select, Static, Switch
 
-from olmo_tui.core import form_model as fm
+from olmo_tui.core.config import form_model as fm
 
 
 def _dom_id(path: str) -> str:

@@ -1,4 +1,4 @@
-"""The config form, generated from the schema tree (olmo_tui.core.form_model): no widget is
+"""The config form, generated from the schema tree (olmo_tui.core.config.form_model): no widget is
 written for a particular field. The form only draws; the editor screen owns the data,
 validates it and tells the form which fields are invalid or changed.
 
@@ -16,7 +16,7 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Button, Collapsible, Static
 
-from olmo_tui.core import form_model as fm
+from olmo_tui.core.config import form_model as fm
 
 from .fields import FieldRow, row_for
 from .section import Section, SectionToggle, section_description

@@ -12,7 +12,7 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Collapsible, Label, Static, Switch
 
-from olmo_tui.core import form_model as fm
+from olmo_tui.core.config import form_model as fm
 
 from .fields import _dom_id, on_off
 

@@ -95,7 +95,7 @@ class BeakerBackend:
         spec_json = built.to_json()
         write_json_atomic(run_dir / SPEC_FILE, spec_json)
         if self.save_spec_to:
-            from .cli_flags import write_spec
+            from .spec import write_spec
 
             try:
                 write_spec(self.save_spec_to, spec_json)
@@ -188,7 +188,7 @@ class BeakerBackend:
         except BackendError as exc:
             # Unreachable or slow: keep everything we knew and say so; the next look retries.
             return replace(run, message=f"{exc} (showing the last known state)")
-        from ... import tailing
+        from ...runs import tailing
 
         extra = dict(run.extra)
         extra.update(job_id=state.leader.job_id, preemptions=state.preemptions,
@@ -204,7 +204,7 @@ class BeakerBackend:
         return replace(run, **changes)
 
     def _last_metrics(self, beaker, job) -> Optional[dict]:
-        from ... import tailing
+        from ...runs import tailing
 
         last = None
         for entry in beaker.job.logs(job, tail_lines=METRICS_TAIL_LINES, follow=False):

@@ -13,9 +13,11 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Optional
 
-from engine.config import BeakerConfig, ExperimentConfig, to_toml
+from engine.atomic import write_json_atomic
+from engine.config import BeakerConfig, ConfigError, ExperimentConfig, to_toml
 
 from .git_state import GitState
 
@@ -208,3 +210,12 @@ def command_for_display(built: BuiltSpec) -> str:
     import shlex
 
     return shlex.join(built.command)
+
+
+def write_spec(path: str, spec: dict) -> None:
+    """Whole or nothing: a temp file beside the target, renamed into place."""
+    target = Path(path)
+    try:
+        write_json_atomic(target, spec)
+    except OSError as exc:
+        raise ConfigError.one("--save-spec", f"cannot write {path}: {exc.strerror or exc}") from None

@@ -26,8 +26,8 @@ from typing import Dict, Iterator, List, Mapping, Optional
 
 from engine.atomic import write_json_atomic
 
-from ... import tailing
-from ...registry import RunRecord
+from ...runs import tailing
+from ...runs.registry import RunRecord
 from ..base import BackendError, RunStatus
 from ..local import REPO_ROOT, git_state, read_exit
 from ..local_wrapper import rank_exit_code

@@ -1,0 +1,1 @@
+"""Presets: the catalog (built-in and user presets with one-line summaries) and saving a user preset."""
