@@ -20,8 +20,9 @@ _EXPORTS = {
     "paths": ("absolute_paths", "relative_paths", "schema_path_fields"),
     "rope_scaling": ("RopeScalingConfig",),
     "presets": ("list_presets", "preset_data", "resolve", "to_toml"),
-    "train_module": ("ActivationCheckpointingConfig", "DataParallelConfig", "OptimConfig", "ParamGroupOverride",
-                     "SchedulerConfig", "TensorParallelConfig", "TrainModuleConfig"),
+    "train_module": ("ActivationCheckpointingConfig", "ContextParallelConfig", "DataParallelConfig", "OptimConfig",
+                     "ParamGroupOverride", "PipelineParallelConfig", "SchedulerConfig", "TensorParallelConfig",
+                     "TrainModuleConfig"),
     "trainer": ("CallbacksConfig", "TrainerConfig"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
@@ -53,7 +54,7 @@ if TYPE_CHECKING:  # for type checkers and readers: the same names, imported eag
     from .rope_scaling import RopeScalingConfig  # noqa: F401
     from .presets import list_presets, preset_data, resolve, to_toml  # noqa: F401
     from .train_module import (  # noqa: F401
-        ActivationCheckpointingConfig, DataParallelConfig, OptimConfig, ParamGroupOverride, SchedulerConfig,
-        TensorParallelConfig, TrainModuleConfig,
+        ActivationCheckpointingConfig, ContextParallelConfig, DataParallelConfig, OptimConfig, ParamGroupOverride,
+        PipelineParallelConfig, SchedulerConfig, TensorParallelConfig, TrainModuleConfig,
     )
     from .trainer import CallbacksConfig, TrainerConfig  # noqa: F401

@@ -15,6 +15,7 @@ from .data import DataLoaderConfig, DatasetConfig
 from .errors import FIELD_ERROR, ConfigError, Issue
 from .launch import LaunchConfig
 from .model import SLIDING_WINDOW_FAMILIES, ModelConfig
+from .parallel import degrees, parallelism_issues
 from .train_module import TrainModuleConfig
 from .trainer import TrainerConfig
 
@@ -49,8 +50,18 @@ class ExperimentConfig(Config):
         return self.train_module.tp_config.degree if self.train_module.tp_config else 1
 
     @property
+    def cp_degree(self) -> int:
+        return self.train_module.cp_config.degree if self.train_module.cp_config else 1
+
+    @property
+    def pp_degree(self) -> int:
+        return self.train_module.pp_config.degree if self.train_module.pp_config else 1
+
+    @property
     def dp_world_size(self) -> int:
-        return max(self.launch.world_size // self.tp_degree, 1)
+        """Ranks that see different batches: the world over tp x cp x pp (engine/config/parallel.py)."""
+        d = degrees(self)
+        return max(self.launch.world_size // (d["tp"] * d["cp"] * d["pp"]), 1)
 
     @property
     def tokens_per_step(self) -> int:
@@ -114,9 +125,7 @@ def cross_field_issues(cfg: ExperimentConfig) -> List[Issue]:
             if value % degree:
                 add(("train_module.tp_config.degree", f"model.{name}"),
                     f"tensor-parallel degree {degree} must divide model.{name} ({value})")
-        if cfg.launch.world_size % degree:
-            add(("train_module.tp_config.degree", "launch.nproc_per_node"),
-                f"tensor-parallel degree {degree} must divide the world size ({cfg.launch.world_size})")
+    issues.extend(parallelism_issues(cfg))
 
     if tm.float8 != "off":
         from engine.hardware import BY_NAME

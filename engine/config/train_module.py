@@ -7,6 +7,7 @@ from typing import List, Literal, Optional, Tuple
 from pydantic import Field, field_validator, model_validator
 
 from .base import Config, DType
+from .errors import field_error
 
 
 class ParamGroupOverride(Config):
@@ -72,6 +73,59 @@ class TensorParallelConfig(Config):
     degree: int = Field(2, gt=0, description="Ranks that split each layer; must divide heads and KV heads.")
 
 
+class ContextParallelConfig(Config):
+    """Context parallelism: each sequence split over `degree` ranks (long sequences that do not fit one GPU)."""
+
+    degree: int = Field(2, gt=1, description="Ranks that split each sequence; must divide the heads and KV "
+                        "heads (per TP rank) and 2 x degree must divide the sequence length.")
+    attention: Literal["ulysses"] = Field(
+        "ulysses", description="ulysses: two all-to-alls per attention turn sequence shards into head shards "
+        "and back (any backend, gloo included). Ring attention is not built yet."
+    )
+    load_balancer: Literal["zig_zag", "none"] = Field(
+        "zig_zag", description="zig_zag: rank r holds chunks r and 2 x degree - 1 - r of the sequence, so every "
+        "rank holds as many early (cheap) as late (costly) causal positions. none: contiguous slices."
+    )
+
+
+PP_SCHEDULES = ("1F1B", "interleaved_1F1B", "gpipe", "zero_bubble")
+
+
+class PipelineParallelConfig(Config):
+    """Pipeline parallelism: the block list cut into stages on `degree` ranks, micro-batches streamed through."""
+
+    degree: int = Field(2, gt=1, description="Ranks in one pipeline; the first also holds the embeddings, "
+                        "the last the final norm, the LM head and the loss.")
+    schedule: Literal["1F1B", "interleaved_1F1B", "gpipe", "zero_bubble"] = Field(
+        "1F1B", description="torch.distributed.pipelining schedule. 1F1B and gpipe: one stage per rank; "
+        "interleaved_1F1B and zero_bubble (interleaved ZB1P): stages_per_rank stages per rank, smaller bubble."
+    )
+    stages_per_rank: Optional[int] = Field(
+        None, gt=0, description="Stages each rank holds; unset = 1 for 1F1B / gpipe, 2 for the interleaved ones."
+    )
+
+    @property
+    def interleaved(self) -> bool:
+        return self.schedule in ("interleaved_1F1B", "zero_bubble")
+
+    @property
+    def local_stages(self) -> int:
+        return self.stages_per_rank or (2 if self.interleaved else 1)
+
+    @property
+    def num_stages(self) -> int:
+        return self.degree * self.local_stages
+
+    @model_validator(mode="after")
+    def _stages(self) -> "PipelineParallelConfig":
+        if self.stages_per_rank and self.stages_per_rank > 1 and not self.interleaved:
+            raise field_error("stages_per_rank", f"{self.schedule} runs one stage per rank; "
+                              "use schedule interleaved_1F1B or zero_bubble for more")
+        if self.stages_per_rank == 1 and self.interleaved:
+            raise field_error("stages_per_rank", f"{self.schedule} needs at least 2 stages per rank")
+        return self
+
+
 class ActivationCheckpointingConfig(Config):
     """Trade compute for memory by recomputing activations in backward."""
 
@@ -123,6 +177,8 @@ class TrainModuleConfig(Config):
     dp_config: Optional[DataParallelConfig] = Field(None, description="Data parallelism; unset = DDP when "
                                                     "there are several ranks.")
     tp_config: Optional[TensorParallelConfig] = Field(None, description="Tensor parallelism; unset = off.")
+    cp_config: Optional[ContextParallelConfig] = Field(None, description="Context parallelism; unset = off.")
+    pp_config: Optional[PipelineParallelConfig] = Field(None, description="Pipeline parallelism; unset = off.")
     ac_config: Optional[ActivationCheckpointingConfig] = Field(
         None, description="Activation checkpointing; unset = off."
     )

@@ -5,6 +5,9 @@ The order is fixed, each step needing the one before:
                            model, so compile and FSDP see the swapped modules (float8.py).
   1. tensor parallelism    DTensor-shards the Linear weights over the tp mesh (must come first:
                            FSDP then shards those DTensors again over the dp mesh, giving 2-D).
+  1b. context parallelism  hands the attention layers the cp group (Ulysses all-to-alls around
+                           the attention kernel); no parameter changes, so it composes with TP
+                           before it and FSDP (over dp x cp) after it.
   2. activation ckpt       wraps block / module forwards; must precede compile so the compiled
                            graph contains the recomputation.
   3. torch.compile         per block (and the loss), on the TP'd, checkpointed blocks.
@@ -26,6 +29,7 @@ from engine.nn.transformer import Transformer, materialize
 
 from .activation_checkpointing import apply_activation_checkpointing
 from .compile import apply_compile
+from .context_parallel import apply_context_parallel
 from .ddp import apply_ddp
 from .float8 import apply_float8
 from .fsdp import apply_fsdp
@@ -47,6 +51,9 @@ def parallelize(model: Transformer, cfg: ExperimentConfig, mesh: ParallelMesh, d
     # 1. tensor parallelism
     if mesh.tp_mesh is not None:
         apply_tensor_parallel(model, mesh.tp_mesh)
+    # 1b. context parallelism
+    if mesh.cp_mesh is not None:
+        apply_context_parallel(model, mesh.cp_mesh, tm.cp_config)
     # 2. activation checkpointing
     if tm.ac_config is not None:
         apply_activation_checkpointing(model, tm.ac_config)
@@ -61,7 +68,7 @@ def parallelize(model: Transformer, cfg: ExperimentConfig, mesh: ParallelMesh, d
         apply_fsdp(model, mesh.dp_mesh, torch_dtype(dp.param_dtype), torch_dtype(dp.reduce_dtype),
                    reshard_after_forward=True)
         materialize(model, device, cfg.init_seed)
-    elif mesh.dp_name == "ddp" and mesh.dp_size > 1:
+    elif mesh.dp_name == "ddp" and mesh.grad_ranks > 1:
         materialize(model, device, cfg.init_seed)
         apply_ddp(model, mesh.dp_group, device)
     else:

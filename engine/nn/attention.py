@@ -35,6 +35,9 @@ class Attention(nn.Module):
         # Softmax scale: 1/sqrt(query_pre_attn_scalar) (Gemma) or SDPA's default 1/sqrt(head_dim).
         self.scale = cfg.query_pre_attn_scalar ** -0.5 if cfg.query_pre_attn_scalar else None
         self.window = cfg.sliding_window if cfg.is_sliding_layer(layer_index) else None
+        # Context parallelism (engine/distributed/context_parallel.py) sets this: x then holds
+        # this rank's T/cp tokens and cos / sin their positions' rows.
+        self.cp = None
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: Mask = None) -> torch.Tensor:
         # x: (B, T, d). Under tensor parallelism the projections hold only this rank's heads,
@@ -50,10 +53,14 @@ class Attention(nn.Module):
         if self.q_norm is not None and self.per_head_norm:
             q, k = self.q_norm(q), self.k_norm(k)  # over hd, per head: (B, T, H, hd)
         q, k = apply_rope(q, cos[:T], sin[:T]), apply_rope(k, cos[:T], sin[:T])
+        if self.cp is not None:  # (B, T/cp, H, hd) -> (B, T, H/cp, hd): every position, some heads
+            q, k, v = self.cp.to_heads(q), self.cp.to_heads(k), self.cp.to_heads(v)
         # SDPA / FlexAttention want (B, H, T, hd).
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-        out = attend(q, k, v, mask, self.scale)  # (B, H, T, hd)
-        return self.w_out(out.transpose(1, 2).reshape(B, T, -1))
+        out = attend(q, k, v, mask, self.scale).transpose(1, 2)  # (B, T, H, hd)
+        if self.cp is not None:
+            out = self.cp.to_sequence(out)
+        return self.w_out(out.reshape(B, T, -1))
 
 
 def set_sdpa_backend(name: str) -> None:

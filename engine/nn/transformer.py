@@ -85,6 +85,9 @@ class Transformer(nn.Module):
         self.fused_loss = cfg.final_logit_softcap is None
         self.chunk_fn: Callable = chunk_objective
         self.loss_fn: Callable = cross_entropy_sums
+        # Context parallelism (engine/distributed/context_parallel.py): input_ids then hold this
+        # rank's T/cp tokens; RoPE rows and the window mask follow the global positions.
+        self.cp = None
 
     # ---- forward ----------------------------------------------------------------------------
     def rope(self, seq_len: int, device: torch.device, sliding: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -115,8 +118,13 @@ class Transformer(nn.Module):
         h = self.embeddings(input_ids)  # (B, T, d)
         if cfg.gemma_blocks:  # Gemma scales embeddings by sqrt(d_model), rounded to their dtype as HF does
             h = h * torch.tensor(cfg.d_model ** 0.5, dtype=h.dtype)
+        if self.cp is not None:
+            T *= self.cp.degree  # the whole sequence: what attention sees
         full = self.rope(T, h.device)
         local = self.rope(T, h.device, sliding=True) if cfg.sliding_window else full
+        if self.cp is not None:  # each rank's rows: its tokens' global positions
+            rows = self.cp.positions(T, h.device)
+            full, local = (full[0][rows], full[1][rows]), (local[0][rows], local[1][rows])
         mask = window_mask(T, cfg.sliding_window, h.device)
         for block in self.blocks.values():
             sliding = _unwrap(block).attention.window is not None

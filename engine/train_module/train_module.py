@@ -89,7 +89,8 @@ class TrainModule:
         return torch.autocast(self.device.type, dtype=self._autocast_dtype)
 
     def _all_reduce(self, t: torch.Tensor) -> torch.Tensor:
-        if self.mesh.dp_group is not None and self.mesh.dp_size > 1:
+        """Sum over the ranks that hold different tokens (dp x cp)."""
+        if self.mesh.dp_group is not None and self.mesh.grad_ranks > 1:
             dist.all_reduce(t, group=self.mesh.dp_group)
         return t
 
@@ -103,10 +104,14 @@ class TrainModule:
         if mask is not None:
             mask = mask.to(self.device, non_blocking=True)
             labels[:, :-1].masked_fill_(~mask[:, 1:], self.ignore_index)
+        cp = self.model.cp
+        if cp is not None:  # context parallelism: this rank's tokens (labels shifted before the cut)
+            ids, labels = cp.shard(ids), cp.shard(labels)
         return ids, labels
 
-    def _micro_batches(self, n: int, seq_len: int):
-        size = max(1, self.tm_cfg.rank_microbatch_size // seq_len)  # instances per micro-batch
+    def _micro_batches(self, n: int, local_len: int):
+        # rank_microbatch_size counts whole sequences: a cp rank holds 1/cp of each one's tokens
+        size = max(1, self.tm_cfg.rank_microbatch_size // (local_len * self.mesh.cp_size))  # instances
         return [(start, min(start + size, n)) for start in range(0, n, size)]
 
     # ---- training -----------------------------------------------------------------------------
@@ -123,8 +128,8 @@ class TrainModule:
         z_mult = self.tm_cfg.z_loss_multiplier
         ce_total = torch.zeros((), device=self.device)
         z_total = torch.zeros((), device=self.device) if z_mult else None
-        # Gradients are averaged over dp ranks by the wrappers: scale back to a sum.
-        scale = float(self.mesh.dp_size)
+        # Gradients are averaged over dp x cp ranks by the wrappers: scale back to a sum.
+        scale = float(self.mesh.grad_ranks)
         micro = self._micro_batches(ids.shape[0], ids.shape[1])
         for i, (a, b) in enumerate(micro):
             self._set_grad_sync(i == len(micro) - 1)
@@ -143,7 +148,7 @@ class TrainModule:
     def _set_grad_sync(self, sync: bool) -> None:
         # FSDP reduce-scatters every micro-batch (keeps gradients sharded, so memory stays low);
         # DDP can skip the all-reduce until the last micro-batch.
-        if self.mesh.dp_name == "ddp" and self.mesh.dp_size > 1:
+        if self.mesh.dp_name == "ddp" and self.mesh.grad_ranks > 1:
             self.model.set_requires_gradient_sync(sync)
 
     def optim_step(self) -> Dict[str, Any]:

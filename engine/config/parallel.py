@@ -1,0 +1,108 @@
+"""The device mesh a config asks for, and the rules between its parallelism fields (torch-free).
+
+Every rank sits at one point of the mesh dp x tp x cp x pp (engine/distributed/mesh.py lays it
+out as pp, dp, cp, tp, outermost first). dp is what is left of the world size:
+
+    world = dp x tp x cp x pp
+
+dp ranks see different batches; cp ranks see different slices of the same sequences; tp ranks
+hold different slices of each layer; pp ranks hold different layers. Gradients are averaged
+over dp x cp (both saw different tokens), so FSDP shards over dp x cp too.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, List, Tuple
+
+from .errors import Issue
+
+if TYPE_CHECKING:
+    from .experiment import ExperimentConfig
+
+MESH_DIMS = ("dp", "tp", "cp", "pp")
+
+
+def degrees(cfg: "ExperimentConfig") -> dict:
+    """{"tp": n, "cp": n, "pp": n} (1 when off)."""
+    tm = cfg.train_module
+    return {name: (getattr(tm, f"{name}_config").degree if getattr(tm, f"{name}_config") else 1)
+            for name in ("tp", "cp", "pp")}
+
+
+def mesh_dims(cfg: "ExperimentConfig") -> List[Tuple[str, int]]:
+    """[("dp", n), ("tp", n), ("cp", n), ("pp", n)] for this config's world size."""
+    d = degrees(cfg)
+    model_ranks = d["tp"] * d["cp"] * d["pp"]
+    return [("dp", max(cfg.launch.world_size // model_ranks, 1))] + [(k, d[k]) for k in ("tp", "cp", "pp")]
+
+
+def mesh_text(cfg: "ExperimentConfig") -> str:
+    """'dp2 x tp1 x cp2 x pp1 = 4 ranks': the mesh as the editor and the dry-run show it."""
+    dims = mesh_dims(cfg)
+    return " x ".join(f"{k}{n}" for k, n in dims) + f" = {cfg.launch.world_size} rank(s)"
+
+
+def pipeline_microbatches(cfg: "ExperimentConfig") -> int:
+    """Micro-batches one pipeline streams per step: the rank's batch over the micro-batch size."""
+    per_rank = cfg.data_loader.global_batch_size // max(cfg.dp_world_size, 1)
+    return max(per_rank // cfg.train_module.rank_microbatch_size, 1)
+
+
+def parallelism_issues(cfg: "ExperimentConfig") -> List[Issue]:
+    """Rules of the tp / cp / pp fields against the model, the batch and the world size."""
+    issues: List[Issue] = []
+    tm, model = cfg.train_module, cfg.model
+    d = degrees(cfg)
+    world = cfg.launch.world_size
+
+    def add(paths: tuple, message: str) -> None:
+        issues.append(Issue(paths, message))
+
+    set_dims = [f"train_module.{k}_config.degree" for k in ("tp", "cp", "pp") if d[k] > 1]
+    product = d["tp"] * d["cp"] * d["pp"]
+    if set_dims and world % product:
+        add(tuple(set_dims) + ("launch.nproc_per_node",),
+            f"tp x cp x pp = {product} must divide the world size ({world})")
+
+    if tm.cp_config:
+        cp = tm.cp_config
+        for name, value in (("n_heads", model.n_heads), ("n_kv_heads", model.kv_heads)):
+            per_tp = value // d["tp"]
+            if per_tp % cp.degree:
+                of_tp = f" / tp {d['tp']} = {per_tp}" if d["tp"] > 1 else ""
+                add(("train_module.cp_config.degree", f"model.{name}"),
+                    f"Ulysses context parallelism splits the heads: degree {cp.degree} must divide "
+                    f"model.{name} ({value}{of_tp})")
+        chunks = 2 * cp.degree if cp.load_balancer == "zig_zag" else cp.degree
+        seq = cfg.dataset.sequence_length
+        if seq % chunks:
+            add(("train_module.cp_config.degree", "dataset.sequence_length"),
+                f"sequence length {seq} must be divisible by {chunks} "
+                f"({'2 x ' if cp.load_balancer == 'zig_zag' else ''}cp degree {cp.degree})")
+
+    if tm.pp_config:
+        pp = tm.pp_config
+        if model.n_layers < pp.num_stages:
+            add(("train_module.pp_config.degree", "model.n_layers"),
+                f"{pp.num_stages} pipeline stages ({pp.degree} ranks x {pp.local_stages}) need at least as many "
+                f"layers; model.n_layers is {model.n_layers}")
+        if model.tie_embeddings:
+            add(("train_module.pp_config.degree", "model.tie_embeddings"),
+                "pipeline parallelism puts the embeddings and the LM head on different ranks: "
+                "it needs model.tie_embeddings = false")
+        for other in ("tp", "cp"):
+            if d[other] > 1:
+                add(("train_module.pp_config", f"train_module.{other}_config"),
+                    f"pipeline parallelism with {other.upper()} is not supported yet: unset one of them")
+        micro = pipeline_microbatches(cfg)
+        where = ("train_module.pp_config.schedule", "train_module.rank_microbatch_size",
+                 "data_loader.global_batch_size")
+        if pp.schedule == "1F1B" and micro < pp.degree:
+            add(where, f"schedule 1F1B needs at least {pp.degree} micro-batches per step (one per stage); "
+                f"the batch gives {micro}: lower rank_microbatch_size or raise global_batch_size")
+        if pp.interleaved:
+            rounds = max(1, micro // pp.degree)
+            if micro % rounds:
+                add(where, f"schedule {pp.schedule} needs the {micro} micro-batches per step to be a "
+                    f"multiple of {rounds} (micro-batches // pp degree)")
+    return issues
