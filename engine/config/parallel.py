@@ -12,43 +12,42 @@ over dp x cp (both saw different tokens), so FSDP shards over dp x cp too.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, List, Tuple
+from typing import List, Tuple
 
 from .errors import Issue
 
-if TYPE_CHECKING:
-    from .experiment import ExperimentConfig
+# Functions take the ExperimentConfig (experiment.py imports this module, so no import back).
 
 MESH_DIMS = ("dp", "tp", "cp", "pp")
 
 
-def degrees(cfg: "ExperimentConfig") -> dict:
+def degrees(cfg) -> dict:
     """{"tp": n, "cp": n, "pp": n} (1 when off)."""
     tm = cfg.train_module
     return {name: (getattr(tm, f"{name}_config").degree if getattr(tm, f"{name}_config") else 1)
             for name in ("tp", "cp", "pp")}
 
 
-def mesh_dims(cfg: "ExperimentConfig") -> List[Tuple[str, int]]:
+def mesh_dims(cfg) -> List[Tuple[str, int]]:
     """[("dp", n), ("tp", n), ("cp", n), ("pp", n)] for this config's world size."""
     d = degrees(cfg)
     model_ranks = d["tp"] * d["cp"] * d["pp"]
     return [("dp", max(cfg.launch.world_size // model_ranks, 1))] + [(k, d[k]) for k in ("tp", "cp", "pp")]
 
 
-def mesh_text(cfg: "ExperimentConfig") -> str:
+def mesh_text(cfg) -> str:
     """'dp2 x tp1 x cp2 x pp1 = 4 ranks': the mesh as the editor and the dry-run show it."""
     dims = mesh_dims(cfg)
     return " x ".join(f"{k}{n}" for k, n in dims) + f" = {cfg.launch.world_size} rank(s)"
 
 
-def pipeline_microbatches(cfg: "ExperimentConfig") -> int:
+def pipeline_microbatches(cfg) -> int:
     """Micro-batches one pipeline streams per step: the rank's batch over the micro-batch size."""
     per_rank = cfg.data_loader.global_batch_size // max(cfg.dp_world_size, 1)
     return max(per_rank // cfg.train_module.rank_microbatch_size, 1)
 
 
-def parallelism_issues(cfg: "ExperimentConfig") -> List[Issue]:
+def parallelism_issues(cfg) -> List[Issue]:
     """Rules of the tp / cp / pp fields against the model, the batch and the world size."""
     issues: List[Issue] = []
     tm, model = cfg.train_module, cfg.model
@@ -66,7 +65,8 @@ def parallelism_issues(cfg: "ExperimentConfig") -> List[Issue]:
 
     if tm.cp_config:
         cp = tm.cp_config
-        for name, value in (("n_heads", model.n_heads), ("n_kv_heads", model.kv_heads)):
+        heads = [("n_heads", model.n_heads)] + ([("n_kv_heads", model.kv_heads)] if model.kv_heads != model.n_heads else [])
+        for name, value in heads:
             per_tp = value // d["tp"]
             if per_tp % cp.degree:
                 of_tp = f" / tp {d['tp']} = {per_tp}" if d["tp"] > 1 else ""
