@@ -8,6 +8,7 @@ from typing import List, Literal, Optional
 from pydantic import Field, model_validator
 
 from .base import Config, DType
+from .moe import GROUPED_MM_MULTIPLE, MoEConfig
 from .rope_scaling import RopeScalingConfig
 
 
@@ -91,6 +92,11 @@ class ModelConfig(Config):
         "linear x8; Llama 3.1: llama3 x8). Sliding-window layers keep plain RoPE. Pre-training: type none.",
     )
 
+    moe: Optional[MoEConfig] = Field(
+        None, description="Mixture-of-experts feed-forward (OLMoE): top-k routed gated-MLP experts in "
+        "place of the MLP in every block but moe.dense_layers; unset = a dense model.",
+    )
+
     @model_validator(mode="after")
     def _shapes(self) -> "ModelConfig":
         if self.head_dim is None and self.d_model % self.n_heads:
@@ -100,6 +106,12 @@ class ModelConfig(Config):
             raise ValueError(f"n_heads ({self.n_heads}) must be divisible by n_kv_heads ({self.kv_heads})")
         if self.head_size % 2:
             raise ValueError(f"head dim {self.head_size} must be even for RoPE")
+        if self.moe is not None:
+            if any(i >= self.n_layers for i in self.moe.dense_layers):
+                raise ValueError(f"moe.dense_layers {self.moe.dense_layers} name blocks past n_layers ({self.n_layers})")
+            if self.moe.implementation == "grouped" and self.d_model % GROUPED_MM_MULTIPLE:
+                raise ValueError(f"d_model ({self.d_model}) must be a multiple of {GROUPED_MM_MULTIPLE} for "
+                                 "moe.implementation 'grouped'; use 'loop'")
         return self
 
     # ---- derived shapes -------------------------------------------------------------------
@@ -143,12 +155,29 @@ class ModelConfig(Config):
         """HF's spelling of the attention pattern, one entry per layer."""
         return ["sliding_attention" if self.is_sliding_layer(i) else "full_attention" for i in range(self.n_layers)]
 
+    def is_moe_layer(self, index: int) -> bool:
+        """Whether block `index` (0-based) has the mixture-of-experts feed-forward."""
+        return self.moe is not None and self.moe.is_moe_layer(index)
+
+    def num_moe_layers(self) -> int:
+        return sum(self.is_moe_layer(i) for i in range(self.n_layers))
+
     # ---- arithmetic (must match engine.model.Transformer, tested for every preset) ------
-    def block_matmul_params(self) -> int:
+    def attention_matmul_params(self) -> int:
+        return 2 * self.d_model * self.q_dim + 2 * self.d_model * self.kv_dim  # q, out and k, v (no biases)
+
+    def feed_forward_params(self, index: int, active: bool = False) -> int:
+        """Feed-forward weights of block `index`: the gated MLP (gate, up, down), or for an MoE block
+        the router, the experts (only top_k of them when `active`) and the shared experts."""
         d = self.d_model
-        attention = 2 * d * self.q_dim + 2 * d * self.kv_dim  # q, out and k, v projections (no biases)
-        mlp = 3 * d * self.mlp_hidden  # gated MLP: gate, up, down
-        return attention + mlp
+        if not self.is_moe_layer(index):
+            return 3 * d * self.mlp_hidden
+        moe = self.moe
+        experts = moe.top_k if active else moe.num_experts
+        return d * moe.num_experts + (experts + moe.num_shared_experts) * 3 * d * moe.hidden_size
+
+    def block_matmul_params(self, index: int = 0, active: bool = False) -> int:
+        return self.attention_matmul_params() + self.feed_forward_params(index, active)
 
     def block_norm_params(self) -> int:
         # attention and MLP norms (pre- or post-, by family); Gemma has both pre and post norms
@@ -160,17 +189,32 @@ class ModelConfig(Config):
     def num_embedding_params(self) -> int:
         return self.vocab_size * self.d_model
 
+    def _blocks_params(self, active: bool) -> int:
+        return sum(self.block_matmul_params(i, active) + self.block_norm_params() for i in range(self.n_layers))
+
     def num_params(self) -> int:
         head = 0 if self.tie_embeddings else self.vocab_size * self.d_model
-        blocks = self.n_layers * (self.block_matmul_params() + self.block_norm_params())
-        return self.num_embedding_params() + blocks + self.d_model + head  # + final norm
+        return self.num_embedding_params() + self._blocks_params(False) + self.d_model + head  # + final norm
+
+    def num_active_params(self) -> int:
+        """Parameters one token uses: num_params less the experts it is not routed to (= num_params
+        for a dense model)."""
+        return self.num_params() - self._blocks_params(False) + self._blocks_params(True)
+
+    def num_expert_params(self) -> int:
+        """Routed experts' weights (what expert parallelism shards); 0 for a dense model."""
+        if self.moe is None:
+            return 0
+        return self.num_moe_layers() * self.moe.num_experts * 3 * self.d_model * self.moe.hidden_size
 
     def num_non_embedding_params(self) -> int:
         return self.num_params() - self.num_embedding_params()
 
     def num_matmul_params(self) -> int:
-        """Weights that take part in a matmul per token: every block projection plus the output head."""
-        return self.n_layers * self.block_matmul_params() + self.vocab_size * self.d_model
+        """Weights that take part in a matmul per token: every block projection plus the output head;
+        for MoE blocks the router, the token's top_k experts and the shared experts (active weights)."""
+        blocks = sum(self.block_matmul_params(i, active=True) for i in range(self.n_layers))
+        return blocks + self.vocab_size * self.d_model
 
     def attended_positions(self, seq_len: int) -> int:
         """Keys per query summed over layers: seq_len on full layers, min(window, seq_len) on
@@ -186,7 +230,9 @@ class ModelConfig(Config):
         of input and weight): 6 per parameter. Attention scores (QK^T) and their use (AV) are two
         more matmuls of size head_dim x (keys attended) per head, again x6 for forward + backward
         = 12; a full layer attends seq_len keys, a sliding-window layer min(window, seq_len).
-        Causal masking is not discounted (PaLM appendix B; nanochat's estimate_flops).
+        Causal masking is not discounted (PaLM appendix B; nanochat's estimate_flops). An MoE
+        block counts its active weights only (router + top_k experts + shared experts), so MFU of
+        an MoE is on active FLOPs, as OLMo-core and torchtitan report it.
         """
         attention = 12 * self.q_dim * self.attended_positions(seq_len)
         return 6 * self.num_matmul_params() + attention

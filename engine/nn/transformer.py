@@ -6,11 +6,13 @@ Parameter names are a contract (HF conversion and optimizer group globs rely on 
   blocks.{i}.attention.{w_q,w_k,w_v,w_out}.weight   blocks.{i}.attention.{q_norm,k_norm}.weight (qk_norm)
   blocks.{i}.attention_norm.weight  blocks.{i}.mlp.{w1,w3,w2}.weight  blocks.{i}.mlp_norm.weight
   blocks.{i}.{attention_post_norm,mlp_post_norm}.weight (gemma3: the norms after each sub-layer)
+  blocks.{i}.mlp.router.weight  blocks.{i}.mlp.experts.{w1,w3,w2}  blocks.{i}.mlp.shared.{w1,w3,w2}.weight
+      (MoE blocks, model.moe: the MLP's place; see moe.py)
   norm.weight  lm_head.weight (the embedding Parameter itself when tie_embeddings)
 
 Init (deterministic from the seed, identical under any parallelism): every weight matrix and the
 embedding ~ normal(0, init_std) truncated at +-3 std; the two output projections of each block
-(attention.w_out, mlp.w2) use init_std / sqrt(2 * n_layers) (GPT-2's residual scaling); norm
+(attention.w_out, mlp.w2 and the MoE's expert / shared down projections) use init_std / sqrt(2 * n_layers) (GPT-2's residual scaling); norm
 weights = 1 (Gemma's (1 + w) norms: 0, the same scale). Each parameter draws from its own
 generator seeded by (seed, parameter name), so the values do not depend on parameter order,
 device count or sharding.
@@ -31,6 +33,7 @@ from .attention import Attention
 from .fused_loss import chunk_objective, chunked_linear_cross_entropy
 from .loss import cross_entropy_sums
 from .mlp import SwiGLU
+from .moe import MoE
 from .norm import GemmaRMSNorm, RMSNorm
 from .rope import rope_tables
 from .sliding_window import Mask, window_mask
@@ -46,7 +49,10 @@ class Block(nn.Module):
         norm_cls = GemmaRMSNorm if cfg.gemma_blocks else RMSNorm
         self.attention = Attention(cfg, index)
         self.attention_norm = norm_cls(cfg.d_model, cfg.norm_eps)
-        self.mlp = SwiGLU(cfg.d_model, cfg.mlp_hidden, "gelu_tanh" if cfg.gemma_blocks else "silu")
+        if cfg.is_moe_layer(index):
+            self.mlp = MoE(cfg.d_model, cfg.moe)
+        else:
+            self.mlp = SwiGLU(cfg.d_model, cfg.mlp_hidden, "gelu_tanh" if cfg.gemma_blocks else "silu")
         self.mlp_norm = norm_cls(cfg.d_model, cfg.norm_eps)
         if self.layout == "sandwich":
             self.attention_post_norm = norm_cls(cfg.d_model, cfg.norm_eps)
@@ -134,12 +140,32 @@ class Transformer(nn.Module):
         if labels is None:
             return self.capped(self.lm_head(h))  # (B, T, V)
         if self.fused_loss and torch.is_grad_enabled():
-            return chunked_linear_cross_entropy(h.flatten(0, 1), self.lm_head.weight, labels.flatten(),
-                                                ignore_index, z_loss_multiplier, self.chunk_fn)
-        ce_sum, z_sum = self.loss_fn(self.capped(self.lm_head(h)).flatten(0, 1), labels.flatten(), ignore_index,
-                                     z_loss_multiplier is not None)
-        objective = ce_sum if z_sum is None else ce_sum + z_loss_multiplier * z_sum
-        return objective, ce_sum.detach(), None if z_sum is None else z_sum.detach()
+            objective, ce_sum, z_sum = chunked_linear_cross_entropy(
+                h.flatten(0, 1), self.lm_head.weight, labels.flatten(), ignore_index, z_loss_multiplier,
+                self.chunk_fn)
+        else:
+            ce_sum, z_sum = self.loss_fn(self.capped(self.lm_head(h)).flatten(0, 1), labels.flatten(),
+                                         ignore_index, z_loss_multiplier is not None)
+            objective = ce_sum if z_sum is None else ce_sum + z_loss_multiplier * z_sum
+            ce_sum, z_sum = ce_sum.detach(), None if z_sum is None else z_sum.detach()
+        aux = self.router_aux_loss()
+        if aux is not None and torch.is_grad_enabled():
+            objective = objective + aux * (labels != ignore_index).sum()
+        return objective, ce_sum, z_sum
+
+    def moe_layers(self) -> Dict[int, MoE]:
+        """Block index -> its MoE feed-forward, for the MoE blocks."""
+        out = {}
+        for i, block in self.blocks.items():
+            mlp = _unwrap(block).mlp
+            if isinstance(mlp, MoE):
+                out[int(i)] = mlp
+        return out
+
+    def router_aux_loss(self) -> Optional[torch.Tensor]:
+        """Sum over MoE blocks of their last forward's weighted auxiliary losses (None if dense)."""
+        terms = [aux for moe in self.moe_layers().values() if (aux := moe.aux_loss()) is not None]
+        return sum(terms) if terms else None
 
     def capped(self, logits: torch.Tensor) -> torch.Tensor:
         """cap x tanh(logits / cap) with model.final_logit_softcap, else the logits unchanged."""
@@ -151,7 +177,7 @@ class Transformer(nn.Module):
         """The init std of a parameter by name; None for norm weights (set to 1)."""
         if name.endswith("norm.weight"):
             return None
-        if name.endswith(("attention.w_out.weight", "mlp.w2.weight")):
+        if name.endswith(("attention.w_out.weight", "mlp.w2.weight", "mlp.experts.w2", "mlp.shared.w2.weight")):
             return self.config.init_std / math.sqrt(2 * self.config.n_layers)
         return self.config.init_std
 
@@ -179,8 +205,13 @@ class Transformer(nn.Module):
         return self.num_params() - self.embeddings.weight.numel()
 
     def num_matmul_params(self) -> int:
-        # Every Linear weight multiplies each token once, the tied output head included.
-        return sum(m.weight.numel() for m in self.modules() if isinstance(m, nn.Linear))
+        # Every Linear weight multiplies each token once, the tied output head included; an MoE
+        # block's router does too, but only top_k of its experts (active weights).
+        total = sum(m.weight.numel() for m in self.modules() if isinstance(m, nn.Linear))
+        for moe in self.moe_layers().values():
+            experts = sum(_global_numel(p) for p in moe.experts.parameters())
+            total += _global_numel(moe.router.weight) + experts * moe.cfg.top_k // moe.cfg.num_experts
+        return total
 
     def num_flops_per_token(self, seq_len: int) -> int:
         """6 x matmul params + 12 x (heads x head_dim) x keys attended, summed over layers (see
@@ -198,6 +229,10 @@ def _unwrap(block: nn.Module) -> nn.Module:
     for attr in ("_checkpoint_wrapped_module", "_orig_mod"):
         block = getattr(block, attr, block)
     return block
+
+
+def _global_numel(param: torch.Tensor) -> int:
+    return param.shape.numel()  # a DTensor's shape is the global one
 
 
 def _named_params(module: nn.Module):

@@ -296,12 +296,19 @@ class Trainer:
         tensors = {k: v for k, v in self._step_metrics.items() if isinstance(v, torch.Tensor)}
         values: Dict[str, Any] = {k: v for k, v in self._step_metrics.items() if k not in tensors}
         if tensors:
+            # One all-reduce for every metric; a vector metric (an MoE block's tokens per expert)
+            # becomes a list of floats, a scalar a float.
             names = sorted(tensors)
-            stacked = torch.stack([tensors[n].detach().float().reshape(()) for n in names])
+            flat = [tensors[n].detach().float().reshape(-1) for n in names]
+            stacked = torch.cat(flat)
             if self.world_size > 1 and dist.is_initialized():
                 dist.all_reduce(stacked, op=dist.ReduceOp.SUM)
                 stacked /= self.world_size
-            values.update(zip(names, stacked.cpu().tolist()))
+            numbers, at = stacked.cpu().tolist(), 0
+            for name, part in zip(names, flat):
+                n = part.numel()
+                values[name] = numbers[at] if tensors[name].dim() == 0 or n == 1 else numbers[at:at + n]
+                at += n
         loss = values.get("loss")
         if loss is not None and not math.isfinite(loss):
             raise NonFiniteLossError(

@@ -40,6 +40,8 @@ from engine.nn.transformer import Transformer, build_model
 from engine.optim import build_optimizer
 from engine.scheduler import lr_factor
 
+from .router_stats import RouterStats
+
 
 class TrainModule:
     def __init__(self, cfg: ExperimentConfig, device: Optional[torch.device] = None,
@@ -58,6 +60,7 @@ class TrainModule:
         self.max_steps: Optional[int] = cfg.steps_for(cfg.trainer.max_duration)
         self.ignore_index = self.tm_cfg.label_ignore_index
         self._autocast_dtype = self._pick_autocast()
+        self.router_stats = RouterStats(self.model.moe_layers(), self.device)
 
     # ---- set-up -------------------------------------------------------------------------------
     def _pick_autocast(self) -> Optional[torch.dtype]:
@@ -118,7 +121,8 @@ class TrainModule:
     def train_batch(self, batch: Dict[str, Any]) -> Dict[str, torch.Tensor]:
         """Forward + backward over the rank's batch, accumulating gradients.
 
-        Returns {"ce_loss": scalar, "z_loss": scalar (when configured)}: the global-batch means.
+        Returns {"ce_loss": scalar, "z_loss": scalar (when configured)}: the global-batch means;
+        for an MoE model also the router metrics of RouterStats (moe/*).
         """
         self.model.train()
         ids, labels = self.labels_for(batch)
@@ -136,6 +140,7 @@ class TrainModule:
             with self._autocast():
                 objective, ce_sum, z_sum = self.model(ids[a:b], labels=labels[a:b], ignore_index=self.ignore_index,
                                                       z_loss_multiplier=z_mult)
+            self.router_stats.add(labels[a:b] != self.ignore_index)
             (objective * (scale / global_tokens)).backward()
             ce_total += ce_sum
             if z_mult:
@@ -143,6 +148,7 @@ class TrainModule:
         metrics = {"ce_loss": self._all_reduce(ce_total) / global_tokens}
         if z_mult:
             metrics["z_loss"] = self._all_reduce(z_total) / global_tokens
+        metrics.update(self.router_stats.collect(self._all_reduce, global_tokens))
         return metrics
 
     def _set_grad_sync(self, sync: bool) -> None:

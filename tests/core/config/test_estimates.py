@@ -32,11 +32,20 @@ def hand_count(cfg):
     per_head = m.family in ("qwen3", "gemma3")  # one head_dim-sized q and k norm, shared by the heads
     qk_norms = (2 * head_dim if per_head else q_width + kv) if m.qk_norm else 0
     norms = (4 if m.family == "gemma3" else 2) * d + qk_norms
-    block = q + k + v + o + w1 + w2 + w3 + norms
+    dense_ffn = w1 + w2 + w3
+    # MoE blocks: router (E x d) + E experts of 3 d h (+ shared); a token uses top_k of them
+    moe = m.moe
+    moe_layers = 0 if moe is None else m.n_layers - len(moe.dense_layers)
+    expert = 0 if moe is None else 3 * d * moe.hidden_size
+    moe_ffn = 0 if moe is None else d * moe.num_experts + (moe.num_experts + moe.num_shared_experts) * expert
+    moe_active = 0 if moe is None else d * moe.num_experts + (moe.top_k + moe.num_shared_experts) * expert
+    dense_layers = m.n_layers - moe_layers
+    attention = q + k + v + o
     embedding = m.vocab_size * d
     head = 0 if m.tie_embeddings else m.vocab_size * d
-    params = embedding + m.n_layers * block + d + head
-    matmul = m.n_layers * (q + k + v + o + w1 + w2 + w3) + m.vocab_size * d
+    params = (embedding + m.n_layers * (attention + norms) + dense_layers * dense_ffn + moe_layers * moe_ffn
+              + d + head)
+    matmul = m.n_layers * attention + dense_layers * dense_ffn + moe_layers * moe_active + m.vocab_size * d
     seq = cfg.dataset.sequence_length
     # keys per query: seq on full layers, the window on sliding ones (every interval-th layer is full)
     keys = sum(seq if m.sliding_window is None or (i + 1) % m.full_attention_interval == 0
