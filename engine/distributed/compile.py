@@ -19,7 +19,14 @@ BACKEND = "inductor"
 
 
 def apply_compile(model: Transformer) -> None:
-    for block in model.blocks.values():
+    moe_blocks = {str(i) for i in model.moe_layers()}
+    for name, block in model.blocks.items():
+        if name in moe_blocks:
+            # An MoE block's routing sizes its expert groups (and expert parallelism's all-to-all
+            # splits) from token counts read on the host: a graph break. Its attention compiles;
+            # the feed-forward runs eagerly (grouped GEMMs already are one kernel per projection).
+            block.attention.compile(backend=BACKEND, fullgraph=True)
+            continue
         block.compile(backend=BACKEND, fullgraph=True)
     # The loss upcasts (N, V) logits to fp32 for the logsumexp; compiled, the upcast fuses into
     # the reduction instead of materialising an fp32 copy of the logits.
