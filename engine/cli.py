@@ -55,6 +55,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # the same before it writes config.toml (olmo_tui/core/launch/preflight.py:launch_paths).
     cfg = absolute_paths(cfg)
     if args.dry_run:
+        if cfg.dataset.sources:  # tokens and epochs per source, as stderr narration
+            from engine.data.checks import mixture_lines
+
+            for line in mixture_lines(cfg):
+                print(f"# {line}", file=sys.stderr)
         print_config(cfg, args.json)
         return 0
     from engine.stop_request import install_early_handlers

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import List, Literal, Optional
+import re
+from typing import Dict, List, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
@@ -36,6 +37,45 @@ class TokenizerConfig(Config):
         return self
 
 
+_SOURCE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,39}$")
+RATIO_TOLERANCE = 1e-6  # ratios written as decimals (0.1 + 0.2 ...) still sum to 1
+
+
+def _as_list(value):
+    # `--dataset.paths=data/train.npy` names one file (or one glob): a list of one.
+    return [value] if isinstance(value, str) else value
+
+
+class SourceConfig(Config):
+    """One named source of a training mixture (engine/data/mixture.py draws the batches)."""
+
+    paths: List[str] = Field(default_factory=list, description="Token files of this source (globs allowed).",
+                             json_schema_extra=path_kind())
+    ratio: float = Field(gt=0, le=1, description="Share of every global batch drawn from this source, "
+                         "by instances (= tokens); the sources' ratios sum to 1.")
+    max_repetition: float = Field(1.0, gt=0, description="Times this source may be read over the run "
+                                  "(epochs of it); the pre-flight refuses a run that would need more.")
+    max_tokens: Optional[int] = Field(None, gt=0, description="Use only the first N tokens of this "
+                                      "source (a token cap); unset = all of it.")
+
+    @field_validator("paths", mode="before")
+    @classmethod
+    def _one_path(cls, value):
+        return _as_list(value)
+
+
+class EvalSetConfig(Config):
+    """One named held-out set of the LM evaluator (eval/lm/<name>/loss and ppl)."""
+
+    paths: List[str] = Field(default_factory=list, description="Held-out token files (globs allowed).",
+                             json_schema_extra=path_kind())
+
+    @field_validator("paths", mode="before")
+    @classmethod
+    def _one_path(cls, value):
+        return _as_list(value)
+
+
 class DatasetConfig(Config):
     """Where training tokens come from."""
 
@@ -49,6 +89,17 @@ class DatasetConfig(Config):
     eval_paths: List[str] = Field(default_factory=list, description="Held-out token files for the LM "
                                   "evaluator; empty = a held-out slice of the training data.",
                                   json_schema_extra=path_kind())
+    sources: Dict[str, SourceConfig] = Field(
+        default_factory=dict, description="A mixture (kind = numpy), instead of paths: named sources, "
+        "each with token files and a ratio, e.g. [dataset.sources.code] paths = [...], ratio = 0.7.")
+    eval_sets: Dict[str, EvalSetConfig] = Field(
+        default_factory=dict, description="Named held-out sets for the LM evaluator, each reported as "
+        "eval/lm/<name>/loss; empty = eval_paths, else each source's held-out tail (a mixture) or the "
+        "training data's.")
+    instances: Literal["concat", "packed"] = Field(
+        "concat", description="concat: documents joined with EOS and cut into sequence_length windows. "
+        "packed: whole documents packed into instances (never across one), the rest padded and "
+        "left out of the loss; longer documents are split.")
     dtype: Optional[Literal["uint16", "uint32"]] = Field(
         None, description="Element type of the token files; unset = the smallest that fits the vocab."
     )
@@ -68,8 +119,16 @@ class DatasetConfig(Config):
     @field_validator("paths", "eval_paths", mode="before")
     @classmethod
     def _one_path(cls, value):
-        # `--dataset.paths=data/train.npy` names one file (or one glob): a list of one.
-        return [value] if isinstance(value, str) else value
+        return _as_list(value)
+
+    @field_validator("sources", "eval_sets")
+    @classmethod
+    def _names(cls, value: dict) -> dict:
+        for name in value:
+            if not _SOURCE_NAME.match(name):
+                raise ValueError(f"name {name!r}: use a letter, then letters, digits, '_' or '-' "
+                                 "(at most 40 characters)")
+        return value
 
     @property
     def token_dtype(self) -> str:
@@ -89,3 +148,33 @@ class DataLoaderConfig(Config):
     prefetch_factor: Optional[int] = Field(
         None, gt=0, description="Batches each worker loads ahead (needs num_workers > 0); unset = torch's default."
     )
+
+
+def mixture_issues(cfg) -> List[tuple]:
+    """(fields, message) for every mixture rule an ExperimentConfig breaks (no file is read)."""
+    ds, issues = cfg.dataset, []
+    if ds.sources and ds.kind != "numpy":
+        issues.append((("dataset.sources", "dataset.kind"), "a mixture reads token files: set "
+                       "dataset.kind = 'numpy'"))
+    if ds.sources and ds.paths:
+        issues.append((("dataset.sources", "dataset.paths"), "give either dataset.paths (one source) or "
+                       "dataset.sources (a mixture), not both"))
+    if ds.eval_sets and ds.eval_paths:
+        issues.append((("dataset.eval_sets", "dataset.eval_paths"), "give either dataset.eval_paths (one "
+                       "held-out set) or dataset.eval_sets (named ones), not both"))
+    for name, source in ds.sources.items():
+        if not source.paths:
+            issues.append(((f"dataset.sources.{name}.paths",), f"source {name!r} has no token files"))
+    for name, eval_set in ds.eval_sets.items():
+        if not eval_set.paths:
+            issues.append(((f"dataset.eval_sets.{name}.paths",), f"held-out set {name!r} has no token files"))
+    total = sum(source.ratio for source in ds.sources.values())
+    if ds.sources and abs(total - 1.0) > RATIO_TOLERANCE:
+        parts = " + ".join(f"{name} {source.ratio:g}" for name, source in ds.sources.items())
+        issues.append((("dataset.sources",), f"the ratios sum to {total:g} ({parts}), not 1"))
+    durations = [("trainer.max_duration", cfg.trainer.max_duration), ("trainer.hard_stop", cfg.trainer.hard_stop)]
+    for field, duration in durations:
+        if ds.sources and duration is not None and duration.unit.value == "epochs":
+            issues.append(((field, "dataset.sources"), "a mixture has no epochs (each source has its own): "
+                           "give the duration in steps or tokens"))
+    return issues

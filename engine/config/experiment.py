@@ -11,7 +11,7 @@ from typing import Any, List, Optional
 from pydantic import Field, ValidationError, ValidationInfo, model_validator
 
 from .base import MAX_SEED, Config, DurationUnit
-from .data import DataLoaderConfig, DatasetConfig
+from .data import DataLoaderConfig, DatasetConfig, mixture_issues
 from .errors import FIELD_ERROR, ConfigError, Issue
 from .launch import LaunchConfig
 from .model import SLIDING_WINDOW_FAMILIES, ModelConfig
@@ -98,8 +98,10 @@ def cross_field_issues(cfg: ExperimentConfig) -> List[Issue]:
     if ds.tokenizer.vocab_size > model.vocab_size:
         add(("dataset.tokenizer.vocab_size", "model.vocab_size"),
             f"tokenizer emits {ds.tokenizer.vocab_size} ids but the model embeds only {model.vocab_size}")
-    if ds.kind == "numpy" and not ds.paths:
-        add(("dataset.paths", "dataset.kind"), "dataset.kind = 'numpy' needs at least one path")
+    if ds.kind == "numpy" and not ds.paths and not ds.sources:
+        add(("dataset.paths", "dataset.kind"), "dataset.kind = 'numpy' needs at least one path "
+            "(dataset.paths) or a mixture (dataset.sources)")
+    issues.extend(Issue(paths, message) for paths, message in mixture_issues(cfg))
     if dl.prefetch_factor is not None and dl.num_workers == 0:
         add(("data_loader.prefetch_factor", "data_loader.num_workers"),
             "prefetch_factor needs num_workers > 0")

@@ -50,7 +50,7 @@ def _sections_in(annotation) -> Iterator[Type[BaseModel]]:
 
 def schema_path_fields(model: Optional[Type[BaseModel]] = None, prefix: str = "") -> Dict[str, str]:
     """Every path field of the schema, dotted name -> kind (a list of sections adds `.N`:
-    `launch.beaker.mounts.N.source`)."""
+    `launch.beaker.mounts.N.source`; a table of named sections `.NAME`: `dataset.sources.NAME.paths`)."""
     if model is None:
         from .experiment import ExperimentConfig
 
@@ -61,8 +61,9 @@ def schema_path_fields(model: Optional[Type[BaseModel]] = None, prefix: str = ""
         if kind is not None:
             found[prefix + name] = kind
         for section in _sections_in(info.annotation):
-            is_list = typing.get_origin(info.annotation) is list
-            found.update(schema_path_fields(section, f"{prefix}{name}.{'N.' if is_list else ''}"))
+            origin = typing.get_origin(info.annotation)
+            key = "N." if origin is list else "NAME." if origin is dict else ""
+            found.update(schema_path_fields(section, f"{prefix}{name}.{key}"))
     return found
 
 
@@ -75,10 +76,11 @@ def _path_values(section: BaseModel, prefix: str = "") -> Iterator[Tuple[BaseMod
             yield section, name, prefix + name, kind
         elif isinstance(value, BaseModel):
             yield from _path_values(value, f"{prefix}{name}.")
-        elif isinstance(value, list):
-            for index, item in enumerate(value):
+        elif isinstance(value, (list, dict)):
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in items:
                 if isinstance(item, BaseModel):
-                    yield from _path_values(item, f"{prefix}{name}.{index}.")
+                    yield from _path_values(item, f"{prefix}{name}.{key}.")
 
 
 def is_relative(value: str, kind: str) -> bool:

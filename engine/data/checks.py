@@ -6,9 +6,13 @@ or the wrong dataset.dtype), a quick sample of their ids fits the tokenizer and 
 made with another tokenizer, uint32 files read as uint16 or back), the tokenizer config agrees
 with the byte tokenizer or the local tokenizer.json, and the data holds one global batch.
 The embedded corpus is built (and cached) here, so a broken work dir fails before training.
+A mixture: every source and held-out set as above, and each source holds the tokens its ratio
+needs over the run at its max_repetition (`mixture_plan`: the numbers --dry-run shows).
 """
 
 from __future__ import annotations
+
+from typing import List, Optional
 
 import numpy as np
 
@@ -16,8 +20,10 @@ from engine.config import ExperimentConfig
 from engine.config.data import BYTE_VOCAB_SIZE
 from engine.errors import DataError
 
-from .datasets import FixedLengthInstances
-from .sources import build_sources
+from .datasets import make_instances
+from .manifest import manifest_documents
+from .mixture import SourcePlan, plan_source
+from .sources import DataSources, build_sources
 from .token_source import TokenFiles
 from .tokenizer import BYTE_EOS_ID, BYTE_PAD_ID, HFTokenizer
 
@@ -71,24 +77,90 @@ def _check_ids(files: TokenFiles, cfg: ExperimentConfig, field: str) -> None:
                         f"{tok_vocab}: made with another tokenizer? {hint}")
 
 
+def _files_of(source) -> TokenFiles:
+    while not isinstance(source, TokenFiles):  # a held-out split or a max_tokens cap of the files
+        source = source.source
+    return source
+
+
+def planned_rows(cfg: ExperimentConfig) -> int:
+    """Instances the run draws: its steps (to the hard stop) x instances per global batch."""
+    steps = cfg.steps_for(cfg.trainer.max_duration)
+    if cfg.trainer.hard_stop is not None:
+        steps = min(steps, cfg.steps_for(cfg.trainer.hard_stop))
+    return steps * (cfg.data_loader.global_batch_size // cfg.dataset.sequence_length)
+
+
+def mixture_plan(cfg: ExperimentConfig, sources: Optional[DataSources] = None) -> List[SourcePlan]:
+    """Tokens, instances and epochs of every source of a mixture over the planned run (reads
+    the files' sizes, and every document boundary when instances are packed)."""
+    sources = sources or build_sources(cfg)
+    ds, rows = cfg.dataset, planned_rows(cfg)
+    plans = []
+    for name, spec in ds.sources.items():
+        tokens = sources.mixture[name]
+        instances = make_instances(cfg, tokens, sources.eos_token_id, sources.pad_token_id)
+        plans.append(plan_source(name, spec.ratio, tokens.num_tokens, len(instances),
+                                 manifest_documents(_files_of(tokens)), spec.max_repetition, rows,
+                                 ds.sequence_length))
+    return plans
+
+
+def _check_mixture(cfg: ExperimentConfig, sources: DataSources) -> None:
+    for name in cfg.dataset.sources:
+        _check_ids(_files_of(sources.mixture[name]), cfg, f"dataset.sources.{name}.paths")
+    for plan in mixture_plan(cfg, sources):
+        problem = plan.problem()
+        if problem:
+            raise DataError(f"dataset.sources.{plan.name}", problem)
+
+
 def check_data(cfg: ExperimentConfig) -> None:
     """Raise DataError (one line, naming the field) for the first data problem found."""
     ds = cfg.dataset
     check_tokenizer(cfg)
     sources = build_sources(cfg)  # paths, globs, file sizes, the embedded corpus
+    for name, held in sources.eval_sets.items():
+        if isinstance(held, TokenFiles):
+            _check_ids(held, cfg, f"dataset.eval_sets.{name}.paths")
+    if sources.mixture:
+        _check_mixture(cfg, sources)
+    else:
+        _check_flat(cfg, sources)
+    lm_eval = cfg.trainer.callbacks.lm_evaluator
+    evaluating = lm_eval.enabled and not cfg.trainer.no_evals
+    for name, held in sources.held_out_sets().items() if evaluating else ():
+        if held.num_tokens < 2:
+            where = (f"dataset.eval_sets.{name}" if ds.eval_sets else f"dataset.sources.{name}" if sources.mixture
+                     else "dataset.eval_paths")
+            raise DataError(where, "no held-out tokens for the LM evaluator: the data is too small for a "
+                            "held-out slice; add dataset.eval_paths (or eval_sets) or disable the evaluator")
+
+
+def _check_flat(cfg: ExperimentConfig, sources: DataSources) -> None:
+    ds = cfg.dataset
     if ds.kind == "numpy":
         _check_ids(sources.train if isinstance(sources.train, TokenFiles) else sources.train.source,
                    cfg, "dataset.paths")
     if isinstance(sources.held_out, TokenFiles):
         _check_ids(sources.held_out, cfg, "dataset.eval_paths")
     T, gbs = ds.sequence_length, cfg.data_loader.global_batch_size
-    sequences = len(FixedLengthInstances(sources.train, T))
+    sequences = len(make_instances(cfg, sources.train, sources.eos_token_id, sources.pad_token_id))
     if sequences < gbs // T:
         field = {"numpy": "dataset.paths", "synthetic": "dataset.synthetic_tokens",
                  "embedded": "dataset.embedded_max_bytes"}[ds.kind]
         raise DataError(field, f"the training data holds {sequences} sequences of {T} tokens, fewer than one "
                         f"global batch (data_loader.global_batch_size = {gbs} tokens = {gbs // T} sequences)")
-    lm_eval = cfg.trainer.callbacks.lm_evaluator
-    if lm_eval.enabled and not cfg.trainer.no_evals and sources.held_out.num_tokens < 2:
-        raise DataError("dataset.eval_paths", "no held-out tokens for the LM evaluator: the data is too "
-                        "small for a held-out slice; add dataset.eval_paths or disable the evaluator")
+
+
+def mixture_lines(cfg: ExperimentConfig) -> List[str]:
+    """One line per source of a mixture (tokens needed and held, epochs), for --dry-run; a data
+    error becomes its own line (a dry run shows the config whatever the data)."""
+    from .mixture import format_plan
+
+    if not cfg.dataset.sources:
+        return []
+    try:
+        return format_plan(mixture_plan(cfg))
+    except DataError as exc:
+        return [f"mixture: {exc}"]

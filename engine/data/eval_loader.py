@@ -42,13 +42,21 @@ class EvalLoader:
             yield {"input_ids": torch.from_numpy(ids), "label_mask": torch.from_numpy(mask)}
 
 
-def build_eval_loader(cfg: ExperimentConfig, dp_rank: int = 0, dp_world_size: int = 1,
-                      max_batches: Optional[int] = None) -> EvalLoader:
-    """Micro-batches {"input_ids": (N, T) long, "label_mask": (N, T) bool} of held-out data:
-    dataset.eval_paths, else the held-out tail of the training data (see sources.py)."""
+def build_eval_loaders(cfg: ExperimentConfig, dp_rank: int = 0, dp_world_size: int = 1,
+                       max_batches: Optional[int] = None) -> Dict[str, EvalLoader]:
+    """Held-out set name ("" for the one unnamed set) -> its loader of micro-batches
+    {"input_ids": (N, T) long, "label_mask": (N, T) bool}: dataset.eval_sets, else
+    dataset.eval_paths, else the held-out tail of the training data or of each source of a
+    mixture (see sources.py)."""
     sources = build_sources(cfg)
     T = cfg.dataset.sequence_length
     rows = max(cfg.train_module.rank_microbatch_size // T, 1)
-    documents = PaddedDocuments(sources.held_out, T, sources.eos_token_id, sources.pad_token_id)
-    return EvalLoader(documents, rows=rows, dp_rank=dp_rank, dp_world_size=dp_world_size,
-                      max_batches=max_batches)
+    return {name: EvalLoader(PaddedDocuments(held, T, sources.eos_token_id, sources.pad_token_id), rows=rows,
+                             dp_rank=dp_rank, dp_world_size=dp_world_size, max_batches=max_batches)
+            for name, held in sources.held_out_sets().items()}
+
+
+def build_eval_loader(cfg: ExperimentConfig, dp_rank: int = 0, dp_world_size: int = 1,
+                      max_batches: Optional[int] = None) -> EvalLoader:
+    """The loader of the one unnamed held-out set (dataset.eval_paths or the training data's tail)."""
+    return build_eval_loaders(cfg, dp_rank, dp_world_size, max_batches)[""]

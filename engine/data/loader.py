@@ -26,7 +26,7 @@ import torch
 from engine.config import ExperimentConfig
 from engine.errors import DataError
 
-from .datasets import FixedLengthInstances
+from .datasets import FixedLengthInstances, make_instances
 from .sources import build_sources
 
 STATE_VERSION = 1
@@ -46,7 +46,7 @@ class _EpochBatches(torch.utils.data.Dataset):
     def __getitem__(self, k: int) -> Dict[str, torch.Tensor]:
         first = k * self.global_rows + self.dp_rank * self.rank_rows
         indices = self.order[first:first + self.rank_rows]
-        return {"input_ids": torch.from_numpy(self.instances.get_many(indices))}
+        return {key: torch.from_numpy(value) for key, value in self.instances.get_batch(indices).items()}
 
 
 class TrainLoader:
@@ -102,6 +102,13 @@ class TrainLoader:
     def __len__(self) -> int:
         return self.total_batches
 
+    @property
+    def batches_per_epoch(self) -> int:
+        return self.total_batches
+
+    def metrics(self, state: Dict[str, Any]) -> Dict[str, int]:
+        return {}  # one source: the record's `tokens` says it all
+
     def __iter__(self) -> Iterator[Dict[str, torch.Tensor]]:
         if self.batches_processed >= self.total_batches:
             self.epoch += 1
@@ -145,20 +152,31 @@ class TrainLoader:
         self.batches_processed = int(state["batches_processed"])
 
 
-def train_fingerprint(source_fingerprint: str, sequence_length: int) -> str:
-    return hashlib.sha256(f"{source_fingerprint}:fsl{sequence_length}".encode()).hexdigest()[:16]
+def train_fingerprint(source_fingerprint: str, sequence_length: int, instances: str = "concat") -> str:
+    key = f"{source_fingerprint}:fsl{sequence_length}" + ("" if instances == "concat" else f":{instances}")
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def build_train_loader(cfg: ExperimentConfig, dp_rank: int = 0, dp_world_size: int = 1) -> TrainLoader:
-    """The training loader for one data-parallel rank (see the module docstring)."""
+def build_train_loader(cfg: ExperimentConfig, dp_rank: int = 0, dp_world_size: int = 1):
+    """The training loader for one data-parallel rank (see the module docstring): a TrainLoader,
+    or a mixture's MixtureLoader (engine/data/mixture_loader.py)."""
     sources = build_sources(cfg)
+
+    def instances_of(source):
+        return make_instances(cfg, source, sources.eos_token_id, sources.pad_token_id)
+
+    if sources.mixture:
+        from .mixture_loader import build_mixture_loader
+
+        return build_mixture_loader(cfg, sources, instances_of, dp_rank, dp_world_size)
     T = cfg.dataset.sequence_length
     size_field = {"numpy": "dataset.paths", "synthetic": "dataset.synthetic_tokens",
                   "embedded": "dataset.embedded_max_bytes"}[cfg.dataset.kind]
     loader = TrainLoader(
-        FixedLengthInstances(sources.train, T),
+        instances_of(sources.train),
         global_batch_size=cfg.data_loader.global_batch_size, dp_rank=dp_rank, dp_world_size=dp_world_size,
-        seed=cfg.data_loader.seed, fingerprint=train_fingerprint(sources.train.fingerprint, T),
+        seed=cfg.data_loader.seed,
+        fingerprint=train_fingerprint(sources.train.fingerprint, T, cfg.dataset.instances),
         num_workers=cfg.data_loader.num_workers, prefetch_factor=cfg.data_loader.prefetch_factor,
         size_field=size_field)
     loader.description = sources.description

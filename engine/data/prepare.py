@@ -7,7 +7,7 @@ Inputs: `*.jsonl` / `*.jsonl.gz` / `*.ndjson` hold one JSON object per line, the
 `--text-field`; any other file is one plain-text (UTF-8) document. Globs are expanded (sorted).
 Output: OLMo-core's layout, a raw headerless array of ids with EOS after every document,
 written to a temp file beside FILE and renamed when complete (an error or Ctrl-C leaves
-nothing). Exit codes: 0 done, 2 user error (one line on stderr), 130 interrupted.
+nothing), then FILE.manifest.json beside it (tokens, documents: engine/data/manifest.py). Exit codes: 0 done, 2 user error (one line on stderr), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import numpy as np
 from engine.atomic import atomic_file
 from engine.errors import EXIT_USER_ERROR, UserError
 
+from .manifest import write_manifest
 from .token_source import expand_paths
 from .tokenizer import ByteTokenizer, HFTokenizer, smallest_dtype
 
@@ -175,6 +176,8 @@ def main_prepare(argv: Optional[Sequence[str]] = None) -> int:
         print("olmo-train prepare: interrupted; nothing written", file=sys.stderr)
         return 130
 
+    write_manifest(output, tokens=tokens, documents=documents, dtype=dtype, eos_token_id=tokenizer.eos_token_id,
+                   tokenizer="byte" if isinstance(tokenizer, ByteTokenizer) else Path(args.tokenizer).name)
     kind = "byte tokenizer" if isinstance(tokenizer, ByteTokenizer) else f"tokenizer {args.tokenizer}"
     print(f"prepared {documents:,} documents, {tokens:,} tokens ({dtype}, {kind}, "
           f"EOS {tokenizer.eos_token_id}) -> {output}")

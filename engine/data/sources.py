@@ -5,12 +5,17 @@ min(5 %, 2^20 tokens), starting at a document boundary, is held out and never tr
 split does not depend on whether the LM evaluator is on, so switching it never moves the data.
 The eval files are opened only when the LM evaluator runs, and synthetic data ignores them (it
 holds out its own tail): a preset's real eval files never block a synthetic or eval-free run.
+
+A mixture (`dataset.sources`): each source's files are one token source; its tail is held out
+by the same rule (unless `dataset.eval_sets` names the held-out sets) and becomes the held-out
+set of that name, then `max_tokens` caps what is left for training. `dataset.eval_sets`
+replaces the held-out sets of either layout by named ones.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Dict, Optional
 
 from engine.config import ExperimentConfig
 from engine.errors import DataError
@@ -25,11 +30,19 @@ HELD_OUT_MAX_TOKENS = 1 << 20
 
 @dataclass
 class DataSources:
-    train: object  # a token source (see token_source.py)
-    held_out: object
+    train: object  # a token source (see token_source.py); a mixture: None
+    held_out: object  # a mixture or named eval_sets: None
     eos_token_id: int
     pad_token_id: int
     description: str  # one line for the logs
+    mixture: Dict[str, object] = field(default_factory=dict)  # source name -> its training tokens
+    eval_sets: Dict[str, object] = field(default_factory=dict)  # held-out set name -> its tokens
+
+    def held_out_sets(self) -> Dict[str, object]:
+        """Name -> held-out tokens; "" names the one unnamed set (none: nothing evaluates)."""
+        if self.eval_sets:
+            return self.eval_sets
+        return {"": self.held_out} if self.held_out is not None else {}
 
 
 def _split_tail(source, eos_id: int):
@@ -43,10 +56,45 @@ def _split_tail(source, eos_id: int):
     return TokenSlice(source, 0, cut), TokenSlice(source, cut, source.num_tokens)
 
 
+def _evaluating(cfg: ExperimentConfig) -> bool:
+    return cfg.trainer.callbacks.lm_evaluator.enabled and not cfg.trainer.no_evals
+
+
+def _named_eval_sets(cfg: ExperimentConfig) -> Dict[str, object]:
+    ds = cfg.dataset
+    if not _evaluating(cfg):  # nothing reads them: the files need not exist
+        return {}
+    return {name: TokenFiles(expand_paths(s.paths, f"dataset.eval_sets.{name}.paths"), ds.token_dtype,
+                             f"dataset.eval_sets.{name}.paths")
+            for name, s in ds.eval_sets.items()}
+
+
+def _build_mixture(cfg: ExperimentConfig) -> DataSources:
+    ds, tok = cfg.dataset, cfg.dataset.tokenizer
+    mixture, held_out = {}, {}
+    for name, spec in ds.sources.items():
+        field_name = f"dataset.sources.{name}.paths"
+        files = TokenFiles(expand_paths(spec.paths, field_name), ds.token_dtype, field_name)
+        train, held = (files, None) if ds.eval_sets else _split_tail(files, tok.eos_token_id)
+        if spec.max_tokens is not None and spec.max_tokens < train.num_tokens:
+            train = TokenSlice(train, 0, spec.max_tokens)
+        mixture[name] = train
+        if held is not None:
+            held_out[name] = held
+    eval_sets = _named_eval_sets(cfg) if ds.eval_sets else held_out
+    parts = ", ".join(f"{name} {spec.ratio:g} ({mixture[name].num_tokens:,} tokens)"
+                      for name, spec in ds.sources.items())
+    return DataSources(train=None, held_out=None, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                       description=f"mixture of {len(mixture)} sources: {parts} ({ds.token_dtype})",
+                       mixture=mixture, eval_sets=eval_sets)
+
+
 def build_sources(cfg: ExperimentConfig) -> DataSources:
     ds = cfg.dataset
     tok = ds.tokenizer
     eos, pad = tok.eos_token_id, tok.pad_token_id
+    if ds.kind == "numpy" and ds.sources:
+        return _build_mixture(cfg)
     if ds.kind == "numpy":
         if not ds.paths:
             raise DataError("dataset.paths", "dataset.kind = 'numpy' needs at least one token file")
@@ -67,20 +115,22 @@ def build_sources(cfg: ExperimentConfig) -> DataSources:
                        f"{meta['tokens']:,} byte tokens ({path})")
 
     held_out: Optional[object] = None
-    if ds.eval_paths and ds.kind == "synthetic":
+    if (ds.eval_paths or ds.eval_sets) and ds.kind == "synthetic":
         # Random ids are held out from their own tail; a preset's real eval files are not
         # needed (nor required to exist) for a synthetic run.
         train, held_out = _split_tail(source, eos)
-        description += "; dataset.eval_paths ignored (synthetic data holds out its own tail)"
-    elif ds.eval_paths:
+        description += "; held-out files ignored (synthetic data holds out its own tail)"
+    elif ds.eval_paths or ds.eval_sets:
         train = source
-        lm_eval = cfg.trainer.callbacks.lm_evaluator
-        if lm_eval.enabled and not cfg.trainer.no_evals:
+        if ds.eval_sets:
+            held_out = None
+        elif _evaluating(cfg):
             held_out = TokenFiles(expand_paths(ds.eval_paths, "dataset.eval_paths"), ds.token_dtype,
                                   "dataset.eval_paths")
         else:  # nothing reads held-out tokens: the eval files need not exist (training data unchanged)
             held_out = TokenSlice(source, source.num_tokens, source.num_tokens)
     else:
         train, held_out = _split_tail(source, eos)
+    eval_sets = _named_eval_sets(cfg) if ds.eval_sets and ds.kind != "synthetic" else {}
     return DataSources(train=train, held_out=held_out, eos_token_id=eos, pad_token_id=pad,
-                       description=description)
+                       description=description, eval_sets=eval_sets)

@@ -22,6 +22,8 @@ import numpy as np
 
 from engine.errors import DataError
 
+from .manifest import MANIFEST_SUFFIX
+
 
 def expand_paths(patterns: Sequence[str], field: str) -> List[Path]:
     """`~`, `${VAR}` and globs (sorted per pattern), in the order given; errors name `field`."""
@@ -33,7 +35,8 @@ def expand_paths(patterns: Sequence[str], field: str) -> List[Path]:
             raise DataError(field, f"{pattern!r}: environment variable {unset.group(1)} is not set")
         if glob.has_magic(expanded):
             matches = sorted(glob.glob(expanded, recursive=True))
-            matches = [m for m in matches if os.path.isfile(m)]
+            # A folder of prepared files also holds their manifests (engine/data/manifest.py).
+            matches = [m for m in matches if os.path.isfile(m) and not m.endswith(MANIFEST_SUFFIX)]
             if not matches:
                 raise DataError(field, f"{pattern!r} matches no files")
             paths.extend(Path(m) for m in matches)

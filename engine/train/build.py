@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Dict, Optional
 
 import torch
 
@@ -102,7 +102,7 @@ def restore_weights(trainer: Trainer, cfg: ExperimentConfig, save_folder: Path) 
 
 
 def build_trainer(cfg: ExperimentConfig, paths) -> TrainingEnv:
-    from engine.data.eval_loader import build_eval_loader
+    from engine.data.eval_loader import build_eval_loaders
     from engine.data.loader import build_train_loader
     from engine.distributed.init import cpu_group, init_distributed, teardown_distributed
     from engine.train_module.train_module import TrainModule
@@ -123,14 +123,14 @@ def build_trainer(cfg: ExperimentConfig, paths) -> TrainingEnv:
     train_module = TrainModule(cfg, dist_info.device)
     dp_rank, dp_size = train_module.dp_rank, train_module.dp_world_size
     data_loader = build_train_loader(cfg, dp_rank=dp_rank, dp_world_size=dp_size)
-    eval_data: Optional[Callable[[], Any]] = None
+    eval_data: Dict[str, Callable[[], Any]] = {}  # held-out set name -> its batches ("" = unnamed)
     lm_eval = cfg.trainer.callbacks.lm_evaluator
     if not cfg.trainer.no_evals and lm_eval.enabled:
-        eval_loader = build_eval_loader(cfg, dp_rank=dp_rank, dp_world_size=dp_size,
-                                        max_batches=lm_eval.eval_batches)
-        eval_data = lambda: iter(eval_loader)  # noqa: E731 (same batches every evaluation)
+        loaders = build_eval_loaders(cfg, dp_rank=dp_rank, dp_world_size=dp_size, max_batches=lm_eval.eval_batches)
+        # iter() again each evaluation: the same batches every time
+        eval_data = {name: loader.__iter__ for name, loader in loaders.items()}
 
-    batches_per_epoch = len(data_loader)
+    batches_per_epoch = data_loader.batches_per_epoch  # None for a mixture (no epochs)
     max_steps = steps_for(cfg, cfg.trainer.max_duration, batches_per_epoch, "trainer.max_duration")
     stop_step = max_steps
     if cfg.trainer.hard_stop is not None:
@@ -139,7 +139,7 @@ def build_trainer(cfg: ExperimentConfig, paths) -> TrainingEnv:
     trainer = Trainer(cfg=cfg, train_module=train_module, data_loader=data_loader, run_dir=paths.run_dir,
                       save_folder=paths.save_folder, callbacks=build_callbacks(cfg), max_steps=max_steps,
                       stop_step=stop_step, rank=dist_info.rank, world_size=dist_info.world_size,
-                      device=dist_info.device, cpu_group=cpu_group(), eval_data=eval_data)
+                      device=dist_info.device, cpu_group=cpu_group(), eval_data=eval_data or None)
 
     def restore() -> None:
         line = restore_weights(trainer, cfg, paths.save_folder)

@@ -95,8 +95,9 @@ class Trainer:
     optionally "z_loss": device tensors}, optim_step() -> {"lr": float, optionally "grad_norm"}
     (it zeroes the gradients), eval_batch(batch) -> (loss sum, token count) summed over ranks,
     set_max_steps(n), state_dict() / load_state_dict(sd) (DCP-ready). `data_loader`
-    (engine.data.loader.TrainLoader) needs: iteration yielding {"input_ids": (N, T)} per
-    optimizer step (iterating again starts the next epoch), state_dict() / load_state_dict(sd).
+    (engine.data.loader.TrainLoader, or a mixture's MixtureLoader) needs: iteration yielding
+    {"input_ids": (N, T), optionally "label_mask", "doc_ids"} per optimizer step (iterating again
+    starts the next epoch), state_dict() / load_state_dict(sd), metrics(state) -> extra record keys.
     """
 
     def __init__(self, *, cfg: ExperimentConfig, train_module, data_loader, run_dir: Path,
@@ -106,7 +107,9 @@ class Trainer:
         self.cfg = cfg
         self.train_module = train_module
         self.data_loader = data_loader
-        self.eval_data = eval_data  # callable returning an iterator of eval batches (LM evaluator)
+        # LM evaluator: held-out set name ("" = the one unnamed set) -> a callable returning an
+        # iterator of its batches; a bare callable is the unnamed set.
+        self.eval_data = {"": eval_data} if callable(eval_data) else eval_data
         self.run_dir = Path(run_dir)
         self.save_folder = Path(save_folder)
         self.rank, self.world_size, self.device = rank, world_size, device
@@ -346,6 +349,9 @@ class Trainer:
         self._force_log = False
         for name, value in optim_metrics.items():
             self.record_metric(name, value)
+        if self._data_state is not None:  # a mixture's tokens per source (data/<name>/tokens)
+            for name, value in self.data_loader.metrics(self._data_state).items():
+                self.record_metric(name, value)
         for callback in self._ordered:
             callback.post_step()
         # Ranks agree on stopping (at the same steps) before deciding to log, so they all log

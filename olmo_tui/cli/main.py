@@ -42,6 +42,11 @@ def narrate_summary(cfg: ExperimentConfig) -> None:
         f"{human_count(model.num_flops_per_token(cfg.dataset.sequence_length))} FLOPs/token, "
         f"{cfg.tokens_per_step:,} tokens/step, {describe.gpus(cfg)}, {describe.parallelism(cfg)}"
     )
+    if cfg.dataset.sources:  # tokens and epochs per source of a mixture
+        from engine.data.checks import mixture_lines
+
+        for line in mixture_lines(cfg):
+            _err(f"# {line}")
 
 
 def cmd_run(argv: List[str]) -> int:

@@ -45,8 +45,9 @@ def string_fields(model=ExperimentConfig, prefix=""):
         if holds_str(info.annotation) and not sections:
             yield prefix + name, info.description or ""
         for section in sections:
-            is_list = typing.get_origin(info.annotation) is list
-            yield from string_fields(section, f"{prefix}{name}.{'N.' if is_list else ''}")
+            origin = typing.get_origin(info.annotation)
+            key = "N." if origin is list else "NAME." if origin is dict else ""
+            yield from string_fields(section, f"{prefix}{name}.{key}")
 
 
 def test_every_path_field_of_the_schema_is_marked():
@@ -56,7 +57,19 @@ def test_every_path_field_of_the_schema_is_marked():
                   if MENTIONS_FILES.search(dotted.rsplit(".", 1)[-1]) or MENTIONS_FILES.search(description)}
     assert mentioning - set(marked) == set(NOT_PATHS)
     assert {"dataset.paths", "dataset.eval_paths", "dataset.tokenizer.path", "trainer.save_folder",
-            "trainer.load_path", "trainer.callbacks.downstream_evaluator.tasks"} <= set(marked)
+            "trainer.load_path", "trainer.callbacks.downstream_evaluator.tasks",
+            "dataset.sources.NAME.paths", "dataset.eval_sets.NAME.paths"} <= set(marked)
+
+
+def test_mixture_paths_become_absolute():
+    cfg = resolve(preset="tiny-cpu", overrides=[
+        "--dataset.kind=numpy", "--dataset.sources.code.paths=[code/*.npy]", "--dataset.sources.code.ratio=1",
+        "--dataset.eval_sets.docs.paths=held/docs.npy"])
+    base = Path("/home/me/work")
+    fixed = absolute_paths(cfg, base)
+    assert fixed.dataset.sources["code"].paths == [str(base / "code/*.npy")]
+    assert fixed.dataset.eval_sets["docs"].paths == [str(base / "held/docs.npy")]
+    assert ("dataset.sources.code.paths", "code/*.npy") in relative_paths(cfg)
 
 
 def test_only_relative_local_paths_change():
