@@ -7,6 +7,7 @@ Layout of a save folder (`trainer.save_folder`, by default `<run dir>/checkpoint
       train/rank0.pt ...          the trainer's state per rank (step, tokens, data position, RNG,
                                   callback state), torch.save of plain values and tensors
       config.toml                 the resolved config (written by the config_saver callback)
+      .manifest.json              every file's size and CRC-32, checked before a resume
       .complete.json              commit marker: {"step", "ephemeral", "world_size", "time"}
     step125-tmp/                  a save in progress (or one cut off by a crash): never loaded
 
@@ -19,6 +20,9 @@ deletes the marker first, so a half-deleted checkpoint is never taken for comple
 Re-saving an existing step moves the old one aside (`stepN-replaced`) and removes it only after
 the new one is committed; the layout and the start-up recovery are engine/checkpoint_layout.py
 (torch-free, so the launcher's pre-flight reads save folders too).
+
+A save that fails removes its `stepN-tmp` (the previous checkpoint stays as it was); a failure
+of the storage (disk full, read-only) is raised as engine.disk_errors.StorageError, one line.
 
 Retention (rank 0, after each commit): the newest `keep` permanent checkpoints stay (0 = all);
 of the ephemeral ones only the newest stays, and only while it is the newest checkpoint.
@@ -48,9 +52,11 @@ import torch.distributed.checkpoint as dcp
 
 from engine.atomic import fsync_dir, write_json_atomic
 from engine.checkpoint_layout import (  # noqa: F401  (re-exported: the save folder's layout)
-    ASIDE_SUFFIX, MARKER, MODEL_AND_OPTIM, TMP_SUFFIX, TRAIN_STATE, CheckpointInfo, checkpoint_world_size,
+    ASIDE_SUFFIX, MANIFEST, MARKER, MODEL_AND_OPTIM, TMP_SUFFIX, TRAIN_STATE, CheckpointInfo, checkpoint_world_size,
     is_complete, latest_checkpoint, list_checkpoints, recover_save_folder, remove_checkpoint, resolve_load_path,
+    set_aside_damaged, verify_checkpoint, write_manifest, write_manifest_part,
 )
+from engine.disk_errors import StorageError, storage_os_error
 
 @contextmanager
 def _quiet_dcp():
@@ -58,6 +64,22 @@ def _quiet_dcp():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or uninitialized")
         yield
+
+
+class _Writer(dcp.FileSystemWriter):
+    """DCP's file writer, except that a write the storage refused (disk full, ...) fails with
+    that OSError itself. DCP gathers each rank's failure by pickling it, which keeps an
+    exception but drops its __context__, and torch.save reports a failed write as
+    `RuntimeError: unexpected pos` with the OSError only in that context."""
+
+    def write_data(self, plan, planner):
+        try:
+            return super().write_data(plan, planner)
+        except Exception as exc:
+            os_error = storage_os_error(exc)
+            if os_error is None:
+                raise
+            raise OSError(os_error.errno, os_error.strerror, os_error.filename or str(self.path)) from exc
 
 
 def _dcp_dir(path: Path) -> Path:
@@ -127,24 +149,26 @@ class Checkpointer:
         self.finalize()
         started = time.perf_counter()
         staging = self.folder / f"step{step}{TMP_SUFFIX}"
-        if self.rank == 0:
-            shutil.rmtree(staging, ignore_errors=True)
-            (staging / TRAIN_STATE).mkdir(parents=True)
-        barrier(self.process_group)
-        with open(staging / TRAIN_STATE / f"rank{self.rank}.pt", "wb") as handle:
-            torch.save(train_state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())  # on disk before rank 0's marker says the checkpoint is whole
-        target = str(staging / MODEL_AND_OPTIM)
-        future = None
-        with _quiet_dcp():
-            if self.async_save:
-                # The default stager copies to host memory before returning (training may then
-                # change the weights); only the file writes run in the background.
-                future = dcp.async_save(dcp_state, checkpoint_id=target, process_group=self.process_group)
-                future = getattr(future, "upload_completion", future)  # AsyncSaveResponse (newer torch)
-            else:
-                dcp.save(dcp_state, checkpoint_id=target, process_group=self.process_group)
+        with self._failure_named(step, staging):
+            if self.rank == 0:
+                shutil.rmtree(staging, ignore_errors=True)
+                (staging / TRAIN_STATE).mkdir(parents=True)
+            barrier(self.process_group)
+            with open(staging / TRAIN_STATE / f"rank{self.rank}.pt", "wb") as handle:
+                torch.save(train_state, handle)
+                handle.flush()
+                os.fsync(handle.fileno())  # on disk before rank 0's marker says the checkpoint is whole
+            target = str(staging / MODEL_AND_OPTIM)
+            future = None
+            with _quiet_dcp():
+                if self.async_save:
+                    # The default stager copies to host memory before returning (training may then
+                    # change the weights); only the file writes run in the background.
+                    future = dcp.async_save(dcp_state, storage_writer=_Writer(target),
+                                            process_group=self.process_group)
+                    future = getattr(future, "upload_completion", future)  # AsyncSaveResponse (newer torch)
+                else:
+                    dcp.save(dcp_state, storage_writer=_Writer(target), process_group=self.process_group)
         self._pending = _PendingSave(step, ephemeral, staging, future, on_staged)
         self.last_save_duration_s = time.perf_counter() - started
         if future is None:
@@ -156,22 +180,50 @@ class Checkpointer:
         pending, self._pending = self._pending, None
         if pending is None:
             return None
-        if pending.future is not None:
-            pending.future.result()  # re-raises a failed background write
-        barrier(self.process_group)
         final = self.folder / f"step{pending.step}"
-        if self.rank == 0:
-            if pending.on_staged is not None:
-                pending.on_staged(pending.staging)
-            marker = {"step": pending.step, "ephemeral": pending.ephemeral,
-                      "world_size": self.world_size, "time": time.time()}
-            fsync_dir(pending.staging / MODEL_AND_OPTIM)
-            fsync_dir(pending.staging / TRAIN_STATE)
-            write_json_atomic(pending.staging / MARKER, marker, commit=True, indent=None)
-            self._commit(pending.staging, final)
-            self._prune(keep_ephemeral=final if pending.ephemeral else None)
+        with self._failure_named(pending.step, pending.staging):
+            if pending.future is not None:
+                pending.future.result()  # re-raises a failed background write
+            write_manifest_part(pending.staging, self.rank, self._own_files(pending.staging))
+            barrier(self.process_group)
+            if self.rank == 0:
+                if pending.on_staged is not None:
+                    pending.on_staged(pending.staging)
+                write_manifest(pending.staging)
+                marker = {"step": pending.step, "ephemeral": pending.ephemeral,
+                          "world_size": self.world_size, "time": time.time()}
+                fsync_dir(pending.staging / MODEL_AND_OPTIM)
+                fsync_dir(pending.staging / TRAIN_STATE)
+                write_json_atomic(pending.staging / MARKER, marker, commit=True, indent=None)
+                self._commit(pending.staging, final)
+                self._prune(keep_ephemeral=final if pending.ephemeral else None)
         barrier(self.process_group)
         return final
+
+    def _own_files(self, staging: Path) -> List[Path]:
+        """The files this rank wrote: its train state and DCP's `__<group rank>_*.distcp` shards."""
+        group_rank = dist.get_rank(self.process_group) if dist.is_available() and dist.is_initialized() else 0
+        return [staging / TRAIN_STATE / f"rank{self.rank}.pt",
+                *sorted((staging / MODEL_AND_OPTIM).glob(f"__{group_rank}_*.distcp"))]
+
+    @contextmanager
+    def _failure_named(self, step: int, staging: Path):
+        """A save that fails leaves no partial `stepN-tmp` (every rank removes it; the previous
+        checkpoint is untouched; one whose marker is written is whole, and start-up recovery
+        commits it), and a failure of the storage (disk full, read-only, ...) becomes a
+        StorageError: one line with the path, the errno and the last good step."""
+        try:
+            yield
+        except BaseException as exc:
+            if not is_complete(staging):
+                shutil.rmtree(staging, ignore_errors=True)
+            os_error = storage_os_error(exc)
+            if os_error is None:
+                raise
+            previous = latest_checkpoint(self.folder)
+            note = (f" (the previous checkpoint, {previous.name}, is intact: rerun the same command to resume "
+                    "from it)" if previous else " (no earlier checkpoint)")
+            raise StorageError(f"checkpoint step{step} to", staging, os_error, note) from exc
 
     def _commit(self, staging: Path, final: Path) -> None:
         """staging -> final. Re-saving a step (the final save of a resumed, finished run) moves

@@ -85,6 +85,15 @@ def save_folder_of(cfg: ExperimentConfig, run_dir: Path) -> Path:
         else run_dir / "checkpoints"
 
 
+def check_intact(source: Path, checksums: bool) -> None:
+    """trainer.load_path's checkpoint against its manifest (engine/checkpoint_layout.py)."""
+    from engine.checkpoint_layout import verify_checkpoint
+
+    problem = verify_checkpoint(source, checksums=checksums)
+    if problem is not None:
+        raise UserError("trainer.load_path", f"the checkpoint at {source} is damaged: {problem}")
+
+
 def preflight_checks(cfg: ExperimentConfig, run_dir: Path, *, check_run_dir: bool = True) -> RunPaths:
     """Raise UserError (one line, naming the setting) for the first mistake found; creates
     nothing. Torch-free: olmo_tui.core runs it before a launch, with check_run_dir=False: the
@@ -102,7 +111,9 @@ def preflight_checks(cfg: ExperimentConfig, run_dir: Path, *, check_run_dir: boo
     if cfg.trainer.load_path and latest_checkpoint(save_folder) is None:
         from engine.hf.checkpoint_config import check_saved_config_fits
 
-        check_saved_config_fits(cfg, resolve_load_path(cfg.trainer.load_path))  # architecture, tokenizer
+        source = resolve_load_path(cfg.trainer.load_path)
+        check_intact(source, checksums=False)  # sizes here; the engine's rank 0 reads the checksums
+        check_saved_config_fits(cfg, source)  # architecture, tokenizer
     check_callbacks(cfg)
     check_data(cfg)
     return RunPaths(run_dir, save_folder)

@@ -24,6 +24,7 @@ Order, and why:
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import sys
@@ -36,7 +37,7 @@ from engine.atomic import write_atomic
 from engine.config import ExperimentConfig, to_toml
 from engine.errors import UserError
 from engine.output_tee import OutputTee, start_tee
-from engine.preflight import RunPaths, check_run_name, check_writable_dir, preflight_checks  # noqa: F401  (re-exported)
+from engine.preflight import RunPaths, check_intact, check_run_name, check_writable_dir, preflight_checks  # noqa: F401  (re-exported)
 from engine.run_marker import runs_root, unmanaged_rank0, write_exit_record, write_start_marker
 
 EXIT_OK = 0
@@ -60,7 +61,10 @@ def preflight(cfg: ExperimentConfig, run_dir: Path) -> RunPaths:
     if cfg.trainer.load_path and checkpoint.latest_checkpoint(paths.save_folder) is None:
         from engine.hf.load_check import check_load_path_fits  # architecture and tokenizer match
 
-        check_load_path_fits(cfg, checkpoint.resolve_load_path(cfg.trainer.load_path))
+        source = checkpoint.resolve_load_path(cfg.trainer.load_path)
+        if os.environ.get("RANK", "0") == "0":  # one reader of the whole checkpoint is enough
+            check_intact(source, checksums=True)
+        check_load_path_fits(cfg, source)
     return paths
 
 
@@ -153,8 +157,18 @@ def _report_errors(cfg: ExperimentConfig, run_dir: Path, own: OwnRecords) -> int
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return EXIT_FAILED
     except Exception as exc:
+        from engine.disk_errors import describe_storage_failure
         from engine.oom import is_out_of_memory, oom_advice
 
+        storage = describe_storage_failure(exc, run_dir)
+        if storage is not None:
+            # Disk full or read-only is the storage's state, not a bug: one line, no traceback
+            # (and no second failure if stderr is a log file on that same full disk).
+            try:
+                print(f"error: {storage}", file=sys.stderr, flush=True)
+            except OSError:
+                pass
+            return EXIT_FAILED
         if not is_out_of_memory(exc):
             raise
         # Out of memory is a setting to change, not a bug: the advice instead of a traceback.

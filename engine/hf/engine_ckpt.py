@@ -44,13 +44,14 @@ def resolve_checkpoint(src: Path) -> Path:
     return ckpt.resolve_load_path(src, field="SRC")
 
 
-def model_tensor_metadata(path: Path) -> Dict[str, TensorStorageMetadata]:
-    """Engine parameter name -> DCP metadata (global shape and dtype) of its saved tensor."""
+def model_tensor_metadata(path: Path, field: str = "SRC") -> Dict[str, TensorStorageMetadata]:
+    """Engine parameter name -> DCP metadata (global shape and dtype) of its saved tensor.
+    `field` names the setting that pointed here in an error (convert's SRC, trainer.load_path)."""
     dcp_dir = path / ckpt.MODEL_AND_OPTIM if (path / ckpt.MODEL_AND_OPTIM).is_dir() else path
     try:
         metadata = dcp.FileSystemReader(str(dcp_dir)).read_metadata()
     except Exception as exc:  # a truncated or foreign .metadata file
-        raise UserError("SRC", f"cannot read the checkpoint metadata in {dcp_dir}: {exc}") from None
+        raise UserError(field, f"cannot read the checkpoint metadata in {dcp_dir}: {exc}") from None
     return {key[len(_MODEL_PREFIX):]: meta for key, meta in metadata.state_dict_metadata.items()
             if key.startswith(_MODEL_PREFIX) and isinstance(meta, TensorStorageMetadata)}
 

@@ -29,7 +29,7 @@ def check_load_path_fits(cfg: ExperimentConfig, path: Path) -> None:
     check_saved_config_fits(cfg, path)
     from .engine_ckpt import model_tensor_metadata  # torch: the DCP metadata
 
-    saved = {name: tuple(meta.size) for name, meta in model_tensor_metadata(path).items()}
+    saved = {name: tuple(meta.size) for name, meta in model_tensor_metadata(path, "trainer.load_path").items()}
     expected = expected_shapes(cfg.model)
     missing = [name for name in expected if name not in saved
                and not (cfg.model.tie_embeddings and name == "lm_head.weight")]

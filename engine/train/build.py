@@ -72,8 +72,10 @@ def restore_weights(trainer: Trainer, cfg: ExperimentConfig, save_folder: Path) 
     Returns the one line that says which."""
     group = trainer.cpu_group
     if not cfg.trainer.no_checkpoints:
-        # A save a crash cut off is finished or undone before anyone looks for the latest.
-        repairs = checkpoint.recover_save_folder(save_folder) if trainer.rank == 0 else []
+        # A save a crash cut off is finished or undone, and damaged checkpoints are set aside,
+        # before anyone looks for the latest.
+        repairs = [*checkpoint.recover_save_folder(save_folder), *checkpoint.set_aside_damaged(save_folder)] \
+            if trainer.rank == 0 else []
         for line in repairs:
             trainer.log(line)
         checkpoint.barrier(group)

@@ -82,11 +82,14 @@ def test_save_cut_off_mid_write_is_never_taken_for_complete(tmp_path):
     model, optim = _model_and_optim(seed=1)
     saver = ckpt.Checkpointer(tmp_path)
     _save(saver, 10, model, optim)
-    # A real failure half-way through writing step 20: the trainer state cannot be pickled
-    # after the staging dir was made, so the save dies with files partly written.
+    # A real failure half-way through writing step 20 (the trainer state cannot be pickled after
+    # the staging dir was made): the save removes its partial files itself.
     with pytest.raises(Exception):
         _save(saver, 20, model, optim, extra={"broken": lambda: None})
-    assert (tmp_path / "step20-tmp").is_dir()
+    assert not (tmp_path / "step20-tmp").exists()
+    # A save a crash cut off (nobody left to remove it): shards written, no marker.
+    shutil.copytree(tmp_path / "step10", tmp_path / "step20-tmp")
+    (tmp_path / "step20-tmp" / ckpt.MARKER).unlink()
     # A step dir whose marker never got written (e.g. copied by hand or cut off elsewhere).
     shutil.copytree(tmp_path / "step10", tmp_path / "step30")
     (tmp_path / "step30" / ckpt.MARKER).unlink()
