@@ -150,6 +150,12 @@ def cmd_compare(argv: List[str]) -> int:
     return run(argv)
 
 
+def cmd_serve(argv: List[str]) -> int:
+    from .serve import cmd_serve as run
+
+    return run(argv)
+
+
 def wants_sweep(argv: List[str]) -> bool:
     if not any(arg.startswith(("--sweep", "--notify-")) for arg in argv):  # the common case, without the import
         return False
@@ -167,6 +173,7 @@ SUBCOMMANDS: Dict[str, Subcommand] = {
     "sweep": cmd_sweep,
     "diff": cmd_diff,
     "compare": cmd_compare,
+    "serve": cmd_serve,
 }
 
 
