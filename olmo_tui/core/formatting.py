@@ -47,3 +47,25 @@ def age(seconds: float) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+def data_mix(record: dict) -> Optional[str]:
+    """A mixture's share of the tokens so far, from a metrics record's data/<name>/tokens:
+    'mix code 70.1% · docs 29.9%'; None for a run with one source."""
+    tokens = {key[5:-7]: value for key, value in record.items()
+              if key.startswith("data/") and key.endswith("/tokens") and isinstance(value, (int, float))}
+    total = sum(tokens.values())
+    if not total:
+        return None
+    return "mix " + " · ".join(f"{name} {100 * n / total:.1f}%" for name, n in tokens.items())
+
+
+def eval_losses(record: dict) -> Optional[str]:
+    """'eval loss 2.3100 (code 2.1000 · docs 2.9000)': overall, then each named held-out set."""
+    overall = record.get("eval/lm/loss")
+    if not isinstance(overall, (int, float)):
+        return None
+    named = [(key[8:-5], value) for key, value in record.items()
+             if key.startswith("eval/lm/") and key.endswith("/loss") and key.count("/") == 3]
+    detail = " (" + " · ".join(f"{name} {value:.4f}" for name, value in named) + ")" if named else ""
+    return f"eval loss {overall:.4f}{detail}"

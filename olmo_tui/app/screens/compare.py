@@ -6,7 +6,10 @@ life of the view (its place in the selection), shown in the legend next to its f
 The baseline (the first run marked, `b` moves it) is what the legend's deltas and the diff
 panel are relative to.
 
-Keys: x steps/tokens on the x axis · s smoothing · l log x · b next baseline · esc back.
+Runs that evaluate named held-out sets (dataset.eval_sets, or each source of a mixture) add
+one eval-loss curve per set: `e` steps the eval plot through overall and each set.
+
+Keys: x steps/tokens on the x axis · s smoothing · l log x · b next baseline · e eval set · esc back.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ class ComparePlot(PlotextPlot):
         plt.clear_figure()
         # The title names the metric; the x axis is named once, in the legend's mode line (at
         # 80x24 each plot has only ~6 rows to spare).
-        plt.title(compare.METRICS[self.metric][0] + (f" vs {x_label}" if x_label != "step" else ""))
+        plt.title(compare.metric_label(self.metric) + (f" vs {x_label}" if x_label != "step" else ""))
         drawn = False
         for run_id, xs, ys in series:
             if xs:
@@ -80,6 +83,7 @@ class CompareScreen(Screen):
         Binding("s", "toggle_smoothing", "Smooth"),
         Binding("l", "toggle_log_x", "Log x"),
         Binding("b", "next_baseline", "Baseline"),
+        Binding("e", "next_eval", "Eval set"),
         Binding("question_mark,f1", "help", "Help"),
         Binding("escape,q", "back", "Back"),
     ]
@@ -218,6 +222,18 @@ class CompareScreen(Screen):
             return
         ids = [run.id for run in self.runs]
         self.baseline = ids[(ids.index(self.baseline) + 1) % len(ids)]
+        self.redraw()
+
+    def eval_metrics(self) -> List[str]:
+        """The eval plot's choices: overall, then every named held-out set any run evaluates."""
+        named = {m for curves in self.curves.values() for m in compare.domain_metrics(curves.records)}
+        return ["eval_loss", *sorted(named)]
+
+    def action_next_eval(self) -> None:
+        plot = self.query_one("#plot-eval-loss", ComparePlot)
+        choices = self.eval_metrics()
+        plot.metric = choices[(choices.index(plot.metric) + 1) % len(choices)] if plot.metric in choices \
+            else choices[0]
         self.redraw()
 
     def action_back(self) -> None:

@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Label, ProgressBar, Sparkline, Static
 
-from olmo_tui.core.formatting import format_eta, human_count
+from olmo_tui.core.formatting import data_mix, eval_losses, format_eta, human_count
 
 SERIES = (  # key in the record, label, how to show the current value
     ("loss", "loss", lambda v: f"{v:.4f}"),
@@ -99,6 +99,7 @@ class ThroughputPanel(Vertical):
             if latest.get("gpu/peak_gib") is not None:
                 gpu += f", peak {latest['gpu/peak_gib']:.1f}"
             extra.append(gpu)
-        if latest.get("eval/lm/loss") is not None:
-            extra.append(f"eval loss {latest['eval/lm/loss']:.4f}")
+        for line in (data_mix(latest), eval_losses(latest)):  # a mixture; named held-out sets
+            if line:
+                extra.append(line)
         self.query_one("#tp-extra", Static).update("\n".join(extra), layout=False)

@@ -5,7 +5,10 @@
     olmo-tui sweep my-sweep.toml            # the same in a file (docs/GUIDE.md: Sweeps)
 
 Grid axes multiply (2 x 2 = 4 variants); zipped axes step together, as Axolotl's paired sweep
-does (all the same length L: L variants, or L times the grid). Every variant is resolved and
+does (all the same length L: L variants, or L times the grid). A mixture's ratio is an axis too
+(`--sweep dataset.sources.docs.ratio=0.1,0.3`): the sources a variant leaves alone are scaled
+so the ratios still sum to 1 (their own proportions kept), and a variant that sets every source's
+ratio (an explicit zip) is taken as written. Every variant is resolved and
 validated before anything is queued, so a bad value in any of them is one usage error and
 nothing is left behind. Each variant's run name is the base run name plus its changed fields
 (`tiny-cpu-lr1e-3-init_seed1`).
@@ -29,6 +32,7 @@ from engine.config import ConfigError, ExperimentConfig, apply_overrides, format
 from engine.config.notify import ENV_NAME, NOTIFY_EVENTS, NotifyConfig
 from engine.config.presets import config_file_data, preset_data, read_toml
 
+_RATIO = re.compile(r"^dataset\.sources\.([^.]+)\.ratio$")  # a mixture source's ratio
 SWEEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 RUN_NAME_MAX = 128  # engine/run.py: check_run_name
@@ -247,9 +251,10 @@ def variant_name(base: str, changes: Sequence[Tuple[str, str]], keys: Dict[str, 
 
 
 def axis_keys(paths: Sequence[str]) -> Dict[str, str]:
-    """The shortest readable key per axis: the field's own name (lr, init_seed), or its full
-    dotted path when two axes share that name (data_loader.seed vs ...)."""
-    last = {path: path.rsplit(".", 1)[-1] for path in paths}
+    """The shortest readable key per axis: the field's own name (lr, init_seed; a source's name
+    for its ratio), or its full dotted path when two axes share that name (data_loader.seed vs ...)."""
+    # A mixture's ratio is named by its source: tiny-cpu-docs0.3, not ...-ratio0.3.
+    last = {path: (m.group(1) if (m := _RATIO.match(path)) else path.rsplit(".", 1)[-1]) for path in paths}
     names = list(last.values())
     return {path: (key if names.count(key) == 1 else path) for path, key in last.items()}
 
@@ -310,6 +315,7 @@ def plan(spec: SweepSpec, base: Optional[ExperimentConfig] = None) -> List[Varia
         if name in used:  # two values that read the same once made safe for a name
             name = f"{name[:RUN_NAME_MAX - 4]}-{index}"
         used.add(name)
+        changes += renormalised(data, changes)  # in the overrides, not in the name
         overrides = [f"--{path}={value}" for path, value in changes] + [f"--run_name={name}"]
         try:
             cfg = load_experiment(apply_overrides(data, overrides, ExperimentConfig))
@@ -320,6 +326,26 @@ def plan(spec: SweepSpec, base: Optional[ExperimentConfig] = None) -> List[Varia
             ) from None
         variants.append(Variant(index, name, changes, cfg, base_name))
     return variants
+
+
+def renormalised(data: Dict[str, Any], changes: Sequence[Tuple[str, str]]) -> List[Tuple[str, str]]:
+    """The ratio changes that keep a mixture summing to 1 when `changes` set some sources' ratios:
+    the others scaled by (1 - the set ratios) / (their own sum). Nothing when no ratio is swept,
+    every ratio is set, or the values are not numbers (validation then names the problem)."""
+    sources = (data.get("dataset") or {}).get("sources") or {}
+    swept = {m.group(1): value for path, value in changes if (m := _RATIO.match(path))}
+    others = {name: spec.get("ratio") for name, spec in sources.items() if name not in swept}
+    if not swept or not others:
+        return []
+    try:
+        fixed = sum(float(value) for value in swept.values())
+        total = sum(float(ratio) for ratio in others.values())
+    except (TypeError, ValueError):
+        return []
+    if total <= 0 or fixed >= 1:
+        return []
+    return [(f"dataset.sources.{name}.ratio", f"{float(ratio) * (1 - fixed) / total:.10g}")
+            for name, ratio in others.items()]
 
 
 def default_name(variants: Sequence[Variant], now: Optional[float] = None) -> str:

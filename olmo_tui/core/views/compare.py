@@ -9,6 +9,7 @@ compares like a live one.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -26,6 +27,9 @@ METRICS: Dict[str, Tuple[str, bool]] = {
     "tps": ("tokens/s", False),
     "mfu": ("MFU %", False),
 }
+# Besides these, each named held-out set a run evaluates (dataset.eval_sets, or each source of
+# a mixture) is a metric of its own: its record key `eval/lm/<name>/loss` (lower is better).
+DOMAIN_EVAL = re.compile(r"^eval/lm/([^/]+)/loss$")
 X_AXES = ("step", "tokens")
 # Fields that name a run rather than change what it trains: two variants of one sweep differ in
 # them by construction, so a diff that listed them would bury the real difference.
@@ -47,6 +51,20 @@ def metric_value(record: Dict[str, Any], metric: str) -> Optional[float]:
     return float(value)
 
 
+def metric_label(metric: str) -> str:
+    domain = DOMAIN_EVAL.match(metric)
+    return f"eval loss {domain.group(1)}" if domain else METRICS[metric][0]
+
+
+def lower_is_better(metric: str) -> bool:
+    return True if DOMAIN_EVAL.match(metric) else METRICS[metric][1]
+
+
+def domain_metrics(records: Sequence[Dict[str, Any]]) -> List[str]:
+    """The per-domain eval metrics these records hold, sorted by name."""
+    return sorted({key for record in records for key in record if DOMAIN_EVAL.match(key)})
+
+
 @dataclass
 class RunCurves:
     """One run's metric records, ready to plot or summarise."""
@@ -65,10 +83,14 @@ class RunCurves:
                 ys.append(y)
         return xs, ys
 
+    def metrics(self) -> List[str]:
+        """The fixed metrics, then this run's per-domain eval losses."""
+        return [*METRICS, *domain_metrics(self.records)]
+
     def final(self) -> Dict[str, Any]:
         """The last value of each metric, with the step it was logged at."""
         out: Dict[str, Any] = {}
-        for metric in METRICS:
+        for metric in self.metrics():
             for record in reversed(self.records):
                 value = metric_value(record, metric)
                 if value is not None:
@@ -82,11 +104,11 @@ class RunCurves:
     def best(self) -> Dict[str, Any]:
         """The best value of each metric (lowest loss, highest throughput), with its step."""
         out: Dict[str, Any] = {}
-        for metric, (_, lower_is_better) in METRICS.items():
+        for metric in self.metrics():
             found = [(metric_value(r, metric), r.get("step")) for r in self.records]
             found = [(v, s) for v, s in found if v is not None]
             if found:
-                value, step = (min if lower_is_better else max)(found, key=lambda pair: pair[0])
+                value, step = (min if lower_is_better(metric) else max)(found, key=lambda pair: pair[0])
                 out[metric] = {"value": value, "step": step}
         return out
 

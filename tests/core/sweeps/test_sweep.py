@@ -40,6 +40,32 @@ def test_grid_zip_names_and_values():
     assert split_values("{value: 3, unit: steps},[1, 2]") == ["{value: 3, unit: steps}", "[1, 2]"]
 
 
+def test_a_sweep_over_one_source_ratio_renormalises_the_others():
+    mixture = ["--dataset.kind=numpy", "--dataset.sources.docs.paths=d.npy", "--dataset.sources.docs.ratio=0.2",
+               "--dataset.sources.code.paths=c.npy", "--dataset.sources.code.ratio=0.5",
+               "--dataset.sources.web.paths=w.npy", "--dataset.sources.web.ratio=0.3"]
+    variants = plan(SweepSpec(preset="tiny-cpu", overrides=mixture,
+                              grid=[parse_axis("dataset.sources.docs.ratio=0.1,0.4")]))
+    ratios = [{name: s.ratio for name, s in v.cfg.dataset.sources.items()} for v in variants]
+    assert ratios == [pytest.approx({"docs": 0.1, "code": 0.5625, "web": 0.3375}),  # code:web stays 5:3
+                      pytest.approx({"docs": 0.4, "code": 0.375, "web": 0.225})]
+    assert [v.run_name for v in variants] == ["tiny-cpu-docs0.1", "tiny-cpu-docs0.4"]
+    assert variants[0].overrides[:3] == ["--dataset.sources.docs.ratio=0.1", "--dataset.sources.code.ratio=0.5625",
+                                         "--dataset.sources.web.ratio=0.3375"]
+    # an explicit zip of every ratio is taken as written; one that does not sum to 1 is refused
+    two = mixture[:5]
+    zipped = plan(SweepSpec(preset="tiny-cpu", overrides=[*two, "--dataset.sources.code.ratio=0.8"],
+                            zipped=[parse_axis("dataset.sources.docs.ratio=0.25,0.75"),
+                                    parse_axis("dataset.sources.code.ratio=0.75,0.25")]))
+    assert [(v.cfg.dataset.sources["docs"].ratio, v.cfg.dataset.sources["code"].ratio) for v in zipped] == \
+        [(0.25, 0.75), (0.75, 0.25)]
+    with pytest.raises(ConfigError, match=r"variant 2 \(docs=0.5 code=0.25\): dataset.sources: "
+                                          r"the ratios sum to 0.75"):
+        plan(SweepSpec(preset="tiny-cpu", overrides=[*two, "--dataset.sources.code.ratio=0.8"],
+                       zipped=[parse_axis("dataset.sources.docs.ratio=0.25,0.5"),
+                               parse_axis("dataset.sources.code.ratio=0.75,0.25")]))
+
+
 def test_sweep_file(tmp_path):
     path = tmp_path / "s.toml"
     path.write_text('preset = "tiny-cpu"\nmax_parallel = 3\noverrides = ["--trainer.no_evals"]\n'
