@@ -83,7 +83,7 @@ class CompareScreen(Screen):
         Binding("s", "toggle_smoothing", "Smooth"),
         Binding("l", "toggle_log_x", "Log x"),
         Binding("b", "next_baseline", "Baseline"),
-        Binding("e", "next_eval", "Eval set"),
+        Binding("e", "next_eval", "Eval set", show=False),  # in the help; the footer is full at 80x24
         Binding("question_mark,f1", "help", "Help"),
         Binding("escape,q", "back", "Back"),
     ]
