@@ -27,6 +27,8 @@ import threading
 from pathlib import Path
 from typing import Dict, Optional
 
+from engine.run_dir import LOG_FILE
+
 DRAIN_TIMEOUT_S = 5.0  # close() waits this long for output still in the pipes
 
 
@@ -137,10 +139,10 @@ class OutputTee:
 def start_tee(run_dir: Path) -> Optional[OutputTee]:
     """An OutputTee into run_dir/stdout.log, or None (and a warning) where the pipes cannot be made."""
     try:
-        return OutputTee(run_dir / "stdout.log")
+        return OutputTee(run_dir / LOG_FILE)
     except OSError as exc:  # e.g. started with a closed stdout: train anyway, without the copy
         try:
-            print(f"warning: cannot copy the output to {run_dir / 'stdout.log'}: {exc}", file=sys.stderr,
+            print(f"warning: cannot copy the output to {run_dir / LOG_FILE}: {exc}", file=sys.stderr,
                   flush=True)
         except (AttributeError, OSError, ValueError):
             pass

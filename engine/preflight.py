@@ -24,6 +24,7 @@ from pathlib import Path
 
 from engine.config import ExperimentConfig
 from engine.errors import UserError
+from engine.run_dir import CHECKPOINTS_DIR
 
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -82,7 +83,7 @@ class RunPaths:
 
 def save_folder_of(cfg: ExperimentConfig, run_dir: Path) -> Path:
     return Path(cfg.trainer.save_folder).expanduser().absolute() if cfg.trainer.save_folder \
-        else run_dir / "checkpoints"
+        else run_dir / CHECKPOINTS_DIR
 
 
 def check_intact(source: Path, checksums: bool) -> None:

@@ -38,6 +38,7 @@ from engine.config import ExperimentConfig, to_toml
 from engine.errors import UserError
 from engine.output_tee import OutputTee, start_tee
 from engine.preflight import RunPaths, check_intact, check_run_name, check_writable_dir, preflight_checks  # noqa: F401  (re-exported)
+from engine.run_dir import CONFIG_FILE
 from engine.run_marker import runs_root, unmanaged_rank0, write_exit_record, write_start_marker
 
 EXIT_OK = 0
@@ -101,7 +102,7 @@ def run_training(cfg: ExperimentConfig, run_dir: Path, own: Optional[OwnRecords]
         env.restore()  # resume / load_path / fresh init, logged in one line
         # Only now: a refused resume must not overwrite the existing run's config.toml.
         if env.is_rank0:
-            write_atomic(run_dir / "config.toml", to_toml(cfg))
+            write_atomic(run_dir / CONFIG_FILE, to_toml(cfg))
     except BaseException as exc:
         if env is not None:
             env.teardown()

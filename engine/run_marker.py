@@ -25,9 +25,8 @@ from pathlib import Path
 from typing import Optional
 
 from engine.atomic import write_json_atomic
+from engine.run_dir import EXIT_RECORD, START_MARKER, exit_record
 
-START_MARKER = "engine_run.json"
-EXIT_RECORD = "exit.json"
 MANAGED_ENV = "OLMO_TUI_RUN_ID"  # set by olmo-tui's launcher: it records the run itself
 
 
@@ -70,7 +69,5 @@ def write_start_marker(run_dir: Path, run_name: str) -> float:
 
 
 def write_exit_record(run_dir: Path, exit_code: int, started: float) -> None:
-    write_json_atomic(run_dir / EXIT_RECORD, {
-        "exit_code": exit_code, "launcher_exit_code": exit_code, "started": started, "ended": time.time(),
-        "cancelled": exit_code in (130, 143),
-    }, commit=True)
+    write_json_atomic(run_dir / EXIT_RECORD, exit_record(exit_code, started, cancelled=exit_code in (130, 143)),
+                      commit=True)

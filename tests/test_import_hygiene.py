@@ -8,6 +8,7 @@
   whatever the static graph says).
 """
 
+import ast
 import configparser
 import json
 import os
@@ -52,6 +53,32 @@ def test_every_package_is_in_the_contracts():
     assert "olmo_tui.core" in listed("torch-free-rooms", "source_modules")
     assert "olmo_tui.cli" in listed("front-ends-torch-free", "source_modules") & listed("textual-only-in-app", "source_modules")
     assert "olmo_tui.cli" in listed("core-knows-no-front-end", "forbidden_modules") & listed("app-uses-core", "forbidden_modules")
+
+
+def engine_imports_of(package: Path):
+    """Every engine module named by an import under `package` (functions' own imports too)."""
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.split(".")[0] == "engine":
+                names = [f"{node.module}.{alias.name}" for alias in node.names]
+                yield path, node.module, names
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.split(".")[0] == "engine":
+                        yield path, alias.name, []
+
+
+def test_olmo_tui_imports_only_the_torch_free_engine_modules():
+    """The app, the CLI and the core reach the engine only through the modules the torch-free
+    contract covers, so a new engine import cannot bring torch along unnoticed."""
+    config = configparser.ConfigParser()
+    config.read(REPO / ".importlinter")
+    allowed = [m for m in config["importlinter:contract:torch-free-rooms"]["source_modules"].split()
+               if m.startswith("engine.")]
+    under = lambda module: any(module == a or module.startswith(a + ".") for a in allowed)  # noqa: E731
+    outside = sorted({f"{path.relative_to(REPO)}: {module}" for path, module, names in engine_imports_of(REPO / "olmo_tui")
+                      if not under(module) and not (module == "engine" and all(under(n) for n in names))})
+    assert outside == []
 
 
 def test_engine_cli_loads_no_app_package():

@@ -13,13 +13,13 @@ from typing import Any, Dict
 
 from engine.config import ExperimentConfig, ModelConfig
 from engine.errors import UserError
+from engine.run_dir import CONFIG_FILE
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-CONFIG_NAME = "config.toml"
 
 
 @dataclass
@@ -33,9 +33,9 @@ class EngineCheckpoint:
 def find_config(path: Path) -> Path:
     """config.toml beside the weights, else in the save folder or run dir above it."""
     for candidate in (path, path.parent, path.parent.parent):
-        if (candidate / CONFIG_NAME).is_file():
-            return candidate / CONFIG_NAME
-    raise UserError("SRC", f"no {CONFIG_NAME} in {path} or the run directory above it: cannot tell the "
+        if (candidate / CONFIG_FILE).is_file():
+            return candidate / CONFIG_FILE
+    raise UserError("SRC", f"no {CONFIG_FILE} in {path} or the run directory above it: cannot tell the "
                     "model's architecture (checkpoints from `olmo-train` carry one)")
 
 
@@ -46,7 +46,7 @@ def read_checkpoint_config(path: Path) -> EngineCheckpoint:
             data = tomllib.load(handle)
         model = ModelConfig(**data.get("model", {}))
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise UserError(CONFIG_NAME, f"cannot read {config_path}: {exc}") from None
+        raise UserError(CONFIG_FILE, f"cannot read {config_path}: {exc}") from None
     except ValueError as exc:
         raise UserError(f"{config_path}: model", str(exc).splitlines()[-1]) from None
     return EngineCheckpoint(path, model, data, config_path)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Sequence
 
 from engine.errors import UserError
+from engine.run_dir import CONFIG_FILE
 
 EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 _SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?i?B?)?\s*$", re.IGNORECASE)
@@ -89,7 +90,7 @@ def _summary(direction: str, src: str, report) -> List[str]:
         lines.append(report.validation.note)
     lines.extend(report.notes)
     if direction == "from-hf":
-        lines.append(f"fine-tune with: olmo-train RUN_NAME --config {report.dst / 'config.toml'}"
+        lines.append(f"fine-tune with: olmo-train RUN_NAME --config {report.dst / CONFIG_FILE}"
                      f"   (or --trainer.load_path={report.dst})")
     else:
         lines.append(f"load with: transformers.AutoModelForCausalLM.from_pretrained({str(report.dst)!r})")

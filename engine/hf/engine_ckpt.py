@@ -27,9 +27,10 @@ from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 from engine import checkpoint as ckpt
 from engine.config import ModelConfig
 from engine.errors import UserError
+from engine.run_dir import CHECKPOINTS_DIR
 from engine.nn.transformer import Transformer, build_model, clean_param_name
 
-from .checkpoint_config import CONFIG_NAME, EngineCheckpoint, find_config, read_checkpoint_config  # noqa: F401  (re-exported)
+from .checkpoint_config import CONFIG_FILE, EngineCheckpoint, find_config, read_checkpoint_config  # noqa: F401  (re-exported)
 
 _MODEL_PREFIX = "model."
 
@@ -39,8 +40,8 @@ def resolve_checkpoint(src: Path) -> Path:
     src = Path(src).expanduser()
     if not src.exists():
         raise UserError("SRC", f"{src} does not exist")
-    if (src / "checkpoints").is_dir() and ckpt.latest_checkpoint(src / "checkpoints") is not None:
-        return ckpt.latest_checkpoint(src / "checkpoints")
+    if (src / CHECKPOINTS_DIR).is_dir() and ckpt.latest_checkpoint(src / CHECKPOINTS_DIR) is not None:
+        return ckpt.latest_checkpoint(src / CHECKPOINTS_DIR)
     return ckpt.resolve_load_path(src, field="SRC")
 
 
@@ -84,7 +85,7 @@ def write_model_checkpoint(staging: Path, cfg: ModelConfig, weights: Dict[str, t
     with warnings.catch_warnings():  # DCP warns that one process has no process group: expected
         warnings.filterwarnings("ignore", message="torch.distributed is disabled")
         dcp.save({"model": state}, checkpoint_id=str(staging / ckpt.MODEL_AND_OPTIM))
-    (staging / CONFIG_NAME).write_text(config_toml)
+    (staging / CONFIG_FILE).write_text(config_toml)
     marker = {"step": 0, "ephemeral": False, "world_size": 1, "time": time.time(), "model_only": True,
               "converted_from": source}
     with open(staging / ckpt.MARKER, "w") as handle:

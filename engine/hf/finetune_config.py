@@ -23,6 +23,7 @@ from engine.config import ConfigError, ModelConfig, load_experiment, preset_data
 from engine.config.data import BYTE_VOCAB_SIZE
 from engine.config.presets import deep_merge
 from engine.errors import UserError
+from engine.run_dir import CONFIG_FILE
 
 from .config_map import first_id
 
@@ -88,7 +89,7 @@ def finetune_config_toml(cfg: ModelConfig, dst: Path, hf: Dict[str, Any], tokeni
     header = (
         f"# Written by `olmo-train convert from-hf` for {name}: the finetune-hf recipe with this model's\n"
         "# architecture, tokenizer and trainer.load_path. Train with\n"
-        f"#   olmo-train RUN_NAME --config {dst / 'config.toml'} [--dataset.paths='[...]']\n"
+        f"#   olmo-train RUN_NAME --config {dst / CONFIG_FILE} [--dataset.paths='[...]']\n"
     )
     if tokenizer is not None:
         eos = experiment.dataset.tokenizer.eos_token_id

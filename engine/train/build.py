@@ -21,8 +21,8 @@ except ModuleNotFoundError:  # Python 3.10
 from engine import checkpoint
 from engine.config import DurationUnit, ExperimentConfig
 from engine.errors import UserError
+from engine.run_dir import CONFIG_FILE
 
-from .callbacks.config_saver import CONFIG_FILE
 from .callbacks.registry import build_callbacks
 from .trainer import Trainer, seed_all
 

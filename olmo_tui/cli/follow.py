@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from engine.errors import UserError, without_controls
+from engine.run_dir import LOG_FILE, parse_metrics_line
 
 from ..core import exit_codes
 from ..core.backends.base import RUN_DIR_BACKENDS, BackendError, RunStatus, get_backend
 from ..core.formatting import format_eta, human_count
 from ..core.runs.registry import Registry, RegistryError, RunRecord
-from ..core.runs.tailing import parse_metrics_line
 from ..core.runs.torchrun_report import ReportFilter
 
 
@@ -84,7 +84,7 @@ class Follower:
 
         backend = get_backend(self.run.backend)
         # torchrun's failure report stays in the log file, off the terminal (torchrun_report.py).
-        report = ReportFilter(str(Path(self.run.run_dir) / "stdout.log") if self.run.backend in RUN_DIR_BACKENDS else None)
+        report = ReportFilter(str(Path(self.run.run_dir) / LOG_FILE) if self.run.backend in RUN_DIR_BACKENDS else None)
         for line in backend.follow_logs(self.run, self.stop, follow=follow):
             metrics = parse_metrics_line(line)
             self._clear_bar()

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from engine.config import to_toml
 from engine.config.trainer import ConfigSaverConfig
+from engine.run_dir import CONFIG_FILE
 
 from ..callback import Callback
 
-CONFIG_FILE = "config.toml"
 
 
 class ConfigSaverCallback(Callback):

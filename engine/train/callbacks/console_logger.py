@@ -8,11 +8,11 @@ stream alone (a Beaker job's) feeds the app's throughput panel.
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any, Dict, Optional
 
 from engine.config.trainer import ConsoleLoggerConfig
+from engine.run_dir import format_metrics_line
 
 from ..callback import Callback
 
@@ -64,4 +64,4 @@ class ConsoleLoggerCallback(Callback):
         if step % interval == 0 or last or any(k.startswith("eval/") for k in metrics):
             print(format_line(metrics), flush=True)
         # Every record, whatever the readable interval: the log stream mirrors metrics.jsonl.
-        print("[metrics] " + json.dumps(metrics, separators=(",", ":")), flush=True)
+        print(format_metrics_line(metrics), flush=True)

@@ -13,10 +13,10 @@ from typing import Any, Dict, Optional, TextIO
 
 from engine.atomic import write_atomic
 from engine.config.trainer import MetricsWriterConfig
+from engine.run_dir import METRICS_FILE
 
 from ..callback import Callback
 
-METRICS_FILE = "metrics.jsonl"
 
 
 def truncate_after(path: Path, step: int) -> int:

@@ -21,10 +21,11 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
-from olmo_tui.core.launch import run_manager
+from engine.run_dir import METRICS_PREFIX, parse_metrics_line
 from olmo_tui.core.backends.base import RUN_DIR_BACKENDS, BackendError, RunStatus, get_backend
+from olmo_tui.core.launch import run_manager
 from olmo_tui.core.runs.registry import Registry, RunRecord
-from olmo_tui.core.runs.tailing import batched, parse_metrics_line
+from olmo_tui.core.runs.tailing import batched
 
 from ..widgets.log_panel import LogPanel
 from ..widgets.throughput import ThroughputPanel
@@ -92,7 +93,7 @@ class MonitorScreen(Screen):
             else:
                 batches = batched(backend.follow_logs(self.run, self.stop), self.stop)
             for batch in batches:
-                metrics = [record for line in batch if "[metrics] " in line
+                metrics = [record for line in batch if METRICS_PREFIX in line
                            if (record := parse_metrics_line(line)) is not None]
                 for line in [line for line in batch if "profiler: rank " in line]:
                     if found := PROFILER_TRACE_LINE.search(line):

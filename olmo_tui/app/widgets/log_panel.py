@@ -27,9 +27,9 @@ from textual.css.query import NoMatches
 from textual.geometry import Size
 from textual.widgets import Input, Log, Static
 
+from engine.run_dir import METRICS_PREFIX
 from olmo_tui.core.runs.tailing import line_kind
 
-METRICS_LINE = "[metrics] "
 
 
 class RunLogHighlighter(Highlighter):
@@ -45,7 +45,7 @@ class RunLogHighlighter(Highlighter):
             text.stylize("bold red")
         elif kind == "warning":
             text.stylize("yellow")
-        elif plain.startswith(METRICS_LINE):
+        elif plain.startswith(METRICS_PREFIX):
             text.stylize("dim")
         if self.term:
             lowered, term = plain.lower(), self.term.lower()

@@ -56,7 +56,7 @@ class Backend(Protocol):
         """Yield the job's log lines (without newlines) from the beginning, then (follow=True)
         new ones as they come, until the job has ended and everything was yielded, or `stop`
         is set. follow=False yields what exists now and returns. Lines holding
-        `[metrics] {json}` are yielded too: the caller parses them (tailing.parse_metrics_line)."""
+        `[metrics] {json}` are yielded too: the caller parses them (engine.run_dir.parse_metrics_line)."""
 
 
 # name -> "module:attribute" of a zero-argument factory; imported on first use so the Beaker

@@ -9,7 +9,6 @@ same way, and a wrapper that vanished without exit.json is recorded as lost.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import signal
 import socket
@@ -22,27 +21,16 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Mapping, Optional
 
 from engine.atomic import write_json_atomic
+from engine.run_dir import CONFIG_FILE, LOG_FILE, read_exit_record
 from engine.run_marker import process_start_ticks  # re-exported: one /proc reader for engine and app
 
 from ..runs import tailing
 from ..runs.registry import RunRecord
 from .base import BackendError, RunStatus
+from .run_files import CANCEL_REQUEST, REPO_ROOT, local_launch_record, write_launch_record
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 GRACEFUL_EXIT_CODES = (130, 143)  # the engine stopped on SIGINT / SIGTERM after a final checkpoint
 
-
-def git_state(cwd: Path) -> Dict[str, object]:
-    def git(*args: str) -> Optional[str]:
-        try:
-            out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=5)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return out.stdout.strip() if out.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
-    dirty = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit, "dirty": bool(dirty) if dirty is not None else None}
 
 
 def status_for_exit(exit_code: int, cancel_requested: bool) -> str:
@@ -67,7 +55,7 @@ class LocalBackend:
             self.python, "-m", "torch.distributed.run", "--standalone",
             "--nproc-per-node", str(cfg.launch.nproc_per_node),
             "-m", self.engine_module, cfg.run_name,
-            "--config", str(run_dir / "config.toml"), "--run-dir", str(run_dir),
+            "--config", str(run_dir / CONFIG_FILE), "--run-dir", str(run_dir),
         ]
 
     def launch(self, run: RunRecord, cfg, secrets: Mapping[str, str]) -> RunRecord:
@@ -77,12 +65,7 @@ class LocalBackend:
         argv = self.command(run, cfg)
         visible_env = {"OLMO_TUI_RUN_ID": run.id, "PYTHONUNBUFFERED": "1"}
         visible_env.update(cfg.launch.debug_env())
-        launch_record = {
-            "backend": self.name, "argv": argv, "env": visible_env, "git": git_state(REPO_ROOT),
-            "parent_run_id": run.parent_id, "relation": run.relation, "run_id": run.id,
-            "host": socket.gethostname(), "secret_env_names": sorted(secrets),
-        }
-        write_json_atomic(run_dir / "launch.json", launch_record)
+        write_launch_record(run_dir, local_launch_record(self.name, run, argv, visible_env, list(secrets)))
         env = {**os.environ, **visible_env, **secrets}
         # The engine package must be importable from the run dir (the wrapper's cwd).
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
@@ -116,19 +99,19 @@ class LocalBackend:
         run_dir = Path(run.run_dir)
         changes: Dict[str, object] = {}
         changes.update(tailing.progress_of(run_dir))
-        exit_record = read_exit(run_dir)
+        exit_record = read_exit_record(run_dir)
         if exit_record is not None:
             code = int(exit_record["exit_code"])
             cancelled = bool(run.cancel_requested or exit_record.get("cancelled"))
             changes.update(exit_code=code, ended=exit_record.get("ended") or time.time(),
                            status=status_for_exit(code, cancelled))
             if changes["status"] == RunStatus.FAILED:
-                changes["message"] = tailing.failure_line(run_dir / "stdout.log") or f"exited with code {code}"
+                changes["message"] = tailing.failure_line(run_dir / LOG_FILE) or f"exited with code {code}"
             elif changes["status"] == RunStatus.CANCELLED:
                 changes["message"] = "stopped on request" if cancelled else f"stopped by a signal (exit code {code})"
         elif run.host == socket.gethostname() and run.pid and not self._alive(run):
             # Re-read: the wrapper may have written exit.json between the two looks.
-            if read_exit(run_dir) is not None:
+            if read_exit_record(run_dir) is not None:
                 return self.refresh(run)
             changes.update(status=RunStatus.LOST, ended=time.time(),
                            message="the process vanished without recording an exit code")
@@ -138,7 +121,7 @@ class LocalBackend:
         if run.terminal:
             return run
         run_dir = Path(run.run_dir)
-        write_json_atomic(run_dir / "cancel.json", {"grace_s": grace_s, "requested": time.time()})
+        write_json_atomic(run_dir / CANCEL_REQUEST, {"grace_s": grace_s, "requested": time.time()})
         run = replace(run, cancel_requested=time.time(), message="stopping (SIGTERM sent)")
         if run.host != socket.gethostname():
             raise BackendError(f"run {run.id} runs on host {run.host}; cancel it there")
@@ -160,16 +143,9 @@ class LocalBackend:
         def finished() -> bool:
             if not follow:
                 return True
-            return read_exit(run_dir) is not None or (run.host == socket.gethostname() and not self._alive(run))
+            return read_exit_record(run_dir) is not None or (run.host == socket.gethostname() and not self._alive(run))
 
-        yield from tailing.follow_file_batches(run_dir / "stdout.log", stop, finished)
+        yield from tailing.follow_file_batches(run_dir / LOG_FILE, stop, finished)
 
-
-def read_exit(run_dir: Path) -> Optional[dict]:
-    try:
-        record = json.loads((run_dir / "exit.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) and "exit_code" in record else None
 
 

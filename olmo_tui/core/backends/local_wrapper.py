@@ -21,7 +21,6 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -31,10 +30,12 @@ from pathlib import Path
 from typing import List, Optional
 
 from engine.atomic import write_json_atomic
+from engine.run_dir import EXIT_RECORD, LOG_FILE, exit_record
+
+from .run_files import CANCEL_REQUEST, rank_exit_code
 
 PR_SET_CHILD_SUBREAPER = 36
 DEFAULT_GRACE_S = 60.0
-WORKER_EXIT = re.compile(rb"failed \(exitcode: (-?\d+)\) local_rank: (\d+)")
 
 
 def children_of(pid: int) -> List[int]:
@@ -70,21 +71,6 @@ def signal_all(pids: List[int], sig: int) -> None:
             pass
 
 
-def rank_exit_code(log_path: Path, window: int = 256 << 10) -> Optional[int]:
-    """The exit code torchrun reported for the first failed worker (local rank 0 preferred)."""
-    try:
-        with open(log_path, "rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - window))
-            tail = f.read()
-    except OSError:
-        return None
-    found = [(int(rank), int(code)) for code, rank in WORKER_EXIT.findall(tail)]
-    if not found:
-        return None
-    code = next((c for r, c in found if r == 0), found[0][1])
-    return 128 - code if code < 0 else code  # killed by signal N -> 128 + N, as a shell says
-
-
 class Wrapper:
     def __init__(self, run_dir: Path, argv: List[str]):
         self.run_dir = run_dir
@@ -94,7 +80,7 @@ class Wrapper:
 
     def grace_s(self) -> float:
         try:
-            return float(json.loads((self.run_dir / "cancel.json").read_text())["grace_s"])
+            return float(json.loads((self.run_dir / CANCEL_REQUEST).read_text())["grace_s"])
         except (OSError, ValueError, KeyError, TypeError):
             return DEFAULT_GRACE_S
 
@@ -121,7 +107,7 @@ class Wrapper:
 
     def run(self) -> int:
         started = time.time()
-        log = open(self.run_dir / "stdout.log", "ab", buffering=0)
+        log = open(self.run_dir / LOG_FILE, "ab", buffering=0)
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
         devnull = os.open(os.devnull, os.O_RDONLY)
@@ -138,9 +124,7 @@ class Wrapper:
                                           cwd=self.run_dir)
         except OSError as exc:
             print(f"[olmo-tui] could not start {self.argv[0]}: {exc}", flush=True)
-            write_json_atomic(self.run_dir / "exit.json",
-                              {"exit_code": 127, "launcher_exit_code": 127, "ended": time.time(),
-                               "started": started, "cancelled": False}, commit=True)
+            write_json_atomic(self.run_dir / EXIT_RECORD, exit_record(127, started), commit=True)
             return 127
         launcher_code = self.child.wait()
         # Whatever torchrun left behind (it normally reaps its workers) is killed and reaped.
@@ -153,10 +137,9 @@ class Wrapper:
                 break
         if launcher_code < 0:
             launcher_code = 128 - launcher_code
-        exit_code = launcher_code if launcher_code == 0 else (rank_exit_code(self.run_dir / "stdout.log") or launcher_code)
-        write_json_atomic(self.run_dir / "exit.json",
-                          {"exit_code": exit_code, "launcher_exit_code": launcher_code, "ended": time.time(),
-                           "started": started, "cancelled": self.cancelled}, commit=True)
+        exit_code = launcher_code if launcher_code == 0 else (rank_exit_code(self.run_dir / LOG_FILE) or launcher_code)
+        write_json_atomic(self.run_dir / EXIT_RECORD, exit_record(exit_code, started, launcher_code, self.cancelled),
+                          commit=True)
         return exit_code
 
 

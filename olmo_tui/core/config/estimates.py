@@ -46,6 +46,7 @@ from typing import Any, Dict, Iterable, List, Optional
 
 from engine.config import DType, ExperimentConfig, validate_experiment
 from engine.hardware import BY_NAME, Accelerator
+from engine.run_dir import METRICS_FILE
 
 from ..formatting import GIB
 
@@ -301,7 +302,7 @@ def run_median_mfu(run_dir: Path) -> Optional[float]:
     """Median MFU (percent) over a run's metrics.jsonl; None if it reported none."""
     values = []
     try:
-        with open(run_dir / "metrics.jsonl") as f:
+        with open(run_dir / METRICS_FILE) as f:
             for line in f:
                 try:
                     mfu = json.loads(line).get("mfu")

@@ -13,10 +13,11 @@ from typing import List, Mapping, Optional, Sequence
 
 from engine.atomic import write_atomic
 from engine.config import ExperimentConfig, resolve, to_toml
+from engine.run_dir import CHECKPOINTS_DIR, CONFIG_FILE
 
 from ..backends.base import RUN_DIR_BACKENDS, BackendError, RunStatus, get_backend
-from .preflight import check_before_launch, launch_paths
 from ..runs.registry import Registry, RunRecord, new_run_id, runs_root
+from .preflight import check_before_launch, launch_paths
 
 DEFAULT_GRACE_S = 60.0
 
@@ -48,7 +49,7 @@ def start_run(cfg: ExperimentConfig, preset: Optional[str] = None, parent_id: Op
                     status=RunStatus.STARTING, preset=preset, parent_id=parent_id, relation=relation,
                     total_steps=planned_steps(cfg))
     try:
-        write_atomic(run_dir / "config.toml", to_toml(cfg))
+        write_atomic(run_dir / CONFIG_FILE, to_toml(cfg))
         registry.add(run)
         launched = backend.launch(run, cfg, dict(secrets or {}))
     except BaseException:
@@ -108,7 +109,7 @@ def cancel_run(run: RunRecord, grace_s: float = DEFAULT_GRACE_S, registry: Optio
 
 def run_config(run: RunRecord) -> ExperimentConfig:
     """The resolved config the run was launched with (its run dir's config.toml)."""
-    path = Path(run.run_dir) / "config.toml"
+    path = Path(run.run_dir) / CONFIG_FILE
     if not path.exists():
         raise BackendError(f"{path} is missing: the run's config cannot be recovered")
     return resolve(config_file=str(path))
@@ -116,12 +117,12 @@ def run_config(run: RunRecord) -> ExperimentConfig:
 
 def relaunch_config(run: RunRecord, overrides: Sequence[str] = ()) -> ExperimentConfig:
     """The parent's resolved config with `overrides` applied (ConfigError on bad ones)."""
-    return resolve(config_file=str(Path(run.run_dir) / "config.toml"), overrides=list(overrides))
+    return resolve(config_file=str(Path(run.run_dir) / CONFIG_FILE), overrides=list(overrides))
 
 
 def checkpoint_folder(run: RunRecord, cfg: Optional[ExperimentConfig] = None) -> Path:
     cfg = cfg or run_config(run)
-    return Path(cfg.trainer.save_folder) if cfg.trainer.save_folder else Path(run.run_dir) / "checkpoints"
+    return Path(cfg.trainer.save_folder) if cfg.trainer.save_folder else Path(run.run_dir) / CHECKPOINTS_DIR
 
 
 def latest_checkpoint(run: RunRecord, cfg: Optional[ExperimentConfig] = None) -> Optional[Path]:

@@ -29,14 +29,15 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from engine.atomic import write_atomic
 from engine.config import ConfigError, to_toml
+from engine.run_dir import CONFIG_FILE
 
 from ..backends.base import BackendError, RunStatus, get_backend
+from ..backends.run_files import REPO_ROOT
 from .preflight import launch_paths
 from ..runs.registry import Registry, RegistryError, RunRecord, new_run_id, runs_root, state_dir
 from .run_manager import planned_steps, run_config
 from ..sweeps.sweep import SWEEP_NAME, NotifySpec, SweepSpec, Variant
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -136,7 +137,7 @@ def queue_sweep(name: str, spec: SweepSpec, variants: Sequence[Variant], preset:
                                   total_steps=planned_steps(cfg), created=now + variant.index * 1e-3,
                                   sweep=name, sweep_index=variant.index, message="queued",
                                   parent_id=parent_id, relation=relation))
-            write_atomic(run_dir / "config.toml", to_toml(cfg))
+            write_atomic(run_dir / CONFIG_FILE, to_toml(cfg))
         record = spec_record(spec, variants)
         registry.add_all(runs, also=("INSERT INTO sweeps (name, created, max_parallel, spec) VALUES (?, ?, ?, ?)",
                                      (name, now, spec.max_parallel, json.dumps(record))))

@@ -22,8 +22,10 @@ import time
 from pathlib import Path
 from typing import List, Optional, Set
 
+from engine.run_dir import LOG_FILE, METRICS_FILE
+from engine.run_marker import process_start_ticks
+
 from . import notify
-from ..backends.local import process_start_ticks
 from ..runs.registry import Registry, RunRecord
 from .run_manager import refresh_run
 from .sweep_queue import get_sweep, log_path, start_queued, try_lock, update_sweep
@@ -38,7 +40,7 @@ def log(message: str) -> None:
 def last_activity(run: RunRecord) -> Optional[float]:
     """When the run last wrote a log line or a metrics record (None if neither exists yet)."""
     times = []
-    for name in ("metrics.jsonl", "stdout.log"):
+    for name in (METRICS_FILE, LOG_FILE):
         try:
             times.append((Path(run.run_dir) / name).stat().st_mtime)
         except OSError:

@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from engine.run_marker import START_MARKER
+from engine.run_dir import START_MARKER
 
 from .registry import Registry, RunRecord, runs_root
 from .run_status import RunStatus

@@ -1,5 +1,6 @@
-"""Reading a run's files while they grow: stdout.log, metrics.jsonl, and `[metrics] {json}`
-lines inside a log stream (the Beaker log carries the same records; docs/CONTRACTS.md).
+"""Reading a run's files while they grow: the log, metrics.jsonl, and the metrics lines inside a
+log stream (the Beaker log carries the same records). The names and the line format are the run
+dir's contract, engine/run_dir.py.
 
 The files on disk are the source of truth, so re-attaching after the app restarts is just
 reading them again from the start.
@@ -16,8 +17,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 from engine.errors import one_line
+from engine.run_dir import METRICS_FILE
 
-METRICS_PREFIX = "[metrics] "
 # Lines worth a colour and a jump key: torchrun's glog-style E/W prefixes, Python errors.
 ERROR_LINE = re.compile(r"^E\d{4} |\b(error|exception|traceback|fatal)\b|\w+Error\b|exitcode: [1-9]", re.IGNORECASE)
 WARNING_LINE = re.compile(r"^W\d{4} |\bwarn(ing)?\b", re.IGNORECASE)
@@ -50,18 +51,6 @@ def failure_line(log_path: Path, window: int = 256 << 10) -> Optional[str]:
     found = [line for line in lines if EXCEPTION_LINE.match(line) and "torch.distributed.elastic" not in line]
     return one_line(found[-1].strip()[:300]) if found else None
 
-
-def parse_metrics_line(line: str) -> Optional[Dict[str, Any]]:
-    """The JSON object of a `[metrics] {...}` console line (the prefix may follow a logger's
-    timestamp or a rank tag), else None. Never raises on garbage."""
-    at = line.find(METRICS_PREFIX)
-    if at < 0:
-        return None
-    try:
-        record = json.loads(line[at + len(METRICS_PREFIX):])
-    except ValueError:
-        return None
-    return record if isinstance(record, dict) and "step" in record else None
 
 
 class FileTail:
@@ -218,7 +207,7 @@ def summary_of(record: Optional[Dict[str, Any]]) -> Dict[str, Any]:
 
 def progress_of(run_dir: Path) -> Dict[str, Any]:
     """The registry fields every backend refreshes from a run dir's newest metrics record."""
-    record = last_metrics(Path(run_dir) / "metrics.jsonl")
+    record = last_metrics(Path(run_dir) / METRICS_FILE)
     if not record:
         return {}
     return {"latest_step": record.get("step"), "total_steps": record.get("total_steps"),

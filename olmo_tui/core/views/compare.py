@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from engine.config import ExperimentConfig
+from engine.run_dir import METRICS_FILE
 
 from ..config import configdiff
 from ..runs import tailing
@@ -114,7 +115,7 @@ class RunCurves:
 
 
 def load_curves(run: RunRecord) -> RunCurves:
-    return RunCurves(run, tailing.read_metrics(Path(run.run_dir) / "metrics.jsonl"))
+    return RunCurves(run, tailing.read_metrics(Path(run.run_dir) / METRICS_FILE))
 
 
 def smooth(values: Sequence[float], weight: float = 0.6) -> List[float]:

@@ -22,8 +22,10 @@ from typing import Callable, Dict, Iterator, List, Mapping, Optional
 
 from engine.atomic import write_json_atomic
 from engine.config import ConfigError
+from engine.run_dir import parse_metrics_line
 
 from ..base import BackendError, RunStatus
+from ..run_files import launch_record, write_launch_record
 from .client import BeakerClient, BeakerNotFound
 from .git_state import REPO_ROOT, read_git_state, require_clean
 from .spec import BuiltSpec, beaker_settings, build_spec
@@ -101,14 +103,11 @@ class BeakerBackend:
                 write_spec(self.save_spec_to, spec_json)
             except ConfigError as exc:
                 raise BackendError(str(exc)) from None
-        launch_record = {
-            "backend": self.name, "run_id": run.id, "parent_run_id": run.parent_id, "relation": run.relation,
-            "argv": built.command, "experiment_name": built.name, "workspace": bk.workspace,
-            "env": {e["name"]: e["value"] for e in spec_json["tasks"][0]["envVars"] if "value" in e},
-            "secret_names": {s.env_var: s.secret for s in bk.secrets},
-            "git": self._git_json(cfg), "spec_file": SPEC_FILE,
-        }
-        write_json_atomic(run_dir / "launch.json", launch_record)
+        env = {e["name"]: e["value"] for e in spec_json["tasks"][0]["envVars"] if "value" in e}
+        record = launch_record(self.name, run, built.command, env, experiment_name=built.name, workspace=bk.workspace,
+                               secret_names={s.env_var: s.secret for s in bk.secrets}, git=self._git_json(cfg),
+                               spec_file=SPEC_FILE)
+        write_launch_record(run_dir, record)
 
         def create(beaker):
             from beaker.exceptions import BeakerExperimentConflict, BeakerSecretNotFound
@@ -138,8 +137,8 @@ class BeakerBackend:
                                    f"workspace {bk.workspace or '(default)'}") from None
             raise
         workload_id = workload.experiment.id
-        launch_record.update(workload_id=workload_id, url=url)
-        write_json_atomic(run_dir / "launch.json", launch_record)
+        record.update(workload_id=workload_id, url=url)
+        write_launch_record(run_dir, record)
         extra = {**run.extra, "url": url, "experiment_name": workload.experiment.name or built.name,
                  "workspace": bk.workspace, "preemptions": 0}
         return replace(run, status=RunStatus.QUEUED, workload_id=workload_id, argv=built.command,
@@ -204,12 +203,10 @@ class BeakerBackend:
         return replace(run, **changes)
 
     def _last_metrics(self, beaker, job) -> Optional[dict]:
-        from ...runs import tailing
-
         last = None
         for entry in beaker.job.logs(job, tail_lines=METRICS_TAIL_LINES, follow=False):
             for line in entry.message.decode(errors="replace").splitlines():
-                record = tailing.parse_metrics_line(line)
+                record = parse_metrics_line(line)
                 if record is not None:
                     last = record
         return last

@@ -6,14 +6,14 @@ refused unless launch.beaker.allow_dirty) and pushed (which we cannot check offl
 from __future__ import annotations
 
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
 from engine.config import ConfigError
 
-REPO_ROOT = Path(__file__).resolve().parents[4]
+from ..run_files import REPO_ROOT, git
+
 _SCP_LIKE = re.compile(r"^(?P<user>[^@/]+)@(?P<host>[^:/]+):(?P<path>.+)$")
 
 
@@ -26,14 +26,6 @@ class GitState:
 
     def to_json(self) -> dict:
         return {"remote": self.remote, "commit": self.commit, "dirty": self.dirty, "branch": self.branch}
-
-
-def _git(repo: Path, *args: str) -> Optional[str]:
-    try:
-        out = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
 
 
 def cloneable_url(remote: str) -> str:
@@ -50,22 +42,22 @@ def cloneable_url(remote: str) -> str:
 def read_git_state(repo: Path = REPO_ROOT, ref: Optional[str] = None) -> GitState:
     """The state to clone on the node. ConfigError (exit 2) when there is no usable checkout."""
     field = "launch.beaker.code_in_image"
-    if _git(repo, "rev-parse", "--git-dir") is None:
+    if git(repo, "rev-parse", "--git-dir") is None:
         raise ConfigError.one(field, f"{repo} is not a git checkout: launch from one, or set "
                               "launch.beaker.code_in_image=true with an image that holds the code")
-    commit = _git(repo, "rev-parse", "--verify", f"{ref or 'HEAD'}^{{commit}}")
+    commit = git(repo, "rev-parse", "--verify", f"{ref or 'HEAD'}^{{commit}}")
     if commit is None:
         where = "launch.beaker.git_ref" if ref else field
         raise ConfigError.one(where, f"git cannot find commit {ref or 'HEAD'!r} in {repo}")
-    remote = _git(repo, "remote", "get-url", "origin")
+    remote = git(repo, "remote", "get-url", "origin")
     if not remote:
-        remotes: List[str] = (_git(repo, "remote") or "").split()
-        remote = _git(repo, "remote", "get-url", remotes[0]) if remotes else None
+        remotes: List[str] = (git(repo, "remote") or "").split()
+        remote = git(repo, "remote", "get-url", remotes[0]) if remotes else None
     if not remote:
         raise ConfigError.one(field, f"{repo} has no git remote to clone from on the node: add one "
                               "(git remote add origin URL) or set launch.beaker.code_in_image=true")
-    dirty = bool(_git(repo, "status", "--porcelain", "--untracked-files=no"))
-    branch = _git(repo, "rev-parse", "--abbrev-ref", "HEAD")
+    dirty = bool(git(repo, "status", "--porcelain", "--untracked-files=no"))
+    branch = git(repo, "rev-parse", "--abbrev-ref", "HEAD")
     return GitState(cloneable_url(remote), commit, dirty, None if branch == "HEAD" else branch)
 
 

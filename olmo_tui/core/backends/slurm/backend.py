@@ -24,13 +24,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Dict, Iterator, List, Mapping, Optional
 
-from engine.atomic import write_json_atomic
+from engine.run_dir import LOG_FILE, read_exit_record
 
 from ...runs import tailing
 from ...runs.registry import RunRecord
 from ..base import BackendError, RunStatus
-from ..local import REPO_ROOT, git_state, read_exit
-from ..local_wrapper import rank_exit_code
+from ..run_files import REPO_ROOT, local_launch_record, rank_exit_code, write_launch_record
 from . import commands
 from .script import STOP_SIGNAL, build_script, torchrun_argv
 from .shared import unshared_paths
@@ -74,12 +73,8 @@ class SlurmBackend:
         script_path = run_dir / SCRIPT_NAME
         script_path.write_text(self.script(run.id, run_dir, cfg))
         argv = ["sbatch", "--parsable", str(script_path)]
-        write_json_atomic(run_dir / "launch.json", {
-            "backend": self.name, "argv": argv, "node_command": self.command(run, cfg),
-            "env": self.job_env(run.id, cfg), "git": git_state(REPO_ROOT), "parent_run_id": run.parent_id,
-            "relation": run.relation, "run_id": run.id, "host": socket.gethostname(),
-            "secret_env_names": sorted(secrets),
-        })
+        write_launch_record(run_dir, local_launch_record(self.name, run, argv, self.job_env(run.id, cfg), list(secrets),
+                                                         node_command=self.command(run, cfg)))
         # Secrets reach the job through sbatch's environment (exported to the job by default),
         # never through the script file.
         job_id = commands.submit(str(script_path), env={**os.environ, **secrets})
@@ -110,14 +105,14 @@ class SlurmBackend:
                 changes["message"] = None
             self._hard_cancel_after_grace(run, extra)
             return replace(run, **changes)
-        exit_record = read_exit(run_dir)
+        exit_record = read_exit_record(run_dir)
         code = exit_record["exit_code"] if exit_record else (info.exit_code if info else None)
         if code == 1:  # torchrun's "a worker failed": rank 0's own code says why
-            code = rank_exit_code(run_dir / "stdout.log") or code
+            code = rank_exit_code(run_dir / LOG_FILE) or code
         status, message = ended_status(info.state if info else None, code, run.cancel_requested is not None,
                                        bool(exit_record and exit_record.get("time_limit_signal")))
         if status == RunStatus.FAILED and code not in (None, 0):
-            message = tailing.failure_line(run_dir / "stdout.log") or message
+            message = tailing.failure_line(run_dir / LOG_FILE) or message
         ended = exit_record.get("ended") if exit_record else None
         changes.update(status=status, exit_code=code, message=message, ended=ended or time.time())
         return replace(run, **changes)
@@ -155,12 +150,12 @@ class SlurmBackend:
         last_look = [0.0, False]
 
         def finished() -> bool:
-            if not follow or read_exit(run_dir) is not None:
+            if not follow or read_exit_record(run_dir) is not None:
                 return True
             if time.monotonic() - last_look[0] >= LOOK_EVERY_S:
                 info = commands.job_info(run.workload_id) if run.workload_id else None
                 last_look[:] = [time.monotonic(), info is None or not is_active(info.state)]
             return bool(last_look[1])
 
-        yield from tailing.follow_file_batches(run_dir / "stdout.log", stop, finished)
+        yield from tailing.follow_file_batches(run_dir / LOG_FILE, stop, finished)
 

@@ -26,6 +26,8 @@ import shlex
 from pathlib import Path
 from typing import Dict, List
 
+from engine.run_dir import CONFIG_FILE, EXIT_RECORD, LOG_FILE
+
 STOP_SIGNAL = "USR1"
 RDZV_PORT_BASE = 20000
 RDZV_PORT_SPAN = 10000
@@ -35,7 +37,7 @@ def sbatch_options(cfg, run_id: str, run_dir: Path) -> List[str]:
     slurm = cfg.launch.slurm
     options = [
         f"--job-name={run_id}",
-        f"--output={run_dir / 'stdout.log'}",
+        f"--output={run_dir / LOG_FILE}",
         "--open-mode=append",
         f"--nodes={slurm.nodes}",
         "--ntasks-per-node=1",
@@ -62,7 +64,7 @@ def torchrun_argv(cfg, run_dir: Path, python: str, engine_module: str = "engine"
         "--nnodes=$SLURM_NNODES", f"--nproc-per-node={cfg.launch.nproc_per_node}",
         "--rdzv-backend=c10d", "--rdzv-endpoint=$head_addr:$port", "--rdzv-id=$SLURM_JOB_ID",
         "-m", engine_module, cfg.run_name,
-        "--config", str(run_dir / "config.toml"), "--run-dir", str(run_dir),
+        "--config", str(run_dir / CONFIG_FILE), "--run-dir", str(run_dir),
     ]
 
 
@@ -93,7 +95,7 @@ def build_script(cfg, run_id: str, run_dir: Path, python: str, env: Dict[str, st
         f"port=$(( {RDZV_PORT_BASE} + SLURM_JOB_ID % {RDZV_PORT_SPAN} ))",
         'echo "[olmo-tui] job $SLURM_JOB_ID attempt ${SLURM_RESTART_COUNT:-0}: $SLURM_NNODES node(s)'
         ' ($SLURM_JOB_NODELIST), rendezvous $head_addr:$port"',
-        "rm -f exit.json",
+        f"rm -f {EXIT_RECORD}",
         "time_limit_signal=false",
         "on_time_limit() {",
         '  time_limit_signal=true',
@@ -111,8 +113,9 @@ def build_script(cfg, run_id: str, run_dir: Path, python: str, env: Dict[str, st
         "# `wait` returns early when a trapped signal arrives: wait again until the step has ended",
         'while true; do wait "$step"; code=$?; kill -0 "$step" 2>/dev/null || break; done',
         'printf \'{"exit_code": %d, "job_id": "%s", "restart_count": %d, "time_limit_signal": %s, "ended": %s}\\n\' \\',
-        '  "$code" "$SLURM_JOB_ID" "${SLURM_RESTART_COUNT:-0}" "$time_limit_signal" "$(date +%s)" > .exit.json.tmp',
-        "mv .exit.json.tmp exit.json",
+        '  "$code" "$SLURM_JOB_ID" "${SLURM_RESTART_COUNT:-0}" "$time_limit_signal" "$(date +%s)" > '
+        f".{EXIT_RECORD}.tmp",
+        f"mv .{EXIT_RECORD}.tmp {EXIT_RECORD}",
         'exit "$code"',
     ]
     return "\n".join(lines) + "\n"

@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import List
 
+from engine.run_dir import CHECKPOINTS_DIR
+
 
 def _real(path: str) -> Path:
     return Path(os.path.expandvars(os.path.expanduser(path))).resolve()
@@ -25,5 +27,5 @@ def shared_roots(cfg) -> List[Path]:
 def unshared_paths(cfg, run_dir: Path) -> List[Path]:
     """The folders of this run that are not under any shared path (empty = fine)."""
     roots = shared_roots(cfg)
-    save = _real(cfg.trainer.save_folder) if cfg.trainer.save_folder else run_dir / "checkpoints"
+    save = _real(cfg.trainer.save_folder) if cfg.trainer.save_folder else run_dir / CHECKPOINTS_DIR
     return [p for p in (run_dir, save) if not is_under(p, roots)]

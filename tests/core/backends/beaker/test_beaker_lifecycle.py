@@ -18,7 +18,7 @@ from olmo_tui.core.backends.beaker.client import BeakerClient
 from olmo_tui.core.backends.beaker.spec import experiment_name, node_command
 from olmo_tui.core.runs.registry import Registry
 from olmo_tui.core.launch.run_manager import cancel_run, refresh_run, start_run
-from olmo_tui.core.runs.tailing import parse_metrics_line
+from engine.run_dir import parse_metrics_line
 
 pytestmark = pytest.mark.timeout(60)
 REMOTE = "https://github.com/example/olmo-tui.git"

@@ -1,0 +1,69 @@
+"""The run directory: the contract between the engine, the launchers and the app.
+
+    <run dir>/
+      config.toml       the resolved config the run trains (secrets never written)
+      launch.json       how it was launched: backend, argv, non-secret env, git state, parent run
+      stdout.log        the merged output (the engine's console lines, `[metrics] {json}` lines)
+      metrics.jsonl     one JSON object per logged step
+      engine_run.json   a run `olmo-train` started by itself (engine/run_marker.py)
+      exit.json         the exit record, written last: exit code, start and end time, cancelled
+      checkpoints/stepN the default save folder
+
+Writers and readers import these names and the two functions below; nobody spells a file
+name or the metrics prefix by hand (docs/ARCHITECTURE.md). Torch-free, pydantic-free: the app,
+the CLI and the launchers' node scripts read it too.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+CONFIG_FILE = "config.toml"
+LAUNCH_RECORD = "launch.json"
+LOG_FILE = "stdout.log"
+METRICS_FILE = "metrics.jsonl"
+START_MARKER = "engine_run.json"
+EXIT_RECORD = "exit.json"
+CHECKPOINTS_DIR = "checkpoints"
+
+# A metrics record inside a log stream: the prefix, then the record as compact JSON on one line.
+# A Beaker job's log carries these, so a log alone feeds the same panels metrics.jsonl does.
+METRICS_PREFIX = "[metrics] "
+
+
+def format_metrics_line(record: Dict[str, Any]) -> str:
+    """The console line of one metrics record: `[metrics] {"step":1,...}`."""
+    return METRICS_PREFIX + json.dumps(record, separators=(",", ":"))
+
+
+def parse_metrics_line(line: str) -> Optional[Dict[str, Any]]:
+    """The JSON object of a `[metrics] {...}` line (the prefix may follow a logger's timestamp
+    or a rank tag), else None. Never raises on garbage."""
+    at = line.find(METRICS_PREFIX)
+    if at < 0:
+        return None
+    try:
+        record = json.loads(line[at + len(METRICS_PREFIX):])
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and "step" in record else None
+
+
+def exit_record(exit_code: int, started: float, launcher_exit_code: Optional[int] = None,
+                cancelled: bool = False) -> Dict[str, Any]:
+    """exit.json's fields. `exit_code` is the job's (a failed rank's code where torchrun
+    reports it), `launcher_exit_code` the launcher process's own."""
+    return {"exit_code": exit_code, "launcher_exit_code": exit_code if launcher_exit_code is None else launcher_exit_code,
+            "started": started, "ended": time.time(), "cancelled": cancelled}
+
+
+def read_exit_record(run_dir: Path) -> Optional[Dict[str, Any]]:
+    """exit.json if the run has ended (None while it runs, or if the file is torn)."""
+    try:
+        record = json.loads((Path(run_dir) / EXIT_RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and "exit_code" in record else None
