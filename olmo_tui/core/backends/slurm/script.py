@@ -57,24 +57,26 @@ def sbatch_options(cfg, run_id: str, run_dir: Path) -> List[str]:
     return options
 
 
+class ScriptVars(str):
+    """An argument of the script's own making that names the script's variables ($SLURM_NNODES,
+    $head_addr): double-quoted, so bash expands them. Every other argument (paths, the run name:
+    anything a user chose) is single-quoted by shlex.quote, so a `$(...)` or backquote in a runs
+    root stays text."""
+
+
 def torchrun_argv(cfg, run_dir: Path, python: str, engine_module: str = "engine") -> List[str]:
     """The per-node command after the rendezvous variables ($nodes, $head_addr, $port) are set."""
     return [
         python, "-m", "torch.distributed.run",
-        "--nnodes=$SLURM_NNODES", f"--nproc-per-node={cfg.launch.nproc_per_node}",
-        "--rdzv-backend=c10d", "--rdzv-endpoint=$head_addr:$port", "--rdzv-id=$SLURM_JOB_ID",
+        ScriptVars("--nnodes=$SLURM_NNODES"), f"--nproc-per-node={cfg.launch.nproc_per_node}",
+        "--rdzv-backend=c10d", ScriptVars("--rdzv-endpoint=$head_addr:$port"), ScriptVars("--rdzv-id=$SLURM_JOB_ID"),
         "-m", engine_module, cfg.run_name,
         "--config", str(run_dir / CONFIG_FILE), "--run-dir", str(run_dir),
     ]
 
 
-def _quote_keeping_vars(arg: str) -> str:
-    """Quote one argument for bash, leaving the script's own $variables expandable."""
-    if "$" in arg:
-        if '"' in arg or "`" in arg or "\\" in arg:
-            raise ValueError(f"cannot quote {arg!r}")
-        return f'"{arg}"'
-    return shlex.quote(arg)
+def _quote(arg: str) -> str:
+    return f'"{arg}"' if isinstance(arg, ScriptVars) else shlex.quote(arg)
 
 
 def build_script(cfg, run_id: str, run_dir: Path, python: str, env: Dict[str, str],
@@ -108,7 +110,7 @@ def build_script(cfg, run_id: str, run_dir: Path, python: str, env: Dict[str, st
         "# torch), with a c10d rendezvous on the first node",
         "srun --nodes=\"$SLURM_NNODES\" --ntasks-per-node=1 --kill-on-bad-exit=1 \\",
         f"  bash -c 'trap \"\" {STOP_SIGNAL}; exec \"$@\"' olmo-tui-node \\",
-        "  " + " ".join(_quote_keeping_vars(a) for a in torchrun_argv(cfg, run_dir, python, engine_module)) + " &",
+        "  " + " ".join(_quote(a) for a in torchrun_argv(cfg, run_dir, python, engine_module)) + " &",
         "step=$!",
         "# `wait` returns early when a trapped signal arrives: wait again until the step has ended",
         'while true; do wait "$step"; code=$?; kill -0 "$step" 2>/dev/null || break; done',

@@ -152,3 +152,36 @@ def test_a_controller_that_never_answers_is_a_bounded_error(monkeypatch, tmp_pat
             commands.squeue("1", timeout_s=1.0)
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("root", ["runs $(touch PWNED1) $HOME", "runs `touch PWNED2` 'q' \\"])
+def test_a_runs_root_with_shell_syntax_stays_text_when_the_job_script_runs(root, tmp_path):
+    """The job script really runs (fake srun / scontrol, a fake python that records its argv):
+    `$(...)` and backquotes in the run dir reach torchrun as text and never execute (they used
+    to be double-quoted on the torchrun line, and so expanded at job start)."""
+    run_dir = tmp_path / root / "r1"
+    run_dir.mkdir(parents=True)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fakes = {
+        "scontrol": '#!/bin/bash\n[ "$2" = hostnames ] && echo node1\nexit 0\n',
+        "srun": '#!/bin/bash\nwhile [[ "$1" == --* ]]; do shift; done\nexec "$@"\n',
+        "python": '#!/usr/bin/env python3\nimport json, sys\njson.dump(sys.argv[1:], open(sys.argv[0] + ".argv", "w"))\n',
+    }
+    for name, text in fakes.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    cfg = resolve(preset="tiny-cpu", overrides=SLURM)
+    script = SlurmBackend(python=str(bin_dir / "python")).script("r1", run_dir, cfg)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_ID": "7", "SLURM_NNODES": "1",
+           "SLURM_JOB_NODELIST": "node1"}
+    result = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert not list(tmp_path.rglob("PWNED*"))
+    import json
+
+    argv = json.loads((bin_dir / "python.argv").read_text())
+    assert argv[argv.index("--run-dir") + 1] == str(run_dir)
+    assert argv[argv.index("--config") + 1] == str(run_dir / "config.toml")
+    assert "--nnodes=1" in argv and "--rdzv-endpoint=node1:20007" in argv  # the script's own variables expand
+    assert json.loads((run_dir / "exit.json").read_text())["exit_code"] == 0
