@@ -26,6 +26,9 @@ WARNING_LINE = re.compile(r"^W\d{4} |\bwarn(ing)?\b", re.IGNORECASE)
 # a Python traceback ("RuntimeError: ...") -- not torchrun's own report that follows it.
 USER_ERROR = re.compile(r"^error: ")
 EXCEPTION_LINE = re.compile(r"^(\w+\.)*\w*(Error|Exception)\b.*: ")
+# What torch puts before each line of an uncaught exception once a process group exists
+# (distributed_c10d's excepthook: "[rank0]: RuntimeError: ..."), and torchrun's tee prefix.
+RANK_PREFIX = re.compile(r"^\[(rank|default)\d+\]:\s?")
 
 
 def line_kind(line: str) -> Optional[str]:
@@ -42,7 +45,7 @@ def failure_line(log_path: Path, window: int = 256 << 10) -> Optional[str]:
     try:
         with open(log_path, "rb") as f:
             f.seek(max(0, f.seek(0, os.SEEK_END) - window))
-            lines = f.read().decode("utf-8", errors="replace").splitlines()
+            lines = [RANK_PREFIX.sub("", line) for line in f.read().decode("utf-8", errors="replace").splitlines()]
     except OSError:
         return None
     for line in lines:
