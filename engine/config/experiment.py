@@ -15,6 +15,7 @@ from .data import DataLoaderConfig, DatasetConfig, mixture_issues
 from .errors import FIELD_ERROR, ConfigError, Issue
 from .launch import LaunchConfig
 from .model import SLIDING_WINDOW_FAMILIES, ModelConfig
+from .moe import expert_parallel_issues
 from .parallel import degrees, parallelism_issues
 from .train_module import TrainModuleConfig
 from .trainer import TrainerConfig
@@ -128,6 +129,7 @@ def cross_field_issues(cfg: ExperimentConfig) -> List[Issue]:
                 add(("train_module.tp_config.degree", f"model.{name}"),
                     f"tensor-parallel degree {degree} must divide model.{name} ({value})")
     issues.extend(parallelism_issues(cfg))
+    issues.extend(expert_parallel_issues(cfg))
 
     if tm.float8 != "off":
         from engine.hardware import BY_NAME

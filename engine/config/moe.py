@@ -12,7 +12,7 @@ from typing import List, Literal, Optional
 from pydantic import Field, model_validator
 
 from .base import Config
-from .errors import field_error
+from .errors import Issue, field_error
 
 # torch._grouped_mm needs every row stride to be a multiple of 16 bytes: 8 bf16 / 4 fp32 features.
 GROUPED_MM_MULTIPLE = 8
@@ -66,3 +66,31 @@ class MoEConfig(Config):
 
     def is_moe_layer(self, index: int) -> bool:
         return index not in self.dense_layers
+
+
+def expert_parallel_issues(cfg) -> List[Issue]:
+    """Rules of train_module.ep_config against the model and the mesh (cfg: ExperimentConfig)."""
+    tm = cfg.train_module
+    if tm.ep_config is None:
+        return []
+    degree, moe = tm.ep_config.degree, cfg.model.moe
+    field = "train_module.ep_config.degree"
+    if moe is None:
+        return [Issue((field, "model.moe"), "expert parallelism needs an MoE model: set model.moe or unset "
+                      "train_module.ep_config")]
+    issues = []
+    if moe.num_experts % degree:
+        issues.append(Issue((field, "model.moe.num_experts"),
+                            f"expert-parallel degree {degree} must divide model.moe.num_experts ({moe.num_experts})"))
+    if cfg.dp_world_size % degree:
+        issues.append(Issue((field, "launch.nproc_per_node"),
+                            f"expert-parallel degree {degree} must divide the data-parallel size ({cfg.dp_world_size}): "
+                            "its ranks are borrowed from data parallelism"))
+    if tm.dp_config is None or tm.dp_config.name != "fsdp":
+        issues.append(Issue((field, "train_module.dp_config.name"),
+                            "expert parallelism composes with FSDP only: set train_module.dp_config.name = 'fsdp'"))
+    for other in ("tp", "cp", "pp"):
+        if getattr(tm, f"{other}_config") is not None:
+            issues.append(Issue((field, f"train_module.{other}_config"),
+                                f"expert parallelism with {other.upper()} is not supported yet: unset one of them"))
+    return issues

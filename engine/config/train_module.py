@@ -91,6 +91,16 @@ class ContextParallelConfig(Config):
 PP_SCHEDULES = ("1F1B", "interleaved_1F1B", "gpipe", "zero_bubble")
 
 
+class ExpertParallelConfig(Config):
+    """Expert parallelism (MoE): each MoE block's experts split over `degree` ranks, tokens sent to
+    their experts' ranks and back by all-to-all. The ranks are borrowed from data parallelism (as
+    torchtitan does): the dp ranks form groups of `degree`; the rest of the model stays sharded
+    over all dp ranks, the experts over dp / degree."""
+
+    degree: int = Field(2, gt=1, description="Ranks that split each MoE block's experts; must divide "
+                        "model.moe.num_experts and the data-parallel size. Needs dp_config.name = 'fsdp'.")
+
+
 class PipelineParallelConfig(Config):
     """Pipeline parallelism: the block list cut into stages on `degree` ranks, micro-batches streamed through."""
 
@@ -179,6 +189,8 @@ class TrainModuleConfig(Config):
     tp_config: Optional[TensorParallelConfig] = Field(None, description="Tensor parallelism; unset = off.")
     cp_config: Optional[ContextParallelConfig] = Field(None, description="Context parallelism; unset = off.")
     pp_config: Optional[PipelineParallelConfig] = Field(None, description="Pipeline parallelism; unset = off.")
+    ep_config: Optional[ExpertParallelConfig] = Field(None, description="Expert parallelism for MoE models "
+                                                      "(ranks borrowed from data parallelism); unset = off.")
     ac_config: Optional[ActivationCheckpointingConfig] = Field(
         None, description="Activation checkpointing; unset = off."
     )

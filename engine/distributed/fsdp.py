@@ -3,6 +3,8 @@
 A 1-D mesh shards over all data-parallel ranks (FSDP); a 2-D (replicate, shard) mesh shards
 within groups and all-reduces across them (HSDP). Each block is its own unit so its all-gather
 overlaps the previous block's compute; the root unit holds embeddings, final norm and head.
+Under expert parallelism each MoE block's experts are a unit of their own over dp_mod_ep (they are
+already split over ep); expert_parallel.py explains their gradient scale.
 """
 
 from __future__ import annotations
@@ -22,9 +24,14 @@ def apply_fsdp(
     param_dtype: Optional[torch.dtype],
     reduce_dtype: torch.dtype,
     reshard_after_forward: bool = True,
+    experts_mesh: Optional[DeviceMesh] = None,
 ) -> None:
     mp = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=reduce_dtype)
     blocks = list(model.blocks.values())
+    if experts_mesh is not None:
+        for i, moe in model.moe_layers().items():
+            fully_shard(moe.experts, mesh=experts_mesh, mp_policy=mp,
+                        reshard_after_forward=reshard_after_forward and i < len(blocks) - 1)
     for i, block in enumerate(blocks):
         # The last block's backward runs right after its forward: resharding it would only
         # force an immediate re-gather.

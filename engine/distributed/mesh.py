@@ -5,6 +5,9 @@ it for its all-to-alls, pp outermost: its point-to-point sends are the cheapest 
   ddp / fsdp:  ("pp", "dp", "cp", "tp")
   hsdp:        ("pp", "dp_replicate", "dp_shard", "cp", "tp")
 Dims of size 1 are left out (engine/config/parallel.py has the arithmetic).
+Expert parallelism (fsdp only) splits "dp" into ("dp_mod_ep", "ep"), ep innermost: the ranks of
+one ep group hold the experts between them and exchange tokens; FSDP still shards the rest of the
+model over the whole dp (flattened back), the experts over dp_mod_ep (torchtitan's layout).
 
 Context-parallel ranks hold different tokens of the same sequences: the loss is normalised and
 gradients are averaged over dp x cp, and FSDP shards over dp x cp (flattened, as torchtitan does).
@@ -34,6 +37,8 @@ class ParallelMesh:
     dp_size: int = 1  # ranks that see different batches
     cp_mesh: Optional[DeviceMesh] = None
     pp_mesh: Optional[DeviceMesh] = None
+    ep_mesh: Optional[DeviceMesh] = None  # the experts' ranks (a sub-dim of dp)
+    dp_mod_ep_mesh: Optional[DeviceMesh] = None  # what FSDP shards the experts over
 
     @property
     def tp_size(self) -> int:
@@ -61,6 +66,7 @@ def build_mesh(cfg: ExperimentConfig, device_type: str) -> ParallelMesh:
     tm = cfg.train_module
     d = degrees(cfg)
     tp, cp, pp = d["tp"], d["cp"], d["pp"]
+    ep = tm.ep_config.degree if tm.ep_config else 1
     if world % (tp * cp * pp):
         raise UserError("train_module.tp_config.degree" if tp > 1 else
                         "train_module.cp_config.degree" if cp > 1 else "train_module.pp_config.degree",
@@ -74,6 +80,8 @@ def build_mesh(cfg: ExperimentConfig, device_type: str) -> ParallelMesh:
             raise UserError("train_module.dp_config.shard_degree",
                             f"{shard} does not divide the data-parallel size {dp}")
         data = (("dp_replicate", dp // shard), ("dp_shard", shard))
+    elif ep > 1:
+        data = (("dp_mod_ep", dp // ep), ("ep", ep))
     else:
         data = (("dp", dp),)
     dims = ((("pp", pp),) if pp > 1 else ()) + data + ((("cp", cp),) if cp > 1 else ()) + \
@@ -85,6 +93,8 @@ def build_mesh(cfg: ExperimentConfig, device_type: str) -> ParallelMesh:
         dp_mesh = mesh[("dp_replicate", "dp_shard_cp")]
     elif cp > 1:
         dp_mesh = mesh[("dp", "cp")]._flatten("dp_cp")
+    elif ep > 1:
+        dp_mesh = mesh[data_dims]._flatten("dp")
     else:
         dp_mesh = mesh[data_dims] if len(data_dims) > 1 else mesh[data_dims[0]]
     token_dims = data_dims + (("cp",) if cp > 1 else ())
@@ -99,7 +109,8 @@ def build_mesh(cfg: ExperimentConfig, device_type: str) -> ParallelMesh:
     for name, size in data:  # row-major over the data dims: the batch slice this rank reads
         dp_rank = dp_rank * size + coordinate[name]
     return ParallelMesh(dp_name, mesh, dp_mesh, mesh["tp"] if tp > 1 else None, dp_group, dp_rank, dp,
-                        mesh["cp"] if cp > 1 else None, mesh["pp"] if pp > 1 else None)
+                        mesh["cp"] if cp > 1 else None, mesh["pp"] if pp > 1 else None,
+                        mesh["ep"] if ep > 1 else None, mesh["dp_mod_ep"] if ep > 1 else None)
 
 
 def _gpus_per_node(device_type: str, dp: int) -> int:

@@ -3,7 +3,7 @@
 The order is fixed, each step needing the one before:
   0. float8 (optional)     swaps the blocks' Linear layers for torchao Float8Linear on the meta
                            model, so compile and FSDP see the swapped modules (float8.py).
-  1. tensor parallelism    DTensor-shards the Linear weights over the tp mesh (must come first:
+  1. tensor parallelism    (and context, expert parallelism) DTensor-shards the Linear weights over the tp mesh (must come first:
                            FSDP then shards those DTensors again over the dp mesh, giving 2-D).
   1b. context parallelism  hands the attention layers the cp group (Ulysses all-to-alls around
                            the attention kernel); no parameter changes, so it composes with TP
@@ -31,6 +31,7 @@ from .activation_checkpointing import apply_activation_checkpointing
 from .compile import apply_compile
 from .context_parallel import apply_context_parallel
 from .ddp import apply_ddp
+from .expert_parallel import apply_expert_parallel
 from .float8 import apply_float8
 from .fsdp import apply_fsdp
 from .mesh import ParallelMesh
@@ -54,6 +55,10 @@ def parallelize(model: Transformer, cfg: ExperimentConfig, mesh: ParallelMesh, d
     # 1b. context parallelism
     if mesh.cp_mesh is not None:
         apply_context_parallel(model, mesh.cp_mesh, tm.cp_config)
+    # 1c. expert parallelism: the experts' weights become ep-sharded DTensors (FSDP then shards
+    # them again over dp_mod_ep, as it does TP's)
+    if mesh.ep_mesh is not None:
+        apply_expert_parallel(model, mesh.ep_mesh)
     # 2. activation checkpointing
     if tm.ac_config is not None:
         apply_activation_checkpointing(model, tm.ac_config)
@@ -66,7 +71,7 @@ def parallelize(model: Transformer, cfg: ExperimentConfig, mesh: ParallelMesh, d
         # Reshard after forward even with one shard holder: keeping every block's bf16 copy
         # until backward was measured on one H100 to cost +2.6 GiB for olmo2-1b for no speed.
         apply_fsdp(model, mesh.dp_mesh, torch_dtype(dp.param_dtype), torch_dtype(dp.reduce_dtype),
-                   reshard_after_forward=True)
+                   reshard_after_forward=True, experts_mesh=mesh.dp_mod_ep_mesh)
         materialize(model, device, cfg.init_seed)
     elif mesh.dp_name == "ddp" and mesh.grad_ranks > 1:
         materialize(model, device, cfg.init_seed)

@@ -14,12 +14,14 @@ from torch.distributed.tensor import Replicate, Shard, distribute_tensor
 from torch.distributed.tensor.parallel import (
     ColwiseParallel,
     PrepareModuleInput,
+    PrepareModuleInputOutput,
     RowwiseParallel,
     SequenceParallel,
     parallelize_module,
 )
 
 from engine.errors import UserError
+from engine.nn.moe import MoE
 from engine.nn.transformer import Transformer
 
 
@@ -52,6 +54,18 @@ def apply_tensor_parallel(model: Transformer, tp_mesh: DeviceMesh) -> None:
             "mlp.w3": ColwiseParallel(),
             "mlp.w2": RowwiseParallel(output_layouts=Shard(1)),
         }
+        if isinstance(block.mlp, MoE):
+            # TP splits the attention only: every TP rank runs the MoE feed-forward on the whole
+            # sequence with all its weights (Replicate DTensors, computed through their local
+            # copies), so their gradients agree across the group without a reduction; the output
+            # goes back to this rank's sequence shard.
+            for module in block.mlp.modules():
+                for name, param in list(module.named_parameters(recurse=False)):
+                    setattr(module, name, nn.Parameter(distribute_tensor(param, tp_mesh, [Replicate()])))
+            plan = {k: v for k, v in plan.items() if k != "mlp" and not k.startswith("mlp.")}
+            plan["mlp"] = PrepareModuleInputOutput(
+                input_layouts=(Shard(1),), desired_input_layouts=(Replicate(),), use_local_input=True,
+                output_layouts=(Replicate(),), desired_output_layouts=(Shard(1),), use_local_output=True)
         if cfg.gemma_blocks:
             plan["attention_post_norm"] = SequenceParallel(use_local_output=True)
             plan["mlp_post_norm"] = SequenceParallel(use_local_output=True)

@@ -57,6 +57,17 @@ class Router(nn.Module):
         return logits, probs, weights.to(x.dtype), ids
 
 
+class _ScaleGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, scale: float) -> torch.Tensor:
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return grad * ctx.scale, None
+
+
 class Experts(nn.Module):
     """E gated-MLP experts as stacked weights; under expert parallelism each rank holds E / ep."""
 
@@ -67,10 +78,15 @@ class Experts(nn.Module):
         self.w3 = nn.Parameter(torch.empty(E, h, d_model))
         self.w2 = nn.Parameter(torch.empty(E, d_model, h))
         self.grouped = cfg.implementation == "grouped"
+        # Expert parallelism sets 1 / ep: the weights' gradients already sum the ep group's tokens
+        # (all-to-all backward), and FSDP then averages over dp_mod_ep only (expert_parallel.py).
+        self.grad_scale = 1.0
 
     def forward(self, x: torch.Tensor, counts: torch.Tensor, count_list: list) -> torch.Tensor:
         """x (M, d): rows sorted by local expert, counts[i] rows for expert i -> (M, d)."""
         w1, w3, w2 = _local(self.w1), _local(self.w3), _local(self.w2)
+        if self.grad_scale != 1.0:
+            w1, w3, w2 = (_ScaleGrad.apply(w, self.grad_scale) for w in (w1, w3, w2))
         if self.grouped:
             offs = torch.cumsum(counts, 0).to(torch.int32)  # end row of each expert's group
             # _grouped_mm takes (M, d) x (E, d, h): the transposed views of the nn.Linear layout
@@ -120,8 +136,10 @@ class MoE(nn.Module):
         out = run(tokens, counts, counts.tolist())  # (N*k, d), same order
         out = out * weights.reshape(-1)[order].unsqueeze(-1)
         y = torch.zeros_like(x).index_add_(0, order // k, out)  # sum each token's k outputs
-        if self.shared is not None:
-            y = y + self.shared(x)
+        if self.shared is not None:  # through the local weights: TP replicates them as DTensors
+            s = self.shared
+            y = y + F.linear(F.silu(F.linear(x, _local(s.w1.weight))) * F.linear(x, _local(s.w3.weight)),
+                             _local(s.w2.weight))
         return y.reshape(shape)
 
     def _record_losses(self, logits: torch.Tensor, probs: torch.Tensor, counts: torch.Tensor, pairs: int) -> None:

@@ -32,6 +32,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from engine.config import ExperimentConfig
+from engine.distributed.expert_parallel import clip_grad_norm_ as clip_grad_norm_by_mesh
 from engine.distributed.float8 import check_float8
 from engine.distributed.init import default_device
 from engine.distributed.mesh import ParallelMesh, build_mesh
@@ -161,7 +162,11 @@ class TrainModule:
         """Clip, set the scheduled LR, step, zero the grads. Returns {"lr": float, "grad_norm"}."""
         metrics: Dict[str, Any] = {}
         if self.tm_cfg.max_grad_norm is not None:
-            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tm_cfg.max_grad_norm, foreach=True)
+            if self.mesh.ep_mesh is not None:  # experts and the rest sit on different meshes
+                norm = clip_grad_norm_by_mesh(self.model.parameters(), self.tm_cfg.max_grad_norm)
+            else:
+                norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tm_cfg.max_grad_norm,
+                                                      foreach=True)
             metrics["grad_norm"] = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
         factor = lr_factor(self.tm_cfg.scheduler, self.step, self.max_steps)
         for group in self.optimizer.param_groups:
