@@ -22,7 +22,7 @@ from engine.errors import DataError
 
 from .datasets import make_instances
 from .manifest import manifest_documents
-from .mixture import SourcePlan, plan_source
+from .mixture import SourcePlan, plan_source, planned_rows
 from .sources import DataSources, build_sources
 from .token_source import TokenFiles
 from .tokenizer import BYTE_EOS_ID, BYTE_PAD_ID, HFTokenizer
@@ -81,14 +81,6 @@ def _files_of(source) -> TokenFiles:
     while not isinstance(source, TokenFiles):  # a held-out split or a max_tokens cap of the files
         source = source.source
     return source
-
-
-def planned_rows(cfg: ExperimentConfig) -> int:
-    """Instances the run draws: its steps (to the hard stop) x instances per global batch."""
-    steps = cfg.steps_for(cfg.trainer.max_duration)
-    if cfg.trainer.hard_stop is not None:
-        steps = min(steps, cfg.steps_for(cfg.trainer.hard_stop))
-    return steps * (cfg.data_loader.global_batch_size // cfg.dataset.sequence_length)
 
 
 def mixture_plan(cfg: ExperimentConfig, sources: Optional[DataSources] = None) -> List[SourcePlan]:

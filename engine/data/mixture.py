@@ -94,11 +94,46 @@ def plan_source(name: str, ratio: float, tokens: int, instances: int, documents:
 
 
 def format_plan(plans: Sequence[SourcePlan]) -> List[str]:
-    """Lines for --dry-run and the logs: one per source."""
+    """Lines for --dry-run and the logs: one per source (its tokens as whole instances, the
+    figure the pre-flight compares with)."""
     width = max((len(p.name) for p in plans), default=0)
     lines = []
     for p in plans:
         docs = f", {p.documents:,} docs" if p.documents is not None else ""
         lines.append(f"{p.name:<{width}}  ratio {p.ratio:<5g} needs {p.tokens_needed:>13,} of "
-                     f"{p.tokens:,} tokens{docs}: {p.epochs:.2f} epochs (max {p.max_repetition:g})")
+                     f"{p.instances * p.sequence_length:,} tokens{docs}: {p.epochs:.2f} epochs "
+                     f"(max {p.max_repetition:g})")
     return lines
+
+
+def planned_rows(cfg) -> int:
+    """Instances the run draws: its steps (to the hard stop) x instances per global batch."""
+    steps = cfg.steps_for(cfg.trainer.max_duration)
+    if cfg.trainer.hard_stop is not None:
+        steps = min(steps, cfg.steps_for(cfg.trainer.hard_stop))
+    return steps * (cfg.data_loader.global_batch_size // cfg.dataset.sequence_length)
+
+
+def quick_plan(cfg) -> List[SourcePlan]:
+    """The plan from file sizes and manifests alone (no token is read), for the editor's
+    estimates on every keystroke: the held-out tail is taken as its nominal size (the pre-flight
+    snaps it to a document boundary) and packed instances as full ones, so the figures can be
+    a little more generous than the pre-flight's (checks.mixture_plan). Raises DataError for a
+    missing file."""
+    from .manifest import manifest_documents
+    from .sources import HELD_OUT_FRACTION, HELD_OUT_MAX_TOKENS
+    from .token_source import TokenFiles, expand_paths
+
+    ds, rows, T = cfg.dataset, planned_rows(cfg), cfg.dataset.sequence_length
+    plans = []
+    for name, spec in ds.sources.items():
+        field = f"dataset.sources.{name}.paths"
+        files = TokenFiles(expand_paths(spec.paths, field), ds.token_dtype, field)
+        tokens = files.num_tokens
+        if not ds.eval_sets:
+            tokens -= min(tokens // HELD_OUT_FRACTION, HELD_OUT_MAX_TOKENS)
+        if spec.max_tokens is not None:
+            tokens = min(tokens, spec.max_tokens)
+        plans.append(plan_source(name, spec.ratio, tokens, tokens // T, manifest_documents(files),
+                                 spec.max_repetition, rows, T))
+    return plans

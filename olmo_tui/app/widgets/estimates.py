@@ -97,6 +97,8 @@ def render_estimates(est: Estimates, stale: bool = False) -> Text:
             line("  schedule", f"{est.max_duration_steps:,} (max duration)")
     else:
         line("steps", "? (duration in epochs)")
+    if est.sources or est.sources_error:
+        render_sources(text, est)
     mem = est.memory
     acc = est.accelerator
     device = f"{acc.name}, {acc.memory_gib:g} GiB" if acc else "no accelerator"
@@ -109,6 +111,17 @@ def render_estimates(est: Estimates, stale: bool = False) -> Text:
     if est.over_memory:
         text.append("  ! exceeds device memory\n", style="bold reverse")
     return text
+
+
+def render_sources(text: Text, est: Estimates) -> None:
+    """A mixture: each source's share, the tokens the run needs of it and its epochs."""
+    text.append("\nsources (needs, epochs/max)\n", style="bold")
+    if est.sources_error:
+        text.append(f"  {est.sources_error}\n", style="italic")
+    for plan in est.sources:
+        over = plan.problem() is not None
+        text.append(f"  {plan.name[:10]:<10} {plan.ratio:<4g} {human_count(plan.tokens_needed):>6} "
+                    f"{plan.epochs:.2f}/{plan.max_repetition:g}\n", style="bold reverse" if over else "")
 
 
 def render_wall_time(est: Estimates) -> Text:

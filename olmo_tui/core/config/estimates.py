@@ -105,6 +105,8 @@ class Estimates:
     mfu_source: str  # "default" or "best of N earlier runs"
     wall_seconds: Optional[float]
     remedies: List[Remedy] = field(default_factory=list)
+    sources: List[Any] = field(default_factory=list)  # a mixture: engine.data.mixture.SourcePlan each
+    sources_error: Optional[str] = None  # why the mixture could not be planned (a missing file)
 
     @property
     def over_memory(self) -> bool:
@@ -352,4 +354,18 @@ def estimate(cfg: ExperimentConfig, measured_mfu: Optional[tuple] = None) -> Est
     )
     if result.over_memory:
         result.remedies = remedies(cfg, accelerator.memory_gib * GIB)
+    if cfg.dataset.sources and steps is not None:
+        result.sources, result.sources_error = mixture_estimate(cfg)
     return result
+
+
+def mixture_estimate(cfg: ExperimentConfig) -> tuple:
+    """(per-source plans, None) or ([], the data error): tokens and epochs of each source over
+    the planned run, from file sizes and manifests (engine.data.mixture.quick_plan)."""
+    from engine.data.mixture import quick_plan
+    from engine.errors import UserError
+
+    try:
+        return quick_plan(cfg), None
+    except UserError as exc:
+        return [], str(exc)

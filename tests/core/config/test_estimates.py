@@ -210,3 +210,33 @@ def test_block_activations_follow_head_dim_and_gemma_norms():
     # gemma3-1b: four norms (8d), d 1152, q = 4 x 256, kv = 1 x 256, MLP 6912
     assert est.block_activation_elements(resolve("gemma3-1b")) == (
         8 * 1152 + (1024 + 2 * 256) + 1024 + 4 * 6912 + (1024 + 256))
+
+
+def test_a_mixture_shows_tokens_and_epochs_per_source_as_the_pre_flight_counts_them(tmp_path):
+    from engine.data.checks import mixture_plan
+    from engine.data.prepare import main_prepare
+    from olmo_tui.app.widgets.estimates import render_estimates
+
+    repo = Path(__file__).resolve().parents[3]
+    assert main_prepare([str(repo / "engine" / "data" / "*.py"), "-o", str(tmp_path / "code.npy")]) == 0
+    assert main_prepare([str(repo / "docs" / "CONTRACTS.md"), "-o", str(tmp_path / "docs.npy")]) == 0
+    mixture = ["--dataset.kind=numpy", f"--dataset.sources.code.paths={tmp_path / 'code.npy'}",
+               "--dataset.sources.code.ratio=0.8", f"--dataset.sources.docs.paths={tmp_path / 'docs.npy'}",
+               "--dataset.sources.docs.ratio=0.2", "--trainer.max_duration=20 steps"]
+    cfg = resolve(preset="tiny-cpu", overrides=mixture)
+    quick = {p.name: p for p in est.estimate(cfg).sources}
+    exact = {p.name: p for p in mixture_plan(cfg)}
+    assert quick["code"].documents == exact["code"].documents == len(list((repo / "engine" / "data").glob("*.py")))
+    for name in ("code", "docs"):
+        assert quick[name].tokens_needed == exact[name].tokens_needed == round(20 * 16 * cfg.dataset.sequence_length
+                                                                              * {"code": 0.8, "docs": 0.2}[name])
+        # the quick figure holds the nominal held-out tail out; the pre-flight's starts at a document
+        assert abs(quick[name].instances - exact[name].instances) <= exact[name].instances // 10
+    text = render_estimates(est.estimate(cfg))
+    assert f"  docs       0.2    8.2K {quick['docs'].epochs:.2f}/1\n" in text.plain
+    over = [text.plain[s.start:s.end] for s in text.spans if "reverse" in str(s.style)]
+    # docs (6K tokens) cannot give 8K at max_repetition 1: marked; code (78K for 33K) is not
+    assert quick["docs"].problem() and not quick["code"].problem()
+    assert [line.split()[0] for line in over] == ["docs"]
+    missing = est.estimate(resolve(preset="tiny-cpu", overrides=[*mixture, "--dataset.sources.docs.paths=nope.npy"]))
+    assert missing.sources == [] and missing.sources_error == "dataset.sources.docs.paths: file not found: nope.npy"
