@@ -13,12 +13,14 @@ from engine.errors import UserError
 from engine.nn.transformer import clean_param_name
 
 
-def param_groups(model: nn.Module, cfg: OptimConfig) -> List[Dict]:
+def param_groups(model: nn.Module, cfg: OptimConfig, require_match: bool = True) -> List[Dict]:
     """One group per override plus the default group. A parameter matched by two overrides is
     an error (as in OLMo-core): silently taking the first would leave the second's settings
     unapplied, and the second might then be reported as matching nothing.
 
     Each group records `initial_lr` (its peak LR; the scheduler scales it) and `name`.
+    require_match=False: a pipeline stage holds part of the model, so an override may match
+    nothing there (the pipeline checks the globs against the whole model once).
     """
     buckets: List[List[torch.Tensor]] = [[] for _ in range(len(cfg.group_overrides) + 1)]
     matched = [False] * len(cfg.group_overrides)
@@ -41,7 +43,7 @@ def param_groups(model: nn.Module, cfg: OptimConfig) -> List[Dict]:
         else:
             buckets[-1].append(param)
     for i, hit in enumerate(matched):
-        if not hit:
+        if require_match and not hit:
             raise UserError(f"train_module.optim.group_overrides[{i}].params",
                             f"{cfg.group_overrides[i].params} match no parameter "
                             "(names look like 'embeddings.weight', 'blocks.0.mlp.w1.weight')")
@@ -57,8 +59,9 @@ def param_groups(model: nn.Module, cfg: OptimConfig) -> List[Dict]:
     return groups
 
 
-def build_optimizer(model: nn.Module, cfg: OptimConfig, device: torch.device) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, cfg: OptimConfig, device: torch.device,
+                    require_match: bool = True) -> torch.optim.Optimizer:
     fused = cfg.fused if cfg.fused is not None else device.type == "cuda"
     kind = torch.optim.AdamW if cfg.name == "adamw" else torch.optim.Adam
     impl = {"fused": True} if fused else {"foreach": True}
-    return kind(param_groups(model, cfg), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, **impl)
+    return kind(param_groups(model, cfg, require_match), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, **impl)

@@ -90,6 +90,17 @@ def parallelism_issues(cfg) -> List[Issue]:
             add(("train_module.pp_config.degree", "model.tie_embeddings"),
                 "pipeline parallelism puts the embeddings and the LM head on different ranks: "
                 "it needs model.tie_embeddings = false")
+        if model.moe is not None:
+            add(("train_module.pp_config", "model.moe"),
+                "pipeline parallelism with a mixture-of-experts model is not supported yet: unset one of them")
+        if cfg.trainer.callbacks.downstream_evaluator.enabled:
+            add(("train_module.pp_config", "trainer.callbacks.downstream_evaluator.enabled"),
+                "the downstream evaluator scores with the whole model, which no pipeline rank holds: "
+                "disable it under pipeline parallelism")
+        dp = tm.dp_config
+        if cfg.dp_world_size > 1 and (dp is None or dp.name == "ddp"):
+            add(("train_module.pp_config", "train_module.dp_config.name"),
+                "pipeline parallelism composes with FSDP, not DDP: set train_module.dp_config.name = fsdp")
         for other in ("tp", "cp"):
             if d[other] > 1:
                 add(("train_module.pp_config", f"train_module.{other}_config"),

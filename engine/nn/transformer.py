@@ -116,14 +116,21 @@ class Transformer(nn.Module):
     ):
         """input_ids: (B, T) long. Without labels: logits (B, T, V).
 
+        A pipeline stage (engine/train_module/pipeline.py) may lack the embeddings (it then takes
+        the previous stage's hidden states (B, T, d) as input_ids) or the norm and head (it then
+        returns its hidden states).
+
         With labels (B, T): (objective_sum, ce_sum, z_sum or None), fp32 sums over non-ignored
         labels; objective_sum = ce_sum + z_loss_multiplier * z_sum is the one to differentiate
         (ce_sum and z_sum are detached). The loss goes through forward so FSDP's root hooks run.
         """
         cfg, T = self.config, input_ids.shape[1]
-        h = self.embeddings(input_ids)  # (B, T, d)
-        if cfg.gemma_blocks:  # Gemma scales embeddings by sqrt(d_model), rounded to their dtype as HF does
-            h = h * torch.tensor(cfg.d_model ** 0.5, dtype=h.dtype)
+        if self.embeddings is None:
+            h = input_ids  # a later pipeline stage: the previous stage's output
+        else:
+            h = self.embeddings(input_ids)  # (B, T, d)
+            if cfg.gemma_blocks:  # Gemma scales embeddings by sqrt(d_model), rounded to their dtype as HF does
+                h = h * torch.tensor(cfg.d_model ** 0.5, dtype=h.dtype)
         if self.cp is not None:
             T *= self.cp.degree  # the whole sequence: what attention sees
         full = self.rope(T, h.device)
@@ -136,6 +143,8 @@ class Transformer(nn.Module):
             sliding = _unwrap(block).attention.window is not None
             cos, sin = local if sliding else full
             h = block(h, cos, sin, mask if sliding else None)
+        if self.lm_head is None:
+            return h  # an earlier pipeline stage
         h = self.norm(h)
         if labels is None:
             return self.capped(self.lm_head(h))  # (B, T, V)

@@ -107,7 +107,7 @@ def build_trainer(cfg: ExperimentConfig, paths) -> TrainingEnv:
     from engine.data.eval_loader import build_eval_loaders
     from engine.data.loader import build_train_loader
     from engine.distributed.init import cpu_group, init_distributed, teardown_distributed
-    from engine.train_module.train_module import TrainModule
+    from engine.train_module.pipeline import build_train_module
 
     dist_info = init_distributed()
     threads_note = ""
@@ -122,7 +122,7 @@ def build_trainer(cfg: ExperimentConfig, paths) -> TrainingEnv:
         torch.set_num_threads(threads)
         threads_note = f" ({threads} thread{'s' if threads > 1 else ''}; set OMP_NUM_THREADS to change)"
     seed_all(cfg.init_seed)
-    train_module = TrainModule(cfg, dist_info.device)
+    train_module = build_train_module(cfg, dist_info.device)
     dp_rank, dp_size = train_module.dp_rank, train_module.dp_world_size
     data_loader = build_train_loader(cfg, dp_rank=dp_rank, dp_world_size=dp_size)
     eval_data: Dict[str, Callable[[], Any]] = {}  # held-out set name -> its batches ("" = unnamed)

@@ -19,7 +19,7 @@ Metrics are device tensors (no host sync); read them when you log.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -55,15 +55,24 @@ class TrainModule:
             torch.backends.cudnn.allow_tf32 = True
         self.mesh = mesh or build_mesh(cfg, self.device.type)
         check_float8(self.tm_cfg.float8, self.device, tp_enabled=self.mesh.tp_mesh is not None)
-        self.model: Transformer = parallelize(build_model(cfg.model, "meta"), cfg, self.mesh, self.device)
-        self.optimizer = build_optimizer(self.model, self.tm_cfg.optim, self.device)
+        # One part, or (pipeline parallelism: engine/train_module/pipeline.py) this rank's stages,
+        # each a Transformer holding only its blocks under their original names.
+        self.model_parts: List[Transformer] = self._build_model_parts()
+        self.model: Transformer = self.model_parts[0]
+        self.optimizers = [build_optimizer(part, self.tm_cfg.optim, self.device, require_match=self.mesh.pp_mesh is None)
+                           for part in self.model_parts]
+        self.optimizer = self.optimizers[0]
         self.step = 0  # optimizer steps taken: the scheduler's position
         self.max_steps: Optional[int] = cfg.steps_for(cfg.trainer.max_duration)
         self.ignore_index = self.tm_cfg.label_ignore_index
         self._autocast_dtype = self._pick_autocast()
-        self.router_stats = RouterStats(self.model.moe_layers(), self.device)
+        self.router_stats = RouterStats({i: m for part in self.model_parts for i, m in part.moe_layers().items()},
+                                        self.device)
 
     # ---- set-up -------------------------------------------------------------------------------
+    def _build_model_parts(self) -> List[Transformer]:
+        return [parallelize(build_model(self.cfg.model, "meta"), self.cfg, self.mesh, self.device)]
+
     def _pick_autocast(self) -> Optional[torch.dtype]:
         """Autocast on GPU when asked, or when bf16 params were asked for but no FSDP applies
         (DDP, or a plain process): matmuls then run in bf16 as they would under FSDP."""
@@ -162,23 +171,39 @@ class TrainModule:
         """Clip, set the scheduled LR, step, zero the grads. Returns {"lr": float, "grad_norm"}."""
         metrics: Dict[str, Any] = {}
         if self.tm_cfg.max_grad_norm is not None:
-            if self.mesh.ep_mesh is not None:  # experts and the rest sit on different meshes
-                norm = clip_grad_norm_by_mesh(self.model.parameters(), self.tm_cfg.max_grad_norm)
-            else:
-                norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tm_cfg.max_grad_norm,
-                                                      foreach=True)
-            metrics["grad_norm"] = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
+            metrics["grad_norm"] = self._clip_grad_norm(self.tm_cfg.max_grad_norm)
         factor = lr_factor(self.tm_cfg.scheduler, self.step, self.max_steps)
-        for group in self.optimizer.param_groups:
-            group["lr"] = group["initial_lr"] * factor
+        for optimizer in self.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = group["initial_lr"] * factor
         metrics["lr"] = self.optimizer.param_groups[-1]["lr"]
-        self.optimizer.step()
+        for optimizer in self.optimizers:
+            optimizer.step()
         self.zero_grads()
         self.step += 1
         return metrics
 
+    def _clip_grad_norm(self, max_norm: float) -> torch.Tensor:
+        """Clip by the norm over every gradient of the model: this rank's parts, FSDP shards
+        (DTensor: full_tensor sums the shards' squares) and, under pipeline parallelism, the
+        other stages' ranks (the squares summed over the pp group)."""
+        params = [p for part in self.model_parts for p in part.parameters()]
+        if self.mesh.ep_mesh is not None:  # experts and the rest sit on different meshes (no pp with MoE)
+            return clip_grad_norm_by_mesh(params, max_norm)
+        grads = [p.grad for p in params if p.grad is not None]
+        norm = torch.nn.utils.get_total_norm(grads, foreach=True)
+        if hasattr(norm, "full_tensor"):
+            norm = norm.full_tensor()
+        if self.mesh.pp_mesh is not None:
+            square = norm ** 2
+            dist.all_reduce(square, group=self.mesh.pp_mesh.get_group())
+            norm = square.sqrt()
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm, foreach=True)
+        return norm
+
     def zero_grads(self) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=True)
 
     @torch.no_grad()
     def eval_batch(self, batch: Dict[str, Any]) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -195,14 +220,27 @@ class TrainModule:
 
     # ---- checkpoint state -----------------------------------------------------------------------
     def state_dict(self) -> Dict[str, Any]:
-        """DCP-ready: sharded tensors stay sharded (DTensor), so dcp.save/load reshard freely."""
-        return {
-            "model": get_model_state_dict(self.model),
-            "optim": get_optimizer_state_dict(self.model, self.optimizer),
-            "scheduler": {"step": self.step},
-        }
+        """DCP-ready: sharded tensors stay sharded (DTensor), so dcp.save/load reshard freely.
+
+        Keys are the parameters' own names whatever the parallelism, and the optimizer state is
+        flat (state.<param>.exp_avg, param_groups.<param>.lr, ...): each pipeline rank writes its
+        own parameters' keys, so a checkpoint reshards across pipeline degrees as across dp ones.
+        """
+        model: Dict[str, Any] = {}
+        optim: Dict[str, Any] = {}
+        for part, optimizer in zip(self.model_parts, self.optimizers, strict=True):
+            model.update(get_model_state_dict(part))
+            optim.update(get_optimizer_state_dict(part, optimizer, options=_FLAT))
+        return {"model": model, "optim": optim, "scheduler": {"step": self.step}}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
-        set_model_state_dict(self.model, state["model"], options=StateDictOptions(strict=True))
-        set_optimizer_state_dict(self.model, self.optimizer, state["optim"])
+        for part, optimizer in zip(self.model_parts, self.optimizers, strict=True):
+            own = get_model_state_dict(part).keys()
+            set_model_state_dict(part, {k: state["model"][k] for k in own}, options=StateDictOptions(strict=True))
+            own = get_optimizer_state_dict(part, optimizer, options=_FLAT).keys()
+            set_optimizer_state_dict(part, optimizer, {k: state["optim"][k] for k in own}, options=_FLAT)
         self.step = int(state["scheduler"]["step"])
+
+
+_FLAT = StateDictOptions(flatten_optimizer_state_dict=True)
+

@@ -29,6 +29,11 @@ def issues(*overrides: str):
     (["train_module.pp_config={degree: 8}", "launch.nproc_per_node=8", "train_module.rank_microbatch_size=65536"],
      ("train_module.pp_config.schedule", "train_module.rank_microbatch_size", "data_loader.global_batch_size"),
      "at least 8 micro-batches per step"),
+    (["train_module.pp_config={degree: 2}", "launch.nproc_per_node=4", "train_module.dp_config.name=ddp"],
+     ("train_module.pp_config", "train_module.dp_config.name"), "composes with FSDP, not DDP"),
+    (["train_module.pp_config={degree: 2}", "launch.nproc_per_node=2", "train_module.tp_config={degree: 2}",
+      "launch.nproc_per_node=4", "train_module.dp_config.name=fsdp"],
+     ("train_module.pp_config", "train_module.tp_config"), "with TP is not supported yet"),
 ])
 def test_rule_names_its_fields(overrides, paths, words):
     cfg, found = issues(*overrides)
@@ -40,8 +45,11 @@ def test_valid_meshes_pass_and_split_the_data_ranks():
     cfg, found = issues("train_module.cp_config={degree: 2}", "train_module.tp_config={degree: 2}",
                         "launch.nproc_per_node=8")
     assert found == [] and (cfg.dp_world_size, cfg.cp_degree, cfg.tp_degree) == (2, 2, 2)
-    cfg, found = issues("train_module.pp_config={degree: 2, schedule: interleaved_1F1B}", "launch.nproc_per_node=4")
+    cfg, found = issues("train_module.pp_config={degree: 2, schedule: interleaved_1F1B}", "launch.nproc_per_node=4",
+                        "train_module.dp_config.name=fsdp", "trainer.callbacks.downstream_evaluator.enabled=false")
     assert found == [] and cfg.dp_world_size == 2 and cfg.train_module.pp_config.num_stages == 4
+    _, found = issues("train_module.pp_config={degree: 2}", "launch.nproc_per_node=2")
+    assert [i.paths for i in found] == [("train_module.pp_config", "trainer.callbacks.downstream_evaluator.enabled")]
 
 
 def test_section_rule_is_filed_under_its_field():
