@@ -1,4 +1,7 @@
-"""ModelConfig <-> HuggingFace `config.json` (Llama, OLMo-2, OLMo-3, Qwen3, Gemma-3 text), torch-free.
+"""ModelConfig <-> HuggingFace `config.json` (Llama, OLMo-2, OLMo-3, Qwen3, Gemma-3 text, OLMoE), torch-free.
+
+OLMoE (`OlmoeForCausalLM`) is the engine's llama block layout with whole-projection QK-norm and
+model.moe: softmax router, top-k routed experts, no shared experts, every layer MoE.
 
 Only what the engine can reproduce exactly is accepted: gated MLPs with SiLU (GELU-tanh for
 Gemma-3), no biases, RoPE plain or scaled (linear, yarn, llama3) on the full-attention layers
@@ -36,11 +39,12 @@ ARCHITECTURES = {
     "olmo3": ("olmo3", "Olmo3ForCausalLM"),
     "qwen3": ("qwen3", "Qwen3ForCausalLM"),
     "gemma3_text": ("gemma3", "Gemma3ForCausalLM"),
+    "olmoe": ("llama", "OlmoeForCausalLM"),  # + model.moe
 }
-MODEL_TYPE = {family: model_type for model_type, (family, _) in ARCHITECTURES.items()}
+MODEL_TYPE = {family: model_type for model_type, (family, _) in ARCHITECTURES.items() if model_type != "olmoe"}
 SUPPORTED = ", ".join(ARCHITECTURES)
 # What each HF config class assumes when config.json leaves a key out.
-_DEFAULT_EPS = {"llama": 1e-6, "olmo2": 1e-5, "olmo3": 1e-5, "qwen3": 1e-6, "gemma3": 1e-6}
+_DEFAULT_EPS = {"olmoe": 1e-5, "llama": 1e-6, "olmo2": 1e-5, "olmo3": 1e-5, "qwen3": 1e-6, "gemma3": 1e-6}
 _DEFAULT_TIED = {"gemma3": True}
 _DEFAULT_WINDOW_INTERVAL = {"olmo3": 4, "gemma3": 6}
 _FREE_HEAD_DIM = ("qwen3", "gemma3")
@@ -188,6 +192,7 @@ def model_config_from_hf(hf: Dict[str, Any]) -> ModelConfig:
         raise UserError("config.json: model_type",
                         f"unknown architecture {model_type!r}: supported are {SUPPORTED}")
     family = ARCHITECTURES[model_type][0]
+    moe = _moe_from_hf(hf) if model_type == "olmoe" else None
     d_model = _int(hf, "hidden_size")
     n_heads = _int(hf, "num_attention_heads")
     n_layers = _int(hf, "num_hidden_layers")
@@ -240,21 +245,57 @@ def model_config_from_hf(hf: Dict[str, Any]) -> ModelConfig:
             full_attention_interval=interval,
             query_pre_attn_scalar=float(hf.get("query_pre_attn_scalar") or 256) if gemma else None,
             final_logit_softcap=hf.get("final_logit_softcapping") if gemma else None,
-            norm_eps=float(hf.get("rms_norm_eps", _DEFAULT_EPS[family])),
-            qk_norm=family != "llama",
+            norm_eps=float(hf.get("rms_norm_eps", _DEFAULT_EPS["olmoe" if moe else family])),
+            qk_norm=family != "llama" or moe is not None,
             tie_embeddings=bool(hf.get("tie_word_embeddings", _DEFAULT_TIED.get(family, False))),
             init_std=float(hf.get("initializer_range", 0.02)),
             rope_scaling=scaling,
+            moe=moe,
         )
     except ValueError as exc:  # pydantic: shapes the engine cannot build
         first = str(exc).splitlines()
         raise UserError("config.json", first[-1] if first else str(exc)) from None
 
 
+def _moe_from_hf(hf: Dict[str, Any]) -> Dict[str, Any]:
+    """model.moe of an OLMoE config.json."""
+    if hf.get("clip_qkv") is not None:
+        raise UserError("config.json: clip_qkv", f"{hf['clip_qkv']!r} is not supported (the engine does not clamp "
+                        "q, k and v); the released OLMoE models have none")
+    hidden = _int(hf, "intermediate_size")
+    fields = {"num_experts": hf.get("num_experts", 64), "top_k": hf.get("num_experts_per_tok", 8),
+              "hidden_size": hidden, "gating": "softmax", "normalize_top_k": bool(hf.get("norm_topk_prob", False)),
+              "aux_loss_weight": hf.get("router_aux_loss_coef", 0.01), "z_loss_weight": 0.001,
+              # torch._grouped_mm wants 16-byte rows; odd widths take the reference loop
+              "implementation": "grouped" if hidden % 8 == 0 and _int(hf, "hidden_size") % 8 == 0 else "loop"}
+    return fields
+
+
+def _check_hf_moe(cfg: ModelConfig) -> None:
+    """UserError unless HF's OLMoE computes exactly what this MoE model does."""
+    moe = cfg.moe
+    rules = [
+        (cfg.family == "llama", "model.family", f"HF's OLMoE has llama (pre-norm) blocks, not {cfg.family!r}"),
+        (cfg.qk_norm, "model.qk_norm", "HF's OLMoE always applies QK-norm"),
+        (moe.gating == "softmax", "model.moe.gating", "HF's OLMoE router is a softmax"),
+        (moe.num_shared_experts == 0, "model.moe.num_shared_experts", "HF's OLMoE has no shared experts"),
+        (not moe.dense_layers, "model.moe.dense_layers", "HF's OLMoE has an MoE feed-forward in every layer"),
+        (cfg.head_dim is None or cfg.head_dim == cfg.d_model // cfg.n_heads, "model.head_dim",
+         "HF's OLMoE derives head_dim from hidden_size / heads"),
+        (not cfg.rope_scaling.enabled, "model.rope_scaling", "HF's OLMoE applies no RoPE scaling here"),
+    ]
+    for ok, field, message in rules:
+        if not ok:
+            raise UserError(field, f"{message}; this model has no HuggingFace equivalent")
+
+
 def hf_config_from_model(cfg: ModelConfig, *, dtype: str = "float32",
                          max_position_embeddings: Optional[int] = None,
                          token_ids: Optional[Dict[str, Optional[int]]] = None) -> Dict[str, Any]:
     """config.json content for `cfg` (a dict; transformers reads it with AutoConfig)."""
+    if cfg.moe is not None:
+        _check_hf_moe(cfg)
+        return _olmoe_config(cfg, dtype, max_position_embeddings, token_ids or {})
     if cfg.family != "llama" and not cfg.qk_norm:
         raise UserError("model.qk_norm", f"HF's {cfg.family} always applies QK-norm; this model has "
                         "qk_norm = false and has no HuggingFace equivalent")
@@ -314,6 +355,26 @@ def hf_config_from_model(cfg: ModelConfig, *, dtype: str = "float32",
                    query_pre_attn_scalar=_whole(cfg.query_pre_attn_scalar or cfg.head_size),
                    final_logit_softcapping=cfg.final_logit_softcap, attn_logit_softcapping=None)
     return out
+
+
+def _olmoe_config(cfg: ModelConfig, dtype: str, max_position_embeddings: Optional[int],
+                  ids: Dict[str, Optional[int]]) -> Dict[str, Any]:
+    moe = cfg.moe
+    return {
+        "architectures": ["OlmoeForCausalLM"], "model_type": "olmoe",
+        "hidden_size": cfg.d_model, "intermediate_size": moe.hidden_size, "num_hidden_layers": cfg.n_layers,
+        "num_attention_heads": cfg.n_heads, "num_key_value_heads": cfg.kv_heads, "vocab_size": cfg.vocab_size,
+        "hidden_act": "silu", "max_position_embeddings": max_position_embeddings or _DEFAULT_MAX_POSITIONS,
+        "rms_norm_eps": cfg.norm_eps, "rope_theta": cfg.rope_theta,  # transformers < 5
+        "rope_scaling": None, "rope_parameters": {"rope_theta": cfg.rope_theta, "rope_type": "default"},  # >= 5
+        "attention_bias": False, "attention_dropout": 0.0, "clip_qkv": None,
+        "num_experts": moe.num_experts, "num_experts_per_tok": moe.top_k, "norm_topk_prob": moe.normalize_top_k,
+        "router_aux_loss_coef": moe.aux_loss_weight or 0.0, "output_router_logits": False,
+        "tie_word_embeddings": cfg.tie_embeddings, "initializer_range": cfg.init_std, "use_cache": True,
+        "torch_dtype": dtype, "dtype": dtype,
+        "bos_token_id": ids.get("bos_token_id"), "eos_token_id": ids.get("eos_token_id"),
+        "pad_token_id": ids.get("pad_token_id"),
+    }
 
 
 def _scaling_to_hf(cfg: ModelConfig) -> Dict[str, Any]:

@@ -27,7 +27,9 @@ from engine.errors import UserError
 from . import engine_ckpt, safetensors_io
 from .config_map import first_id, hf_config_from_model, model_config_from_hf, read_hf_config
 from .finetune_config import TokenizerInfo, finetune_config_toml, inspect_tokenizer
-from .key_map import describe_names, engine_to_hf_names, expected_shapes, is_ignored_hf_name
+from .key_map import (
+    describe_names, engine_to_hf_names, expected_shapes, is_ignored_hf_name, split_experts, stack_experts,
+)
 from .validate import DEFAULT_ATOL, ValidationResult, compare, transformers_available
 
 # Files copied verbatim between HF dirs and converted checkpoints when present.
@@ -138,7 +140,7 @@ def plan_from_hf(src: Path) -> tuple:
     locations = safetensors_io.weight_locations(src)
     shapes = safetensors_io.read_shapes(locations)
     names = engine_to_hf_names(cfg)
-    expected = expected_shapes(cfg)
+    expected = expected_shapes(cfg, per_expert=True)
     # A tied model's files may or may not carry lm_head.weight; the embedding is what counts.
     needed = {ours: theirs for ours, theirs in names.items()
               if not (cfg.tie_embeddings and ours == "lm_head.weight")}
@@ -173,6 +175,7 @@ def from_hf(src: Path, dst: Path, *, validate: bool = True, atol: float = DEFAUL
         loaded = safetensors_io.load_tensors(locations, list(needed.values()), on_tensor=lambda _: advance())
     # The engine keeps float32 master weights (model.dtype); bf16 files are upcast exactly.
     weights: Dict[str, torch.Tensor] = {ours: loaded.pop(theirs).to(torch.float32) for ours, theirs in needed.items()}
+    stack_experts(cfg, weights)
     if cfg.tie_embeddings:
         weights["lm_head.weight"] = weights["embeddings.weight"]
 
@@ -288,7 +291,8 @@ def to_hf(src: Path, dst: Path, *, dtype: str = "float32", validate: bool = True
         advance()
     names = engine_to_hf_names(cfg)
     target = DTYPES[dtype]
-    hf_tensors = {names[name]: weights[name].to(target) for name in needed}
+    per_expert = split_experts(cfg, {name: weights[name] for name in needed})
+    hf_tensors = {names[name]: tensor.to(target).contiguous() for name, tensor in per_expert.items()}
 
     result = None
     with staged_output(dst) as staging:

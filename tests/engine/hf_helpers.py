@@ -1,4 +1,4 @@
-"""Tiny random HF Llama / OLMo-2 / OLMo-3 / Qwen3 / Gemma-3 models built with the real transformers library (no download),
+"""Tiny random HF Llama / OLMo-2 / OLMo-3 / Qwen3 / Gemma-3 / OLMoE models built with the real transformers library (no download),
 and the two reference computations the HF tests compare against."""
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ def make_hf_model(path: Path, family: str = "llama", *, seed: int = 0, tie: bool
                              "olmo2": (tf.Olmo2Config, tf.Olmo2ForCausalLM),
                              "olmo3": (tf.Olmo3Config, tf.Olmo3ForCausalLM),
                              "qwen3": (tf.Qwen3Config, tf.Qwen3ForCausalLM),
-                             "gemma3": (tf.Gemma3TextConfig, tf.Gemma3ForCausalLM)}[family]
+                             "gemma3": (tf.Gemma3TextConfig, tf.Gemma3ForCausalLM),
+                             "olmoe": (tf.OlmoeConfig, tf.OlmoeForCausalLM)}[family]
     kwargs = {**SMALL, "tie_word_embeddings": tie, "bos_token_id": None, "eos_token_id": 2,
               "pad_token_id": 1, "rope_theta": 500_000.0 if family in ("olmo2", "olmo3") else 10_000.0, **overrides}
     torch.manual_seed(seed)

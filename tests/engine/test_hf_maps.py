@@ -31,7 +31,7 @@ def test_expected_shapes_and_names_cover_the_real_model(name):
 
 def _architecture(cfg: ModelConfig) -> tuple:
     return (cfg.family, cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.kv_heads, cfg.mlp_hidden, cfg.vocab_size,
-            cfg.rope_theta, cfg.norm_eps, cfg.qk_norm, cfg.tie_embeddings)
+            cfg.rope_theta, cfg.norm_eps, cfg.qk_norm, cfg.tie_embeddings, cfg.moe)
 
 
 @pytest.mark.parametrize("preset", [ref.name for ref in list_presets() if ref.builtin])

@@ -34,6 +34,11 @@ RELEASED = {
                       sliding_window=512, sliding_window_pattern=6, query_pre_attn_scalar=256,
                       rope_theta=1000000.0, rope_local_base_freq=10000.0, rms_norm_eps=1e-6,
                       hidden_activation="gelu_pytorch_tanh", tie_word_embeddings=True),
+    # allenai/OLMoE-1B-7B-0924
+    "olmoe-1b-7b": dict(model_type="olmoe", hidden_size=2048, intermediate_size=1024, num_hidden_layers=16,
+                        num_attention_heads=16, num_key_value_heads=16, vocab_size=50304, num_experts=64,
+                        num_experts_per_tok=8, norm_topk_prob=False, rope_theta=10000.0, rms_norm_eps=1e-5,
+                        router_aux_loss_coef=0.01, clip_qkv=None, tie_word_embeddings=False),
 }
 
 
@@ -56,7 +61,7 @@ def test_preset_parameter_count_equals_the_released_transformers_model(preset):
     mapped = model_config_from_hf(RELEASED[preset])
     fields = ("family", "d_model", "n_layers", "n_heads", "kv_heads", "head_size", "mlp_hidden", "vocab_size",
               "rope_theta", "rope_local_theta", "sliding_window", "full_attention_interval", "qk_norm",
-              "tie_embeddings", "norm_eps", "query_pre_attn_scalar")
+              "tie_embeddings", "norm_eps", "query_pre_attn_scalar", "moe")
     assert [getattr(mapped, f) for f in fields] == [getattr(ours, f) for f in fields]
 
 
