@@ -10,7 +10,7 @@ run manager (see docs/ARCHITECTURE.md, "The app"):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable, Optional
+from typing import TYPE_CHECKING, Iterable, List, Optional
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -20,10 +20,12 @@ from engine.config.errors import ConfigError
 from engine.config.presets import find_preset, preset_data, preset_description
 from olmo_tui.core.launch.command_preview import LaunchRequest
 
+from . import navigation
 from .screens.presets import PresetBrowser
 
 if TYPE_CHECKING:
     from engine.config import ExperimentConfig
+    from olmo_tui.core.registry import Registry, RunRecord
 
     from .screens.editor import EditorScreen
 
@@ -61,26 +63,37 @@ class OlmoTuiApp(App):
         self.set_timer(SCHEMA_WARMUP_DELAY_S, lambda: self.run_worker(
             _load_schema, thread=True, group="schema-warmup", exit_on_error=False))
 
-    # ---- navigation --------------------------------------------------------------------------
+    # ---- navigation (every screen is shown through navigation.show) ----------------------------
     def action_show_runs(self) -> None:
-        self.push_screen("runs")
+        navigation.show(self, "runs", lambda: self.get_screen("runs"))
 
     def open_editor(self, cfg: ExperimentConfig, preset_name: Optional[str] = None,
                     parent_run_id: Optional[str] = None) -> "EditorScreen":
         """The editor prefilled with `cfg`; its diff and marks are relative to `cfg`. With a
         preset name, saving keeps that preset's comments; with a parent run id, the launch
-        request records it (relaunch)."""
+        request records it (relaunch). An editor already open closes first."""
         from .screens.editor import EditorScreen
 
         ref = find_preset(preset_name) if preset_name else None
         description = preset_description(preset_name) if preset_name else ""
-        screen = EditorScreen(cfg, ref, parent_run_id, description)
-        self.push_screen(screen)
+        screen = EditorScreen(cfg, ref, parent_run_id, description)  # never reused: built here, once
+        navigation.show(self, "editor", lambda: screen)
         return screen
 
-    def open_preset(self, name: str) -> Optional["EditorScreen"]:
+    def open_monitor(self, run: "RunRecord", registry: Optional["Registry"] = None) -> None:
+        from .screens.monitor import MonitorScreen
+
+        navigation.show(self, f"monitor-{run.id}", lambda: MonitorScreen(run, registry))
+
+    def open_compare(self, runs: List["RunRecord"]) -> None:
+        from .screens.compare import CompareScreen
+
+        navigation.show(self, "compare", lambda: CompareScreen(runs))
+
+    def open_preset(self, name: str) -> None:
         cfg = self._load_preset(name)
-        return self.open_editor(cfg, name) if cfg is not None else None
+        if cfg is not None:
+            self.open_editor(cfg, name)
 
     def _load_preset(self, name: str) -> Optional[ExperimentConfig]:
         from engine.config import load_experiment

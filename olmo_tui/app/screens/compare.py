@@ -176,7 +176,7 @@ class CompareScreen(Screen):
             r, g, b = self.colours[run.id]
             final = self.curves[run.id].final()
             text.append("━━ ", style=f"bold rgb({r},{g},{b})")
-            text.append(f"{run.name} ", style="bold")
+            text.append(f"{self.label(run)} ", style="bold")
             text.append(f"({run.status}) ")
             loss = final.get("loss")
             if loss:
@@ -189,6 +189,13 @@ class CompareScreen(Screen):
         text.rstrip()
         return text
 
+    def label(self, run: RunRecord) -> str:
+        """How the legend and the diff name a run: its name where no other compared run shares
+        it, else its id (colour alone must never tell two runs apart)."""
+        if sum(1 for other in self.runs if other.name == run.name) == 1:
+            return run.name
+        return run.id
+
     def diff_text(self) -> str:
         base_cfg = self.configs.get(self.baseline) if self.baseline else None
         lines = []
@@ -197,11 +204,11 @@ class CompareScreen(Screen):
                 continue
             cfg = self.configs.get(run.id)
             if base_cfg is None or cfg is None:
-                lines.append(f"{run.name}: (config unavailable)")
+                lines.append(f"{self.label(run)}: (config unavailable)")
                 continue
             overrides = compare.diff_overrides(base_cfg, cfg)
             self.diffs[run.id] = overrides
-            lines.append(f"{run.name}: " + (" ".join(overrides) or "same config"))
+            lines.append(f"{self.label(run)}: " + (" ".join(overrides) or "same config"))
         return ("vs baseline  " + "\n             ".join(lines)) if lines else ""
 
     # ---- actions ------------------------------------------------------------------------------

@@ -6,9 +6,11 @@ validation; every edit revalidates the whole config (field and cross-field rules
 from __future__ import annotations
 
 import copy
+import shlex
 import sys
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -82,6 +84,7 @@ class EditorScreen(Screen):
         self.last_estimates: Optional[estimates.Estimates] = None
         self.focused_path: Optional[str] = None
         self._measured_mfu = None
+        self.launched: Optional[Dict[str, Any]] = None  # the data last handed to a launch
 
     # ---- layout --------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -91,6 +94,7 @@ class EditorScreen(Screen):
                 yield ConfigForm(self.schema, lambda: self.data, id="form")
                 yield TextArea("", id="toml", show_line_numbers=True)
             yield EstimatesPanel(id="estimates")
+        yield Static("", id="editor-problem")
         yield Static("", id="field-help")
         yield Footer()
 
@@ -118,6 +122,13 @@ class EditorScreen(Screen):
     def changed(self) -> List[str]:
         return fm.changed_paths(self.data, self.baseline, self.specs)
 
+    def unsaved_edits(self) -> str:
+        """What closing this editor would lose ("" for nothing): edits neither launched nor saved."""
+        changed = self.changed()
+        if not changed or self.data == self.launched:
+            return ""
+        return f"{self.sub_title}: {len(changed)} changed field{'s' if len(changed) > 1 else ''}"
+
     def revalidate(self) -> None:
         self.validation = fm.validate_form(self.data, self.widget_paths)
         self.form.show_state(self.validation, self.changed(), self.data)
@@ -127,7 +138,41 @@ class EditorScreen(Screen):
             panel.show(self.last_estimates)
         elif self.last_estimates is not None:
             panel.show(self.last_estimates, stale=True)
+        self._show_problem()
         self._update_help()
+        self._keep_focus_in_view()
+
+    def error_paths(self) -> List[str]:
+        """Fields with a problem, in the form's order."""
+        order = {p: i for i, p in enumerate(self.widget_paths)}
+        return sorted((p for p in self.validation.by_field if p), key=lambda p: order.get(p, len(order)))
+
+    def first_problem(self) -> Optional[Tuple[str, str]]:
+        """(field, message) the pinned line shows: the focused field's problem, else the first."""
+        paths = self.error_paths()
+        if not paths:
+            return (("config", str(self.validation.issues[0].message)) if self.validation.issues else None)
+        path = self.focused_path if self.focused_path in paths else paths[0]
+        return path, self.validation.by_field[path][0].message
+
+    def _show_problem(self) -> None:
+        """The pinned line above the help: never scrolls away, whatever the terminal's size."""
+        line = self.query_one("#editor-problem", Static)
+        problem = self.first_problem()
+        line.display = problem is not None
+        if problem is None:
+            return
+        count = len(self.validation.issues)
+        more = f"1 of {count} problems; " if count > 1 else ""
+        line.update(Text.assemble(("✗ ", "bold"), (f"{problem[0]}: ", "bold"), problem[1],
+                                  (f"  ({more}ctrl+n goes there)", "dim")))
+
+    def _keep_focus_in_view(self) -> None:
+        """An edit can grow or shrink what is above the focused field (the summary, an error
+        line): keep the field the user is typing in on screen."""
+        focused = self.focused
+        if focused is not None and self.form in focused.ancestors:
+            self.call_after_refresh(self.form.scroll_to_widget, focused, animate=False)
 
     def set_field(self, path: str, value: Any) -> None:
         fm.set_path(self.data, path, value)
@@ -195,19 +240,24 @@ class EditorScreen(Screen):
         if self._in_toml_mode() and not self._leave_toml():
             return
         if self.config is None:
-            self.notify(f"{len(self.validation.issues)} problem(s) in the config: fix them to launch "
-                        "(ctrl+n jumps to the next)", severity="error", title="Launch blocked")
+            self.notify(self._blocked_message("launch"), severity="error", title="Launch blocked")
             return
         name = self.preset.name if self.preset else None
+        self.launched = copy.deepcopy(self.data)
         self.app.launch(LaunchRequest(self.config, name, self.overrides(), self.parent_run_id))
+
+    def _blocked_message(self, what: str) -> str:
+        path, message = self.first_problem() or ("config", "invalid")
+        count = len(self.validation.issues)
+        others = f" (and {count - 1} more)" if count > 1 else ""
+        return f"{path}: {message}{others}. Fix it to {what}: ctrl+n goes there."
 
     def action_sweep(self) -> None:
         """A sweep over the edited config: the dialog takes the axes (screens/sweep_dialog.py)."""
         if self._in_toml_mode() and not self._leave_toml():
             return
         if self.config is None:
-            self.notify(f"{len(self.validation.issues)} problem(s) in the config: fix them to start a sweep",
-                        severity="error", title="Sweep blocked")
+            self.notify(self._blocked_message("start a sweep"), severity="error", title="Sweep blocked")
             return
         from .sweep_dialog import SweepDialog
 
@@ -247,6 +297,7 @@ class EditorScreen(Screen):
             self.notify(f"cannot save: {exc.strerror}", severity="error")
             return
         self.notify(f"saved {path}", title="Preset saved")
+        self.launched = copy.deepcopy(self.data)  # kept in the preset: nothing to lose on closing
         self._check_saved(name)
         self.app.preset_saved(name)
 
@@ -270,8 +321,12 @@ class EditorScreen(Screen):
         if self.config is not None:
             lines = self.overrides()
             body = "\n".join(lines) if lines else "(no change from the preset)"
-            if lines and self.preset:
-                body += "\n\nAs a headless command:\n" + " ".join(["olmo-tui", "--preset", self.preset.name, *lines])
+            if lines and (self.preset or self.parent_run_id):
+                from olmo_tui.core.command_preview import headless_command
+
+                request = LaunchRequest(self.config, self.preset.name if self.preset else None, lines,
+                                        self.parent_run_id)
+                body += "\n\nAs a headless command:\n" + shlex.join(headless_command(request))
         else:
             changed = self.changed()
             body = "The config is invalid; raw edits so far:\n" + "\n".join(
@@ -300,12 +355,11 @@ class EditorScreen(Screen):
         self.form.show_state(self.validation, self.changed(), self.data)
 
     async def action_next_error(self) -> None:
-        paths = [p for p in self.validation.by_field if p]
+        paths = self.error_paths()
         if not paths:
             self.notify("no errors")
             return
         order = {p: i for i, p in enumerate(self.widget_paths)}
-        paths.sort(key=lambda p: order.get(p, len(order)))
         current = order.get(self.focused_path or "", -1)
         target = next((p for p in paths if order.get(p, -1) > current), paths[0])
         if self._in_toml_mode() and not self._leave_toml():

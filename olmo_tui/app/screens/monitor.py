@@ -168,7 +168,7 @@ class MonitorScreen(Screen):
         confirm_cancel(self, self.run)
 
     def action_resume(self) -> None:
-        resume_run(self, self.run, MonitorScreen)
+        resume_run(self, self.run)
 
     def action_relaunch(self) -> None:
         open_relaunch_editor(self.app, self.run)

@@ -1,8 +1,7 @@
 """What the runs screen and a run's monitor both do to a run: relaunch in the editor, resume,
-cancel, and start a run in a worker then open its monitor.
+cancel, and start a run in a worker then open its monitor (through the app's navigation).
 
-Kept apart from both screens so neither imports the other for these (the monitor used to
-reach back into runs.py): a caller that opens a monitor passes the screen class to use.
+Kept apart from both screens so neither imports the other for these.
 """
 
 from __future__ import annotations
@@ -19,8 +18,6 @@ from olmo_tui.core.runs.registry import Registry, RunRecord
 from .dialogs import ConfirmDialog
 
 CANCEL_GRACE_S = 60.0
-# Builds the monitor for a run just started: MonitorScreen(run, registry).
-MonitorFactory = Callable[[RunRecord, Registry], Screen]
 
 
 def open_relaunch_editor(app, run: RunRecord) -> None:
@@ -33,7 +30,7 @@ def open_relaunch_editor(app, run: RunRecord) -> None:
     app.open_editor(cfg, None, parent_run_id=run.id)
 
 
-def resume_run(screen: Screen, run: RunRecord, monitor: MonitorFactory) -> None:
+def resume_run(screen: Screen, run: RunRecord) -> None:
     checkpoint = run_manager.latest_checkpoint(run) if run.backend in RUN_DIR_BACKENDS else None
     if run.backend in RUN_DIR_BACKENDS and checkpoint is None:
         screen.notify(f"{run.id} has no checkpoint to resume from", severity="warning")
@@ -42,8 +39,7 @@ def resume_run(screen: Screen, run: RunRecord, monitor: MonitorFactory) -> None:
 
     def answered(yes: Optional[bool]) -> None:
         if yes:
-            start_in_app(screen.app, lambda registry: run_manager.relaunch(run, resume=True, registry=registry),
-                         monitor)
+            start_in_app(screen.app, lambda registry: run_manager.relaunch(run, resume=True, registry=registry))
 
     screen.app.push_screen(ConfirmDialog(f"Resume {run.id}{where} as a new run?"), answered)
 
@@ -76,7 +72,7 @@ def cancel_in_background(screen: Screen, run: RunRecord) -> None:
     app.run_worker(work_, thread=True, group="cancel", exit_on_error=False)
 
 
-def start_in_app(app, start: Callable[[Registry], RunRecord], monitor: MonitorFactory) -> None:
+def start_in_app(app, start: Callable[[Registry], RunRecord]) -> None:
     """Launch in a thread worker (torchrun takes a moment), then open the new run's monitor."""
     registry = Registry()
 
@@ -89,6 +85,6 @@ def start_in_app(app, start: Callable[[Registry], RunRecord], monitor: MonitorFa
         except Exception as exc:  # BackendError, OSError, ConfigError: show it, keep the app
             app.call_from_thread(app.notify, f"launch failed: {exc}", severity="error", timeout=10)
             return
-        app.call_from_thread(app.push_screen, monitor(run, registry))
+        app.call_from_thread(app.open_monitor, run, registry)
 
     app.run_worker(work_, thread=True, group="launch", exit_on_error=False)

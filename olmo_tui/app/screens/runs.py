@@ -25,7 +25,7 @@ from olmo_tui.core.runs.registry import Registry, RunRecord
 from olmo_tui.core.views.run_table import table_row
 
 from .dialogs import ConfirmDialog, TextDialog, help_text, show_text
-from .monitor import STATUS_STYLE, MonitorScreen
+from .monitor import STATUS_STYLE
 from .run_actions import confirm_cancel, open_relaunch_editor, resume_run, start_in_app
 
 COLUMNS = ["Run", "Preset", "Backend", "Status", "Step", "Loss", "Tok/s", "MFU", "Age"]
@@ -49,6 +49,9 @@ class RunsScreen(Screen):
     RunsScreen #runs-table { height: 1fr; }
     RunsScreen #runs-empty { padding: 1 2; color: $text-muted; }
     """
+    # Focus goes to the table whenever the screen shows (the first focusable widget is the
+    # hidden filter box: a space typed into it, unseen, emptied the table).
+    AUTO_FOCUS = "#runs-table"
     BINDINGS = [
         Binding("enter", "open", "Monitor"),
         Binding("r", "relaunch", "Relaunch"),
@@ -152,7 +155,7 @@ class RunsScreen(Screen):
     def action_open(self) -> None:
         run = self.selected_run()
         if run:
-            self.app.push_screen(MonitorScreen(run, self.registry))
+            self.app.open_monitor(run, self.registry)
 
     def action_mark(self) -> None:
         run = self.selected_run()
@@ -165,14 +168,12 @@ class RunsScreen(Screen):
         self.show_runs(self.runs)
 
     def action_compare(self) -> None:
-        from .compare import CompareScreen
-
         by_id = {run.id: run for run in self.runs}
         chosen = [by_id[run_id] for run_id in self.marked if run_id in by_id]
         if len(chosen) < 2:
             self.notify("mark two or more runs with space, then press C", severity="warning")
             return
-        self.app.push_screen(CompareScreen(chosen))
+        self.app.open_compare(chosen)
 
     def action_relaunch(self) -> None:
         run = self.selected_run()
@@ -182,7 +183,7 @@ class RunsScreen(Screen):
     def action_resume(self) -> None:
         run = self.selected_run()
         if run:
-            resume_run(self, run, MonitorScreen)
+            resume_run(self, run)
 
     def action_cancel(self) -> None:
         run = self.selected_run()
@@ -306,6 +307,6 @@ def confirm_launch(app, request) -> None:
 
     def answered(yes: Optional[bool]) -> None:
         if yes:
-            start_in_app(app, start, MonitorScreen)
+            start_in_app(app, start)
 
     app.push_screen(LaunchDialog("Launch", body, "launch-preview"), answered)

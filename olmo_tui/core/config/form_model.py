@@ -282,12 +282,34 @@ def owner_path(issue_path: str, widget_paths: Sequence[str]) -> str:
     return best or issue_path
 
 
+def named_fields(issue: Issue, widget_paths: Sequence[str]) -> List[str]:
+    """The fields an issue involves: its own paths, and the fields of a section it points at
+    that its message names ('model': 'd_model (128) must be divisible by n_heads (3)' names
+    model.d_model and model.n_heads), so a cross-field rule written on a section marks each
+    field it is about, not the section alone."""
+    import re
+
+    named: List[str] = []
+    for path in issue.paths or ("",):
+        owner = owner_path(path, widget_paths)
+        named.append(owner)
+        if owner in widget_paths and not any(p.startswith(owner + ".") for p in widget_paths):
+            continue  # a leaf field: the issue is about it
+        prefix = owner + "." if owner else ""
+        for candidate in widget_paths:
+            rest = candidate[len(prefix):]
+            if candidate.startswith(prefix) and "." not in rest and candidate not in named \
+                    and re.search(rf"(?<![\w.]){re.escape(rest)}(?!\w)|\b{re.escape(candidate)}\b", issue.message):
+                named.append(candidate)
+    return named
+
+
 def validate_form(data: Dict[str, Any], widget_paths: Sequence[str]) -> FormValidation:
     cfg, issues = validate_experiment(data)
     by_field: Dict[str, List[Issue]] = {}
     for issue in issues:
-        for path in issue.paths or ("",):
-            by_field.setdefault(owner_path(path, widget_paths), []).append(issue)
+        for path in named_fields(issue, widget_paths):
+            by_field.setdefault(path, []).append(issue)
     return FormValidation(cfg, issues, by_field)
 
 

@@ -23,6 +23,11 @@ class LaunchRequest:
 
 
 def headless_command(request: LaunchRequest) -> List[str]:
+    """The command line that launches the same config: a relaunch's overrides are relative to
+    its parent's resolved config, so it is `olmo-tui relaunch PARENT`, never the overrides
+    alone (which would start from the defaults)."""
+    if request.parent_run_id:
+        return ["olmo-tui", "relaunch", request.parent_run_id, *request.overrides]
     argv = ["olmo-tui"]
     if request.preset_name:
         argv += ["--preset", request.preset_name]
