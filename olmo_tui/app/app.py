@@ -25,7 +25,7 @@ from .screens.presets import PresetBrowser
 
 if TYPE_CHECKING:
     from engine.config import ExperimentConfig
-    from olmo_tui.core.registry import Registry, RunRecord
+    from olmo_tui.core.runs.registry import Registry, RunRecord
 
     from .screens.editor import EditorScreen
 

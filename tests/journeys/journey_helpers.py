@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Callable, List
 
-from olmo_tui.core.registry import Registry, RunRecord
+from olmo_tui.core.runs.registry import Registry, RunRecord
 
 SIZES = [(80, 24), (160, 48)]
 
@@ -43,7 +43,7 @@ def write_user_preset(name: str, steps: int, save: int = 500) -> str:
 def wait_runs(predicate: Callable[[List[RunRecord]], bool], timeout: float = 120.0,
               what: str = "runs") -> List[RunRecord]:
     """Poll the registry (the same SQLite file the app writes) until predicate(runs) holds."""
-    from olmo_tui.core import run_manager
+    from olmo_tui.core.launch import run_manager
 
     registry = Registry()
     deadline = time.monotonic() + timeout
@@ -58,7 +58,7 @@ def wait_runs(predicate: Callable[[List[RunRecord]], bool], timeout: float = 120
 
 def cancel_leftovers() -> None:
     """A failed journey must not leave torchrun running on the shared machine."""
-    from olmo_tui.core import run_manager
+    from olmo_tui.core.launch import run_manager
 
     registry = Registry()
     for run in run_manager.refresh_all(registry):
