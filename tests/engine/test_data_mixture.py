@@ -158,3 +158,25 @@ def test_mixture_rules_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="a mixture has no epochs"):
         load_experiment({"dataset": {**base, "sources": {"a": {"paths": ["a.npy"], "ratio": 1}}},
                          "trainer": {"max_duration": "2 epochs"}})
+
+
+def test_named_eval_sets_replace_the_held_out_tails(tmp_path):
+    from engine.data.eval_loader import build_eval_loaders
+    from engine.data.sources import build_sources
+
+    held = tmp_path / "held.npy"
+    np.arange(7000, 7100).astype("uint16").tofile(held)
+    cfg = _cfg(tmp_path, eval_sets={"other": {"paths": [str(held)]}})
+    sources = build_sources(cfg)
+    assert {n: s.num_tokens for n, s in sources.mixture.items()} == SIZES  # nothing held out of the sources
+    loaders = build_eval_loaders(cfg, 0, 1)
+    assert list(loaders) == ["other"]
+    ids = next(iter(loaders["other"]))["input_ids"]
+    assert ids[0, :T].tolist() == list(range(7000, 7000 + T))
+    # without eval_sets, each source's tail is its own held-out set
+    tails = build_eval_loaders(_cfg(tmp_path), 0, 1)
+    assert list(tails) == list(SIZES)
+    assert {n: s.num_tokens for n, s in build_sources(_cfg(tmp_path)).eval_sets.items()} == \
+        {n: size // 20 for n, size in SIZES.items()}
+    with pytest.raises(DataError, match="dataset.eval_sets.other.paths: file not found"):
+        check_data(_cfg(tmp_path, eval_sets={"other": {"paths": [str(tmp_path / "none.npy")]}}))
