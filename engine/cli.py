@@ -42,6 +42,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args, extras = parser.parse_known_args(argv)
     try:
         overrides: List[str] = [f"--run_name={args.run_name}"] if args.run_name else []
+        _use_run_snapshot(args)
         cfg = resolve_args(args, [*overrides, *extras])
     except ConfigError as exc:
         for line in exc.lines():
@@ -73,6 +74,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     return main_training(cfg, run_dir)
+
+
+def _use_run_snapshot(args) -> None:
+    """A run dir that has a snapshot of its extensions (a resume, or a launcher's ranks) runs
+    that code (engine/config/extensions/snapshot.py); found before the config is read."""
+    if not (args.run_dir or args.run_name):
+        return  # the run dir follows from the config's run_name: engine/run.py compares hashes then
+    from engine.config.extensions.loader import use_run_snapshot
+    from engine.run import resolve_run_dir
+
+    try:
+        use_run_snapshot(resolve_run_dir(args.run_name, args.run_dir))
+    except UserError:
+        pass  # a bad run name: reported below, where the run dir is resolved for the run
 
 
 def entry() -> None:

@@ -61,7 +61,13 @@ def param_groups(model: nn.Module, cfg: OptimConfig, require_match: bool = True)
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig, device: torch.device,
                     require_match: bool = True) -> torch.optim.Optimizer:
+    """The registered optimizer train_module.optim.name picks, over the parameter groups."""
+    return cfg.component().builder()(cfg.component_config(), cfg, param_groups(model, cfg, require_match), device)
+
+
+def build_adam(_own, cfg: OptimConfig, groups: List[Dict], device: torch.device) -> torch.optim.Optimizer:
+    """The built-in AdamW and Adam (registered in engine/config/train_module.py)."""
     fused = cfg.fused if cfg.fused is not None else device.type == "cuda"
     kind = torch.optim.AdamW if cfg.name == "adamw" else torch.optim.Adam
     impl = {"fused": True} if fused else {"foreach": True}
-    return kind(param_groups(model, cfg, require_match), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, **impl)
+    return kind(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, **impl)

@@ -69,6 +69,25 @@ def preflight(cfg: ExperimentConfig, run_dir: Path) -> RunPaths:
     return paths
 
 
+def _snapshot_extensions(cfg: ExperimentConfig, run_dir: Path) -> list:
+    """The run dir keeps the extensions' code (engine/config/extensions/snapshot.py): written
+    the first time, kept on resume. Returns the log lines: what runs, and what changed since."""
+    from engine.config.extensions.loader import entry_key, loaded
+    from engine.config.extensions.snapshot import SNAPSHOT_DIR, changed_since, hashes, source_hash, write_snapshot
+
+    recorded = hashes(run_dir)
+    mine = [ext for key, ext in loaded().items() if key in {entry_key(e) for e in cfg.extensions}]
+    for ext in mine:  # loaded from its source although the run dir has a snapshot
+        if ext.key in recorded and not ext.source.is_relative_to(run_dir / SNAPSHOT_DIR) \
+                and source_hash(ext.source) != recorded[ext.key]:
+            raise UserError("extensions", f"extension {ext.key} changed since {run_dir} was started, and this "
+                            "command reads the source: name the run (olmo-train RUN_NAME or --run-dir) to "
+                            "resume with the run's snapshot, or start a new run for the new code")
+    folder = write_snapshot(mine, run_dir)
+    lines = [f"extension {key}: sha256 {sha[:12]}" for key, sha in hashes(run_dir).items()]
+    return lines + (changed_since(folder) if folder else [])
+
+
 def _exit_code_for_signal(signum: int) -> int:
     return 128 + signum  # SIGINT 2 -> 130, SIGUSR1 10 -> 138, SIGTERM 15 -> 143
 
@@ -95,10 +114,13 @@ def run_training(cfg: ExperimentConfig, run_dir: Path, own: Optional[OwnRecords]
         if own is not None and unmanaged_rank0():  # `olmo-tui runs` / `logs` will find it
             own.started = write_start_marker(run_dir, cfg.run_name)
             own.tee = start_tee(run_dir)
+        snapshot_notes = _snapshot_extensions(cfg, run_dir) if cfg.extensions else []
         from engine.train.build import build_trainer  # torch and the model: only past pre-flight
 
         env = build_trainer(cfg, paths)
         env.trainer.log(f"run dir: {run_dir}")
+        for line in snapshot_notes:
+            env.trainer.log(line)
         env.restore()  # resume / load_path / fresh init, logged in one line
         # Only now: a refused resume must not overwrite the existing run's config.toml.
         if env.is_rank0:

@@ -12,7 +12,8 @@ trainer.max_duration (hard_stop never changes it). Warm-up is linear from lr/war
 from __future__ import annotations
 
 import math
-from typing import Optional
+from functools import partial
+from typing import Callable, Optional
 
 from engine.config import SchedulerConfig
 
@@ -38,3 +39,8 @@ def lr_factor(cfg: SchedulerConfig, step: int, max_steps: Optional[int]) -> floa
     if cfg.name == "linear":
         return 1.0 - (1.0 - final) * progress
     return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def build_schedule(_own, cfg: SchedulerConfig) -> Callable[[int, Optional[int]], float]:
+    """The built-in schedules (registered in engine/config/train_module.py): step, max_steps -> factor."""
+    return partial(lr_factor, cfg)

@@ -61,9 +61,10 @@ class Config(BaseModel):
 #   "local"    always a path on the machine(s) the job runs on;
 #   "task"     a path when it ends in .jsonl, else a built-in name (engine.evals.mc_tasks);
 #   "program"  a path when it holds a '/', else a name looked up on PATH;
-#   "job"      a path inside the Beaker job's container, never this machine's.
+#   "job"      a path inside the Beaker job's container, never this machine's;
+#   "module"   a path when it holds a '/' or ends in .py, else an importable module's name.
 PATH_KIND = "path_kind"
-PATH_KINDS = ("local", "task", "program", "job")
+PATH_KINDS = ("local", "task", "program", "job", "module")
 
 
 def path_kind(kind: str = "local") -> dict:

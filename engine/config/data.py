@@ -8,6 +8,8 @@ from typing import Dict, List, Literal, Optional
 from pydantic import Field, field_validator, model_validator
 
 from .base import MAX_SEED, Config, path_kind
+from .extensions.registry import register
+from .extensions.schema import ChoiceSection, bind
 
 BYTE_VOCAB_SIZE = 258  # 256 byte values + EOS (256) + PAD (257)
 
@@ -76,12 +78,21 @@ class EvalSetConfig(Config):
         return _as_list(value)
 
 
-class DatasetConfig(Config):
+# The built-in data sources, registered like an extension's (engine/extend.py); their settings
+# are DatasetConfig's own fields, an extension's source adds its section `dataset.<name>`.
+register("data_source", "numpy", "engine.data.sources:numpy_source", None, "Token files (dataset.paths).")
+register("data_source", "synthetic", "engine.data.sources:synthetic_source", None, "Random ids (benchmarks).")
+register("data_source", "embedded", "engine.data.sources:embedded_source", None,
+         "The built-in corpus of Python's own sources and docs.")
+
+
+class DatasetConfig(ChoiceSection):
     """Where training tokens come from."""
 
-    kind: Literal["numpy", "synthetic", "embedded"] = Field(
+    kind: str = Field(
         "embedded", description="numpy: raw token-id arrays (OLMo-core layout). synthetic: random ids "
-        "(benchmarks). embedded: the built-in corpus of Python's own sources and docs (no download)."
+        "(benchmarks). embedded: the built-in corpus of Python's own sources and docs (no download). "
+        "Or a data source an extension registers (its settings under dataset.<kind>)."
     )
     paths: List[str] = Field(default_factory=list, description="Token files (kind = numpy): headerless "
                              "uint16/uint32 arrays with EOS between documents. Globs allowed.",
@@ -133,6 +144,9 @@ class DatasetConfig(Config):
     @property
     def token_dtype(self) -> str:
         return self.dtype or ("uint16" if self.tokenizer.vocab_size <= 1 << 16 else "uint32")
+
+
+bind("data_source", DatasetConfig, "kind")
 
 
 class DataLoaderConfig(Config):

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Any, List, Optional
 
-from pydantic import Field, ValidationError, ValidationInfo, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from .base import MAX_SEED, Config, DurationUnit
+from .base import MAX_SEED, Config, DurationUnit, path_kind
 from .data import DataLoaderConfig, DatasetConfig, mixture_issues
 from .errors import FIELD_ERROR, ConfigError, Issue
+from .extensions.schema import set_root
 from .launch import LaunchConfig
 from .model import SLIDING_WINDOW_FAMILIES, ModelConfig
 from .moe import expert_parallel_issues
@@ -26,6 +27,10 @@ _SKIP_CROSS = "skip_cross_field"
 class ExperimentConfig(Config):
     """Everything needed to reproduce a training run."""
 
+    extensions: List[str] = Field(
+        default_factory=list, description="Your own components: importable module names, or paths to a .py "
+        "file or a package folder, each registering callbacks, model parts, data sources, ... (engine/extend.py)",
+        json_schema_extra=path_kind("module"))
     run_name: str = Field("run", min_length=1, description="Name of the run (used in the run id and logs).")
     init_seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of the weight init and other randomness "
                            "(0 to 2**32 - 1).")
@@ -35,6 +40,11 @@ class ExperimentConfig(Config):
     train_module: TrainModuleConfig = Field(default_factory=TrainModuleConfig, description="Training step.")
     trainer: TrainerConfig = Field(default_factory=TrainerConfig, description="Training loop and callbacks.")
     launch: LaunchConfig = Field(default_factory=LaunchConfig, description="Where the run executes.")
+
+    @field_validator("extensions", mode="before")
+    @classmethod
+    def _one_extension(cls, value):
+        return [value] if isinstance(value, str) else value  # `--extensions=my_ext.py`: a list of one
 
     @model_validator(mode="after")
     def _cross_fields(self, info: ValidationInfo) -> "ExperimentConfig":
@@ -77,6 +87,9 @@ class ExperimentConfig(Config):
         return None
 
 
+set_root(ExperimentConfig)  # an extension's components rebuild it (extensions/schema.py)
+
+
 def cross_field_issues(cfg: ExperimentConfig) -> List[Issue]:
     issues: List[Issue] = []
     tm, dl, ds, model = cfg.train_module, cfg.data_loader, cfg.dataset, cfg.model
@@ -117,6 +130,9 @@ def cross_field_issues(cfg: ExperimentConfig) -> List[Issue]:
             "activation checkpointing mode 'budget' needs train_module.compile_model = true")
 
     issues.extend(model_family_issues(model))
+    from .extensions.loader import check_listed
+
+    issues.extend(Issue((path, "extensions"), message) for path, message in check_listed(cfg))
 
     if tm.tp_config:
         degree = tm.tp_config.degree
@@ -227,8 +243,15 @@ def validate_experiment(data: Any) -> tuple[Optional[ExperimentConfig], List[Iss
     """Validate raw data; return the config (None if invalid) and every issue found.
 
     Field-level errors come first; cross-field rules are checked only once the fields are valid,
-    and each of their issues names all the fields involved.
+    and each of their issues names all the fields involved. The extensions the data names are
+    imported first: their components' fields are part of the schema.
     """
+    from .extensions.loader import ensure_loaded
+
+    try:
+        ensure_loaded(data)
+    except ConfigError as exc:
+        return None, exc.issues
     try:
         cfg = ExperimentConfig.model_validate(data, context={_SKIP_CROSS: True})
     except ValidationError as exc:

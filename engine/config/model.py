@@ -7,6 +7,9 @@ from typing import List, Literal, Optional
 
 from pydantic import Field, model_validator
 
+from .extensions.registry import register
+from .extensions.schema import choice_section
+
 from .base import Config, DType
 from .moe import GROUPED_MM_MULTIPLE, MoEConfig
 from .rope_scaling import RopeScalingConfig
@@ -22,6 +25,30 @@ FAMILIES = ("llama", "olmo2", "olmo3", "qwen3", "gemma3")
 PER_HEAD_QK_NORM = ("qwen3", "gemma3")
 # Families with interleaved sliding-window (local) and full (global) attention layers.
 SLIDING_WINDOW_FAMILIES = ("olmo3", "gemma3")
+
+
+class GatedMLPConfig(Config):
+    """The family's gated MLP: SwiGLU, GeGLU (tanh GELU) for gemma3; hidden size from model.mlp_*."""
+
+    def matmul_params(self, model: "ModelConfig") -> int:
+        """Weights per block, for the estimates and MFU: gate, up and down projections."""
+        return 3 * model.d_model * model.mlp_hidden
+
+
+# The built-in model parts, registered like an extension's (engine/extend.py): each kind is a
+# section of ModelConfig whose `kind` picks one; an extension's part adds its own fields there.
+register("mlp", "gated", "engine.nn.mlp:build_gated", GatedMLPConfig)
+register("attention", "standard", "engine.nn.attention:build_standard", None,
+         "Grouped-query causal attention with RoPE, QK-norm and sliding windows as model.* set them.")
+register("norm", "rms", "engine.nn.norm:build_rms", None, "RMSNorm (Gemma's x (1 + w) for gemma3).")
+register("block", "standard", "engine.nn.transformer:build_block", None,
+         "The family's block layout (pre-norm, reordered norm or sandwich; see model.family).")
+MLPConfig = choice_section("mlp", "MLPConfig", "gated", "The feed-forward of every block.", __name__)
+AttentionConfig = choice_section("attention", "AttentionConfig", "standard", "The attention of every block.",
+                                 __name__)
+NormConfig = choice_section("norm", "NormConfig", "rms", "Every norm of the model (blocks and final).", __name__)
+BlockConfig = choice_section("block", "BlockConfig", "standard", "How a block wires attention, MLP and norms.",
+                             __name__)
 
 
 class ModelConfig(Config):
@@ -96,6 +123,10 @@ class ModelConfig(Config):
         None, description="Mixture-of-experts feed-forward (OLMoE): top-k routed gated-MLP experts in "
         "place of the MLP in every block but moe.dense_layers; unset = a dense model.",
     )
+    mlp: MLPConfig = Field(default_factory=MLPConfig, description="Feed-forward variant of the blocks.")
+    attention: AttentionConfig = Field(default_factory=AttentionConfig, description="Attention variant.")
+    norm: NormConfig = Field(default_factory=NormConfig, description="Norm variant.")
+    block: BlockConfig = Field(default_factory=BlockConfig, description="Block layout variant.")
 
     @model_validator(mode="after")
     def _shapes(self) -> "ModelConfig":
@@ -171,7 +202,9 @@ class ModelConfig(Config):
         the router, the experts (only top_k of them when `active`) and the shared experts."""
         d = self.d_model
         if not self.is_moe_layer(index):
-            return 3 * d * self.mlp_hidden
+            mlp_cfg = self.mlp.component_config()
+            # An extension's MLP counts its own weights (matmul_params); else it is taken as gated.
+            return mlp_cfg.matmul_params(self) if hasattr(mlp_cfg, "matmul_params") else 3 * d * self.mlp_hidden
         moe = self.moe
         experts = moe.top_k if active else moe.num_experts
         return d * moe.num_experts + (experts + moe.num_shared_experts) * 3 * d * moe.hidden_size

@@ -136,6 +136,19 @@ def apply_overrides(data: dict, overrides: Sequence[str], schema: Type[BaseModel
 
     result = copy.deepcopy(data)
     problems = []
+    # `extensions` first, then import them: their components' fields are keys of the schema.
+    _apply(result, [arg for arg in overrides if _sets_extensions(arg)], schema, problems)
+    if not problems:
+        from .extensions.loader import ensure_loaded
+
+        ensure_loaded(result)  # a failure is its one line: the fields it would bring are unknown
+    _apply(result, [arg for arg in overrides if not _sets_extensions(arg)], schema, problems)
+    if problems:
+        raise ConfigError(problems)
+    return result
+
+
+def _apply(result: dict, overrides: Sequence[str], schema: Type[BaseModel], problems: list) -> None:
     for arg in overrides:
         try:
             segments, value = parse_override(arg)
@@ -149,9 +162,10 @@ def apply_overrides(data: dict, overrides: Sequence[str], schema: Type[BaseModel
             _set(result, segments, annotations, value)
         except ConfigError as exc:
             problems.extend(exc.issues)
-    if problems:
-        raise ConfigError(problems)
-    return result
+
+
+def _sets_extensions(arg: str) -> bool:
+    return arg.lstrip("-").split("=", 1)[0].split(".")[0].strip() == "extensions"
 
 
 def set_path(data: dict, dotted: str, value: Any, schema: Type[BaseModel]) -> None:

@@ -93,6 +93,8 @@ def is_relative(value: str, kind: str) -> bool:
         return value.endswith(".jsonl")  # otherwise a built-in task's name
     if kind == "program":
         return "/" in value  # otherwise a command looked up on PATH, as a shell does
+    if kind == "module":
+        return "/" in value or value.endswith(".py")  # otherwise an importable module's name
     return True
 
 
@@ -107,9 +109,9 @@ def local_paths(cfg: "ExperimentConfig", *, outside_launch: bool = True) -> List
     local and task-file; not a Beaker container's, not a program), optionally leaving out the
     launch.* sections (which the launcher, not the job, reads)."""
     return [(dotted, value) for section, name, dotted, kind in _path_values(cfg)
-            if kind in ("local", "task") and not (outside_launch and dotted.startswith("launch."))
+            if kind in ("local", "task", "module") and not (outside_launch and dotted.startswith("launch."))
             for value in _values(getattr(section, name))
-            if value and (kind != "task" or value.endswith(".jsonl"))]
+            if value and (kind not in ("task", "module") or is_relative(value, kind) or os.path.isabs(value))]
 
 
 def relative_paths(cfg: "ExperimentConfig") -> List[Tuple[str, str]]:

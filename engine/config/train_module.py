@@ -6,6 +6,9 @@ from typing import List, Literal, Optional, Tuple
 
 from pydantic import Field, field_validator, model_validator
 
+from .extensions.registry import register
+from .extensions.schema import ChoiceSection, bind, choice_section
+
 from .base import Config, DType
 from .errors import field_error
 
@@ -18,10 +21,26 @@ class ParamGroupOverride(Config):
     weight_decay: Optional[float] = Field(None, ge=0, description="Weight decay for this group; unset = optim.weight_decay.")
 
 
-class OptimConfig(Config):
-    """AdamW (decoupled weight decay) or Adam."""
+# The built-in optimizers, schedules, loss and train module, registered like an extension's
+# (engine/extend.py); the shared settings are the sections' own fields.
+register("optimizer", "adamw", "engine.optim:build_adam", None, "AdamW (decoupled weight decay).")
+register("optimizer", "adam", "engine.optim:build_adam", None, "Adam.")
+for _name, _doc in (("constant", "Constant after warm-up."), ("linear", "Linear decay to final_lr_ratio."),
+                    ("cosine", "Cosine decay to final_lr_ratio."),
+                    ("wsd", "Warmup-stable-decay: linear decay over the last decay_fraction.")):
+    register("scheduler", _name, "engine.scheduler:build_schedule", None, _doc)
+register("loss", "cross_entropy", "engine.nn.loss:build_cross_entropy", None,
+         "Cross-entropy (with z-loss when z_loss_multiplier is set), chunked so all logits are never held.")
+register("train_module", "standard", "engine.train_module.pipeline:standard_train_module", None,
+         "The built-in step: micro-batches, grad accumulation, clipping, z-loss.")
+LossConfig = choice_section("loss", "LossConfig", "cross_entropy", "The training objective.", __name__)
 
-    name: Literal["adamw", "adam"] = Field("adamw", description="Optimizer.")
+
+class OptimConfig(ChoiceSection):
+    """AdamW (decoupled weight decay) or Adam, or an optimizer an extension registers."""
+
+    name: str = Field("adamw", description="Optimizer: adamw, adam, or one an extension registers "
+                      "(its settings under train_module.optim.<name>).")
     lr: float = Field(1e-3, gt=0, description="Peak learning rate.")
     betas: Tuple[float, float] = Field((0.9, 0.95), description="Adam (beta1, beta2).")
     eps: float = Field(1e-8, gt=0, description="Adam epsilon.")
@@ -38,17 +57,24 @@ class OptimConfig(Config):
         return self
 
 
-class SchedulerConfig(Config):
+bind("optimizer", OptimConfig, "name")
+
+
+class SchedulerConfig(ChoiceSection):
     """Learning-rate schedule over max_duration (hard_stop does not change it)."""
 
-    name: Literal["constant", "linear", "cosine", "wsd"] = Field(
-        "cosine", description="constant, linear decay, cosine decay, or WSD (warmup-stable-decay)."
+    name: str = Field(
+        "cosine", description="constant, linear decay, cosine decay, WSD (warmup-stable-decay), or a "
+        "schedule an extension registers (its settings under train_module.scheduler.<name>)."
     )
     warmup_steps: int = Field(0, ge=0, description="Linear warm-up from 0, in steps.")
     final_lr_ratio: float = Field(0.1, ge=0, le=1, description="LR at the end as a fraction of the peak.")
     decay_fraction: float = Field(
         0.2, gt=0, le=1, description="WSD only: share of the run spent decaying at the end."
     )
+
+
+bind("scheduler", SchedulerConfig, "name")
 
 
 class DataParallelConfig(Config):
@@ -161,9 +187,11 @@ class ActivationCheckpointingConfig(Config):
         return self
 
 
-class TrainModuleConfig(Config):
+class TrainModuleConfig(ChoiceSection):
     """The training step: micro-batching, optimizer, schedule, precision and parallelism."""
 
+    kind: str = Field("standard", description="Which train module: standard (built-in) or one an "
+                      "extension registers (its settings under train_module.<kind>).")
     rank_microbatch_size: int = Field(
         4 * 256, gt=0, description="Tokens per forward/backward on one rank; gradients accumulate "
         "until the global batch is reached. Must be a multiple of the sequence length."
@@ -171,6 +199,8 @@ class TrainModuleConfig(Config):
     max_sequence_length: int = Field(256, gt=0, description="Longest sequence the step will see, in tokens.")
     optim: OptimConfig = Field(default_factory=OptimConfig, description="Optimizer.")
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig, description="LR schedule.")
+    loss: LossConfig = Field(default_factory=LossConfig, description="Training objective. Another loss than "
+                             "cross_entropy computes the full logits (no chunked head).")
     max_grad_norm: Optional[float] = Field(None, gt=0, description="Clip the total gradient norm to this; unset = no clipping.")
     z_loss_multiplier: Optional[float] = Field(
         None, gt=0, description="Weight of the z-loss (logsumexp^2 of the logits), e.g. 1e-5; unset = off."
@@ -201,3 +231,6 @@ class TrainModuleConfig(Config):
     def _float8_off(cls, value):
         # `--train_module.float8=off` (and TOML `false`) arrive as the boolean False.
         return "off" if value is False else value
+
+
+bind("train_module", TrainModuleConfig, "kind")

@@ -6,6 +6,9 @@ from typing import List, Literal, Optional
 
 from pydantic import Field, field_validator
 
+from .extensions.registry import register
+from .extensions.schema import bind
+
 from .base import Config, Duration, path_kind
 
 
@@ -94,19 +97,29 @@ class ConfigSaverConfig(CallbackConfig):
 
 
 class CallbacksConfig(Config):
-    """Callbacks by name; each can be switched off with `enabled = false`."""
+    """Callbacks by name; each can be switched off with `enabled = false`. The fields are the
+    registered callbacks (engine/extensions/registry.py): the built-ins below, then extensions'."""
 
-    console_logger: ConsoleLoggerConfig = Field(default_factory=ConsoleLoggerConfig, description="One readable line per log interval.")
-    speed_monitor: SpeedMonitorConfig = Field(default_factory=SpeedMonitorConfig, description="Tokens/s, MFU and data-loading share.")
-    metrics_writer: MetricsWriterConfig = Field(default_factory=MetricsWriterConfig, description="metrics.jsonl in the run dir.")
-    checkpointer: CheckpointerConfig = Field(default_factory=CheckpointerConfig, description="Distributed checkpoints.")
-    garbage_collector: GarbageCollectorConfig = Field(default_factory=GarbageCollectorConfig, description="Scheduled garbage collection.")
-    lm_evaluator: LMEvaluatorConfig = Field(default_factory=LMEvaluatorConfig, description="Held-out perplexity.")
-    downstream_evaluator: DownstreamEvaluatorConfig = Field(default_factory=DownstreamEvaluatorConfig, description="Multiple-choice accuracy.")
-    profiler: ProfilerConfig = Field(default_factory=ProfilerConfig, description="torch.profiler Chrome traces.")
-    gpu_monitor: GPUMonitorConfig = Field(default_factory=GPUMonitorConfig, description="GPU memory use.")
-    wandb: WandBConfig = Field(default_factory=WandBConfig, description="Weights & Biases logging.")
-    config_saver: ConfigSaverConfig = Field(default_factory=ConfigSaverConfig, description="Config copy in each checkpoint.")
+
+# name, config, class (imported by the engine only), description; in the order they are built.
+_BUILTIN_CALLBACKS = (
+    ("console_logger", ConsoleLoggerConfig, "console_logger:ConsoleLoggerCallback", "One readable line per log interval."),
+    ("speed_monitor", SpeedMonitorConfig, "speed_monitor:SpeedMonitorCallback", "Tokens/s, MFU and data-loading share."),
+    ("metrics_writer", MetricsWriterConfig, "metrics_writer:MetricsWriterCallback", "metrics.jsonl in the run dir."),
+    ("checkpointer", CheckpointerConfig, "checkpointer:CheckpointerCallback", "Distributed checkpoints."),
+    ("garbage_collector", GarbageCollectorConfig, "garbage_collector:GarbageCollectorCallback",
+     "Scheduled garbage collection."),
+    ("lm_evaluator", LMEvaluatorConfig, "lm_evaluator:LMEvaluatorCallback", "Held-out perplexity."),
+    ("downstream_evaluator", DownstreamEvaluatorConfig, "downstream_evaluator:DownstreamEvaluatorCallback",
+     "Multiple-choice accuracy."),
+    ("profiler", ProfilerConfig, "profiler:ProfilerCallback", "torch.profiler Chrome traces."),
+    ("gpu_monitor", GPUMonitorConfig, "gpu_monitor:GPUMonitorCallback", "GPU memory use."),
+    ("wandb", WandBConfig, "wandb_logger:WandBCallback", "Weights & Biases logging."),
+    ("config_saver", ConfigSaverConfig, "config_saver:ConfigSaverCallback", "Config copy in each checkpoint."),
+)
+for _name, _config, _build, _description in _BUILTIN_CALLBACKS:
+    register("callback", _name, f"engine.train.callbacks.{_build}", _config, _description)
+bind("callback", CallbacksConfig)
 
 
 class TrainerConfig(Config):

@@ -23,7 +23,7 @@ from engine.errors import DataError
 from .datasets import make_instances
 from .manifest import manifest_documents
 from .mixture import SourcePlan, plan_source, planned_rows
-from .sources import DataSources, build_sources
+from .sources import DataSources, build_sources, size_field
 from .token_source import TokenFiles
 from .tokenizer import BYTE_EOS_ID, BYTE_PAD_ID, HFTokenizer
 
@@ -139,9 +139,7 @@ def _check_flat(cfg: ExperimentConfig, sources: DataSources) -> None:
     T, gbs = ds.sequence_length, cfg.data_loader.global_batch_size
     sequences = len(make_instances(cfg, sources.train, sources.eos_token_id, sources.pad_token_id))
     if sequences < gbs // T:
-        field = {"numpy": "dataset.paths", "synthetic": "dataset.synthetic_tokens",
-                 "embedded": "dataset.embedded_max_bytes"}[ds.kind]
-        raise DataError(field, f"the training data holds {sequences} sequences of {T} tokens, fewer than one "
+        raise DataError(size_field(ds), f"the training data holds {sequences} sequences of {T} tokens, fewer than one "
                         f"global batch (data_loader.global_batch_size = {gbs} tokens = {gbs // T} sequences)")
 
 

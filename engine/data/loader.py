@@ -27,7 +27,7 @@ from engine.config import ExperimentConfig
 from engine.errors import DataError
 
 from .datasets import FixedLengthInstances, make_instances
-from .sources import build_sources
+from .sources import build_sources, size_field
 
 STATE_VERSION = 1
 
@@ -170,14 +170,12 @@ def build_train_loader(cfg: ExperimentConfig, dp_rank: int = 0, dp_world_size: i
 
         return build_mixture_loader(cfg, sources, instances_of, dp_rank, dp_world_size)
     T = cfg.dataset.sequence_length
-    size_field = {"numpy": "dataset.paths", "synthetic": "dataset.synthetic_tokens",
-                  "embedded": "dataset.embedded_max_bytes"}[cfg.dataset.kind]
     loader = TrainLoader(
         instances_of(sources.train),
         global_batch_size=cfg.data_loader.global_batch_size, dp_rank=dp_rank, dp_world_size=dp_world_size,
         seed=cfg.data_loader.seed,
         fingerprint=train_fingerprint(sources.train.fingerprint, T, cfg.dataset.instances),
         num_workers=cfg.data_loader.num_workers, prefetch_factor=cfg.data_loader.prefetch_factor,
-        size_field=size_field)
+        size_field=size_field(cfg.dataset))
     loader.description = sources.description
     return loader

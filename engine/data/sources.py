@@ -89,30 +89,53 @@ def _build_mixture(cfg: ExperimentConfig) -> DataSources:
                        mixture=mixture, eval_sets=eval_sets)
 
 
+def size_field(ds) -> str:
+    """The setting that decides how much training data there is (named when it is too little)."""
+    return {"numpy": "dataset.paths", "synthetic": "dataset.synthetic_tokens",
+            "embedded": "dataset.embedded_max_bytes"}.get(ds.kind, f"dataset.{ds.kind}")
+
+
+def numpy_source(_cfg, experiment: ExperimentConfig):
+    ds = experiment.dataset
+    if not ds.paths:
+        raise DataError("dataset.paths", "dataset.kind = 'numpy' needs at least one token file")
+    files = TokenFiles(expand_paths(ds.paths, "dataset.paths"), ds.token_dtype, "dataset.paths")
+    files.description = f"{len(files.paths)} token file(s), {files.num_tokens:,} tokens ({ds.token_dtype})"
+    return files
+
+
+def synthetic_source(_cfg, experiment: ExperimentConfig):
+    ds, seed = experiment.dataset, experiment.data_loader.seed
+    source = SyntheticTokens(ds.synthetic_tokens, ds.tokenizer.vocab_size, seed)
+    source.description = f"synthetic random ids, {ds.synthetic_tokens:,} tokens (seed {seed})"
+    return source
+
+
+def embedded_source(_cfg, experiment: ExperimentConfig):
+    ds = experiment.dataset
+    if ds.tokenizer.kind != "byte":
+        raise DataError("dataset.tokenizer.kind", "the embedded corpus uses the byte tokenizer: set "
+                        "dataset.tokenizer.kind = 'byte'")
+    path, meta = build_embedded_corpus(ds.work_dir, ds.embedded_max_bytes)
+    source = TokenFiles([path], "uint16", "dataset.work_dir", content_id=meta["sha256"])
+    source.eos_token_id = BYTE_EOS_ID
+    source.description = (f"embedded corpus: {meta['documents']} Python {meta['python']} stdlib files, "
+                          f"{meta['tokens']:,} byte tokens ({path})")
+    return source
+
+
 def build_sources(cfg: ExperimentConfig) -> DataSources:
+    """The registered data source dataset.kind names (built-in or an extension's), split into
+    training and held-out tokens. A source has num_tokens, read(start, end) and fingerprint()
+    (engine/data/token_source.py), and may say its `description` and `eos_token_id`."""
     ds = cfg.dataset
     tok = ds.tokenizer
-    eos, pad = tok.eos_token_id, tok.pad_token_id
     if ds.kind == "numpy" and ds.sources:
         return _build_mixture(cfg)
-    if ds.kind == "numpy":
-        if not ds.paths:
-            raise DataError("dataset.paths", "dataset.kind = 'numpy' needs at least one token file")
-        files = TokenFiles(expand_paths(ds.paths, "dataset.paths"), ds.token_dtype, "dataset.paths")
-        description = f"{len(files.paths)} token file(s), {files.num_tokens:,} tokens ({ds.token_dtype})"
-        source = files
-    elif ds.kind == "synthetic":
-        source = SyntheticTokens(ds.synthetic_tokens, tok.vocab_size, cfg.data_loader.seed)
-        description = f"synthetic random ids, {ds.synthetic_tokens:,} tokens (seed {cfg.data_loader.seed})"
-    else:  # embedded
-        if tok.kind != "byte":
-            raise DataError("dataset.tokenizer.kind", "the embedded corpus uses the byte tokenizer: set "
-                            "dataset.tokenizer.kind = 'byte'")
-        path, meta = build_embedded_corpus(ds.work_dir, ds.embedded_max_bytes)
-        source = TokenFiles([path], "uint16", "dataset.work_dir", content_id=meta["sha256"])
-        eos = BYTE_EOS_ID
-        description = (f"embedded corpus: {meta['documents']} Python {meta['python']} stdlib files, "
-                       f"{meta['tokens']:,} byte tokens ({path})")
+    component = ds.component()
+    source = component.builder()(ds.component_config(), cfg)
+    eos, pad = getattr(source, "eos_token_id", tok.eos_token_id), tok.pad_token_id
+    description = getattr(source, "description", None) or f"data source {component.name!r}, {source.num_tokens:,} tokens"
 
     held_out: Optional[object] = None
     if (ds.eval_paths or ds.eval_sets) and ds.kind == "synthetic":

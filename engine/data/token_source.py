@@ -13,10 +13,11 @@ from __future__ import annotations
 import bisect
 import glob
 import hashlib
+import itertools
 import os
 import re
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Iterable, List, Optional, Sequence
 
 import numpy as np
 
@@ -132,6 +133,30 @@ class SyntheticTokens:
         first, last = start // self.BLOCK, (end - 1) // self.BLOCK
         ids = np.concatenate([self._block(b) for b in range(first, last + 1)])
         return ids[start - first * self.BLOCK:end - first * self.BLOCK]
+
+
+class ArrayTokens:
+    """Token ids held in memory: what a data source made of Python code (a generator) returns."""
+
+    def __init__(self, ids, vocab_size: Optional[int] = None):
+        self.ids = np.ascontiguousarray(ids, dtype=np.uint32)
+        self.num_tokens = int(self.ids.size)
+        self.dtype = self.ids.dtype
+        if vocab_size is not None and self.num_tokens and int(self.ids.max()) >= vocab_size:
+            raise DataError("dataset.kind", f"the data source yields id {int(self.ids.max())}, beyond "
+                            f"dataset.tokenizer.vocab_size {vocab_size}")
+
+    @classmethod
+    def from_iterable(cls, ids: Iterable[int], max_tokens: int, vocab_size: Optional[int] = None) -> "ArrayTokens":
+        """The first `max_tokens` ids of an iterable (e.g. a generator), read once."""
+        return cls(np.fromiter(itertools.islice(ids, max_tokens), dtype=np.int64), vocab_size)
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.ids.tobytes()).hexdigest()[:16]
+
+    def read(self, start: int, end: int) -> np.ndarray:
+        return self.ids[max(start, 0):max(min(end, self.num_tokens), 0)].copy()
 
 
 class TokenSlice:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import torch
 
 from engine.nn.fused_loss import chunk_objective
-from engine.nn.loss import cross_entropy_sums
 from engine.nn.transformer import Transformer
 
 
@@ -30,6 +29,6 @@ def apply_compile(model: Transformer) -> None:
         block.compile(backend=BACKEND, fullgraph=True)
     # The loss upcasts (N, V) logits to fp32 for the logsumexp; compiled, the upcast fuses into
     # the reduction instead of materialising an fp32 copy of the logits.
-    model.loss_fn = torch.compile(cross_entropy_sums, fullgraph=True)
+    model.loss_fn = torch.compile(model.loss_fn, fullgraph=True)  # the configured loss (train_module.loss)
     # The chunked loss's per-chunk softmax / gradient: one fused pass over the chunk's logits.
     model.chunk_fn = torch.compile(chunk_objective, fullgraph=True, dynamic=False)

@@ -79,3 +79,8 @@ def set_sdpa_backend(name: str) -> None:
     cuda_backends.enable_mem_efficient_sdp(enable["mem"])
     cuda_backends.enable_math_sdp(enable["math"])
     cuda_backends.enable_cudnn_sdp(enable["cudnn"])
+
+
+def build_standard(cfg, model: ModelConfig, index: int) -> Attention:
+    """The built-in attention (registered as "standard" in engine/config/model.py)."""
+    return Attention(model, index)

@@ -23,3 +23,8 @@ def cross_entropy_sums(
     ce_sum = torch.where(keep, lse - target, 0.0).sum()
     z_sum = torch.where(keep, lse.square(), 0.0).sum() if with_z_loss else None
     return ce_sum, z_sum
+
+
+def build_cross_entropy(_own):
+    """The built-in loss (registered as "cross_entropy" in engine/config/train_module.py)."""
+    return cross_entropy_sums

@@ -23,3 +23,8 @@ class SwiGLU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (B, T, d) -> (B, T, hidden) -> (B, T, d)
         return self.w2(self.act(self.w1(x)) * self.w3(x))
+
+
+def build_gated(cfg, model, index: int) -> SwiGLU:
+    """The built-in MLP (registered as "gated" in engine/config/model.py)."""
+    return SwiGLU(model.d_model, model.mlp_hidden, "gelu_tanh" if model.gemma_blocks else "silu")

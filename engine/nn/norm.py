@@ -59,3 +59,8 @@ class GemmaRMSNorm(RMSNorm):
 
     def reset_parameters(self) -> None:
         nn.init.zeros_(self.weight)
+
+
+def build_rms(cfg, model, dim: int) -> RMSNorm:
+    """The built-in norm (registered as "rms" in engine/config/model.py)."""
+    return (GemmaRMSNorm if model.gemma_blocks else RMSNorm)(dim, model.norm_eps)

@@ -29,12 +29,9 @@ from torch import nn
 
 from engine.config import ModelConfig
 
-from .attention import Attention
 from .fused_loss import chunk_objective, chunked_linear_cross_entropy
 from .loss import cross_entropy_sums
-from .mlp import SwiGLU
 from .moe import MoE
-from .norm import GemmaRMSNorm, RMSNorm
 from .rope import rope_tables
 from .sliding_window import Mask, window_mask
 
@@ -46,17 +43,14 @@ class Block(nn.Module):
     def __init__(self, cfg: ModelConfig, index: int = 0):
         super().__init__()
         self.layout = {"olmo2": "post", "olmo3": "post", "gemma3": "sandwich"}.get(cfg.family, "pre")
-        norm_cls = GemmaRMSNorm if cfg.gemma_blocks else RMSNorm
-        self.attention = Attention(cfg, index)
-        self.attention_norm = norm_cls(cfg.d_model, cfg.norm_eps)
-        if cfg.is_moe_layer(index):
-            self.mlp = MoE(cfg.d_model, cfg.moe)
-        else:
-            self.mlp = SwiGLU(cfg.d_model, cfg.mlp_hidden, "gelu_tanh" if cfg.gemma_blocks else "silu")
-        self.mlp_norm = norm_cls(cfg.d_model, cfg.norm_eps)
+        self.attention = build_part(cfg.attention, cfg, index)
+        self.attention_norm = build_part(cfg.norm, cfg, cfg.d_model)
+        # An MoE block (model.moe) routes to experts instead of the MLP model.mlp picks.
+        self.mlp = MoE(cfg.d_model, cfg.moe) if cfg.is_moe_layer(index) else build_part(cfg.mlp, cfg, index)
+        self.mlp_norm = build_part(cfg.norm, cfg, cfg.d_model)
         if self.layout == "sandwich":
-            self.attention_post_norm = norm_cls(cfg.d_model, cfg.norm_eps)
-            self.mlp_post_norm = norm_cls(cfg.d_model, cfg.norm_eps)
+            self.attention_post_norm = build_part(cfg.norm, cfg, cfg.d_model)
+            self.mlp_post_norm = build_part(cfg.norm, cfg, cfg.d_model)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: Mask = None) -> torch.Tensor:
         # x: (B, T, d) -> (B, T, d)
@@ -70,13 +64,24 @@ class Block(nn.Module):
         return h + self.mlp(self.mlp_norm(h))
 
 
+def build_part(section, cfg: ModelConfig, arg: int) -> nn.Module:
+    """The registered component a model section (model.mlp, .attention, .norm, .block) picks,
+    built from its own config, the model config and the block index (the width, for a norm)."""
+    return section.component().builder()(section.component_config(), cfg, arg)
+
+
+def build_block(block_cfg, cfg: ModelConfig, index: int) -> Block:
+    """The built-in block (registered as "standard" in engine/config/model.py)."""
+    return Block(cfg, index)
+
+
 class Transformer(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.config = cfg
         self.embeddings = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.blocks = nn.ModuleDict({str(i): Block(cfg, i) for i in range(cfg.n_layers)})
-        self.norm = (GemmaRMSNorm if cfg.gemma_blocks else RMSNorm)(cfg.d_model, cfg.norm_eps)
+        self.blocks = nn.ModuleDict({str(i): build_part(cfg.block, cfg, i) for i in range(cfg.n_layers)})
+        self.norm = build_part(cfg.norm, cfg, cfg.d_model)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.embeddings.weight
@@ -140,7 +145,7 @@ class Transformer(nn.Module):
             full, local = (full[0][rows], full[1][rows]), (local[0][rows], local[1][rows])
         mask = window_mask(T, cfg.sliding_window, h.device)
         for block in self.blocks.values():
-            sliding = _unwrap(block).attention.window is not None
+            sliding = getattr(_unwrap(block).attention, "window", None) is not None
             cos, sin = local if sliding else full
             h = block(h, cos, sin, mask if sliding else None)
         if self.lm_head is None:

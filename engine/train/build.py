@@ -45,7 +45,7 @@ def steps_for(cfg: ExperimentConfig, duration, batches_per_epoch: Optional[int],
 
 # What decides the tensors' names and shapes (rope_theta, init_std, dtype, ... may change freely).
 _SHAPE_FIELDS = ("family", "d_model", "n_layers", "n_heads", "kv_heads", "mlp_hidden", "vocab_size",
-                 "qk_norm", "tie_embeddings")
+                 "qk_norm", "tie_embeddings", "mlp", "attention", "norm", "block")
 
 
 def check_same_model(cfg: ExperimentConfig, path: Path) -> None:

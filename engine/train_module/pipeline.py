@@ -106,7 +106,7 @@ class PipelineTrainModule(TrainModule):
         parts, self.stages = [], []
         for sid in self.stage_ids:
             part = build_stage(cfg, layers[sid], first=sid == 0, last=sid == num_stages - 1)
-            part = parallelize(part, cfg, self.mesh, self.device)
+            part = parallelize(self._with_loss(part), cfg, self.mesh, self.device)
             parts.append(part)
             self.stages.append(PipelineStage(part, sid, num_stages, self.device, group=self.pp_group))
         self.has_first = 0 in self.stage_ids
@@ -167,5 +167,13 @@ class PipelineTrainModule(TrainModule):
 
 
 def build_train_module(cfg: ExperimentConfig, device: Optional[torch.device] = None) -> TrainModule:
-    """The TrainModule for `cfg`: the pipeline one when train_module.pp_config is set."""
-    return (PipelineTrainModule if cfg.train_module.pp_config is not None else TrainModule)(cfg, device)
+    """The registered train module train_module.kind picks (engine/extend.py): its builder gets
+    its own config and the experiment's, and returns the TrainModule class to build."""
+    tm = cfg.train_module
+    return tm.component().builder()(tm.component_config(), cfg)(cfg, device)
+
+
+def standard_train_module(_own, cfg: ExperimentConfig) -> type:
+    """The built-in train module (registered as "standard" in engine/config/train_module.py):
+    the pipeline one when train_module.pp_config is set."""
+    return PipelineTrainModule if cfg.train_module.pp_config is not None else TrainModule

@@ -39,7 +39,6 @@ from engine.distributed.mesh import ParallelMesh, build_mesh
 from engine.distributed.parallelize import parallelize, torch_dtype
 from engine.nn.transformer import Transformer, build_model
 from engine.optim import build_optimizer
-from engine.scheduler import lr_factor
 
 from .router_stats import RouterStats
 
@@ -62,6 +61,8 @@ class TrainModule:
         self.optimizers = [build_optimizer(part, self.tm_cfg.optim, self.device, require_match=self.mesh.pp_mesh is None)
                            for part in self.model_parts]
         self.optimizer = self.optimizers[0]
+        scheduler = self.tm_cfg.scheduler  # the registered schedule train_module.scheduler.name picks
+        self.lr_schedule = scheduler.component().builder()(scheduler.component_config(), scheduler)
         self.step = 0  # optimizer steps taken: the scheduler's position
         self.max_steps: Optional[int] = cfg.steps_for(cfg.trainer.max_duration)
         self.ignore_index = self.tm_cfg.label_ignore_index
@@ -71,7 +72,15 @@ class TrainModule:
 
     # ---- set-up -------------------------------------------------------------------------------
     def _build_model_parts(self) -> List[Transformer]:
-        return [parallelize(build_model(self.cfg.model, "meta"), self.cfg, self.mesh, self.device)]
+        return [parallelize(self._with_loss(build_model(self.cfg.model, "meta")), self.cfg, self.mesh, self.device)]
+
+    def _with_loss(self, model: Transformer) -> Transformer:
+        """The registered loss train_module.loss.kind picks; another than the built-in
+        cross_entropy takes the plain path (the chunked head is cross-entropy's own)."""
+        loss = self.tm_cfg.loss
+        model.loss_fn = loss.component().builder()(loss.component_config())
+        model.fused_loss = model.fused_loss and loss.component().name == "cross_entropy"
+        return model
 
     def _pick_autocast(self) -> Optional[torch.dtype]:
         """Autocast on GPU when asked, or when bf16 params were asked for but no FSDP applies
@@ -172,7 +181,7 @@ class TrainModule:
         metrics: Dict[str, Any] = {}
         if self.tm_cfg.max_grad_norm is not None:
             metrics["grad_norm"] = self._clip_grad_norm(self.tm_cfg.max_grad_norm)
-        factor = lr_factor(self.tm_cfg.scheduler, self.step, self.max_steps)
+        factor = self.lr_schedule(self.step, self.max_steps)
         for optimizer in self.optimizers:
             for group in optimizer.param_groups:
                 group["lr"] = group["initial_lr"] * factor

@@ -97,13 +97,16 @@ def cmd_compare(argv: List[str]) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return exit_codes.OK
-    header = ["RUN", "STATUS", "STEP", "LOSS", "BEST LOSS", "EVAL LOSS", "TOK/S", "MFU", "VS BASELINE"]
+    # An extension's metrics get a column each (their final values), after the built-in ones.
+    custom = sorted({key for row in rows for key in row["final"]} - {*compare.METRICS, "step", "tokens"})
+    header = ["RUN", "STATUS", "STEP", "LOSS", "BEST LOSS", "EVAL LOSS", "TOK/S", "MFU",
+              *[name.upper() for name in custom], "VS BASELINE"]
     table = [header]
     for i, row in enumerate(rows):
         final, best = row["final"], row["best"]
         table.append([row["id"], row["status"], str(final.get("step", "-")), _fmt(final.get("loss")),
                       _fmt(best.get("loss")), _fmt(final.get("eval_loss")), _fmt(final.get("tps"), ".3g"),
-                      _fmt(final.get("mfu"), ".1f"),
+                      _fmt(final.get("mfu"), ".1f"), *[_fmt(final.get(name)) for name in custom],
                       "(baseline)" if i == 0 else " ".join(row["overrides_vs_baseline"]) or "(same config)"])
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     for line in table:

@@ -1,41 +1,19 @@
-"""Callback names (the keys of trainer.callbacks in the config) -> classes.
+"""Build the callbacks a config switches on, from the callback registry.
 
-A callback is built when its config section is enabled. A new callback adds its class here and
-its config section to engine.config.trainer.CallbacksConfig under the same name.
+Every callback, built-in or an extension's, is a registered component (engine/config/trainer.py
+registers the built-ins; engine/extend.py is the API): its config section is
+`trainer.callbacks.<name>` and its builder gets that section. A section that is unset (an
+extension's callback the config does not use) or `enabled = false` builds nothing.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List
+from typing import List
 
 from engine.config import ExperimentConfig
+from engine.config.extensions.registry import components
 
 from ..callback import Callback
-from .checkpointer import CheckpointerCallback
-from .config_saver import ConfigSaverCallback
-from .console_logger import ConsoleLoggerCallback
-from .downstream_evaluator import DownstreamEvaluatorCallback
-from .garbage_collector import GarbageCollectorCallback
-from .gpu_monitor import GPUMonitorCallback
-from .lm_evaluator import LMEvaluatorCallback
-from .metrics_writer import MetricsWriterCallback
-from .profiler import ProfilerCallback
-from .speed_monitor import SpeedMonitorCallback
-from .wandb_logger import WandBCallback
-
-CALLBACKS: Dict[str, Callable[..., Callback]] = {
-    "console_logger": ConsoleLoggerCallback,
-    "speed_monitor": SpeedMonitorCallback,
-    "metrics_writer": MetricsWriterCallback,
-    "checkpointer": CheckpointerCallback,
-    "garbage_collector": GarbageCollectorCallback,
-    "config_saver": ConfigSaverCallback,
-    "lm_evaluator": LMEvaluatorCallback,
-    "downstream_evaluator": DownstreamEvaluatorCallback,
-    "profiler": ProfilerCallback,
-    "gpu_monitor": GPUMonitorCallback,
-    "wandb": WandBCallback,
-}
 
 # Switched off as a group by trainer.no_checkpoints / trainer.no_evals.
 _CHECKPOINT_CALLBACKS = {"checkpointer", "config_saver"}
@@ -44,12 +22,16 @@ _EVAL_CALLBACKS = {"lm_evaluator", "downstream_evaluator"}
 
 def build_callbacks(cfg: ExperimentConfig) -> List[Callback]:
     callbacks = []
-    for name, section in cfg.trainer.callbacks:
-        if not section.enabled or name not in CALLBACKS:
+    for component in components("callback"):
+        section = getattr(cfg.trainer.callbacks, component.name)
+        if section is None or not getattr(section, "enabled", True):
             continue
-        if cfg.trainer.no_checkpoints and name in _CHECKPOINT_CALLBACKS:
+        if cfg.trainer.no_checkpoints and component.name in _CHECKPOINT_CALLBACKS:
             continue
-        if cfg.trainer.no_evals and name in _EVAL_CALLBACKS:
+        if cfg.trainer.no_evals and component.name in _EVAL_CALLBACKS:
             continue
-        callbacks.append(CALLBACKS[name](section))
+        callback = component.builder()(section)
+        if type(callback).name == Callback.name:  # its state in checkpoints is kept under its config name
+            callback.name = component.name
+        callbacks.append(callback)
     return callbacks

@@ -14,6 +14,8 @@ Keys: x steps/tokens on the x axis · s smoothing · l log x · b next baseline 
 
 from __future__ import annotations
 
+import re
+
 from typing import Dict, List, Optional, Tuple
 
 from rich.text import Text
@@ -49,7 +51,8 @@ class ComparePlot(PlotextPlot):
     """One metric of every run; `series` is what was drawn last (tests read it)."""
 
     def __init__(self, metric: str) -> None:
-        super().__init__(id=f"plot-{metric.replace('_', '-')}", classes="compare-plot")
+        # A custom metric's name may hold '/' or '.': not in a widget id.
+        super().__init__(id="plot-" + re.sub(r"[^A-Za-z0-9-]", "-", metric), classes="compare-plot")
         self.metric = metric
         self.series: List[Series] = []
 
@@ -137,6 +140,13 @@ class CompareScreen(Screen):
         self.curves = curves
         self.configs = configs
         self.loaded = True
+        # A metric an extension records gets its own plot once a run has logged it.
+        shown = {plot.metric for plot in self.query(ComparePlot)}
+        custom = compare.custom_metrics([r for c in curves.values() for r in c.records])
+        new = [ComparePlot(metric) for metric in custom if metric not in shown]
+        if new:
+            self.query_one("#compare-plots", Grid).mount(*new)
+            self.call_after_refresh(self.redraw)
         self.redraw()
 
     # ---- drawing ------------------------------------------------------------------------------

@@ -52,6 +52,8 @@ def data(cfg: ExperimentConfig) -> str:
         return f"embedded corpus ({tok} tokenizer)"
     if ds.kind == "synthetic":
         return f"synthetic {human_count(ds.synthetic_tokens)} tokens"
+    if ds.kind != "numpy":  # an extension's data source
+        return f"data source {ds.kind} ({tok})"
     first = ds.paths[0] if ds.paths else "?"
     more = f" + {len(ds.paths) - 1} more" if len(ds.paths) > 1 else ""
     return f"{first}{more} ({tok})"

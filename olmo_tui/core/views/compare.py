@@ -31,6 +31,11 @@ METRICS: Dict[str, Tuple[str, bool]] = {
 # Besides these, each named held-out set a run evaluates (dataset.eval_sets, or each source of
 # a mixture) is a metric of its own: its record key `eval/lm/<name>/loss` (lower is better).
 DOMAIN_EVAL = re.compile(r"^eval/lm/([^/]+)/loss$")
+# Record keys of docs/CONTRACTS.md that are not plotted on their own; any other number in a record
+# is a custom metric (an extension's callback recorded it) and is compared like the above.
+CONTRACT_KEYS = {"step", "time", "total_steps", "tokens", "lr", "grad_norm", "z_loss", "tps_total", "data_pct",
+                 "eta_s", "eval/lm/loss", "eval/lm/ppl"}
+CONTRACT_PREFIXES = ("eval/downstream/", "eval/lm/", "gpu/")
 X_AXES = ("step", "tokens")
 # Fields that name a run rather than change what it trains: two variants of one sweep differ in
 # them by construction, so a diff that listed them would bury the real difference.
@@ -38,6 +43,14 @@ IDENTITY_FIELDS = ("run_name",)
 # The view draws at most this many points per curve (a terminal has ~200 columns; drawing
 # 100k points costs seconds). The last point is always kept so the curve ends where the run is.
 MAX_POINTS = 1000
+
+
+def custom_metrics(records: Sequence[Dict[str, Any]]) -> List[str]:
+    """Numeric keys of the records that are neither contract keys nor METRICS, sorted."""
+    names = {key for record in records for key, value in record.items()
+             if isinstance(value, (int, float)) and not isinstance(value, bool)}
+    return sorted(name for name in names if name not in METRICS and name not in CONTRACT_KEYS
+                  and not name.startswith(CONTRACT_PREFIXES))
 
 
 def metric_value(record: Dict[str, Any], metric: str) -> Optional[float]:
@@ -54,11 +67,12 @@ def metric_value(record: Dict[str, Any], metric: str) -> Optional[float]:
 
 def metric_label(metric: str) -> str:
     domain = DOMAIN_EVAL.match(metric)
-    return f"eval loss {domain.group(1)}" if domain else METRICS[metric][0]
+    return f"eval loss {domain.group(1)}" if domain else METRICS[metric][0] if metric in METRICS else metric
 
 
-def lower_is_better(metric: str) -> bool:
-    return True if DOMAIN_EVAL.match(metric) else METRICS[metric][1]
+def lower_is_better(metric: str) -> Optional[bool]:
+    """None for a custom metric: which way is better is the extension's to know."""
+    return True if DOMAIN_EVAL.match(metric) else METRICS[metric][1] if metric in METRICS else None
 
 
 def domain_metrics(records: Sequence[Dict[str, Any]]) -> List[str]:
@@ -85,8 +99,8 @@ class RunCurves:
         return xs, ys
 
     def metrics(self) -> List[str]:
-        """The fixed metrics, then this run's per-domain eval losses."""
-        return [*METRICS, *domain_metrics(self.records)]
+        """The fixed metrics, then this run's per-domain eval losses and custom metrics."""
+        return [*METRICS, *domain_metrics(self.records), *custom_metrics(self.records)]
 
     def final(self) -> Dict[str, Any]:
         """The last value of each metric, with the step it was logged at."""
@@ -106,6 +120,8 @@ class RunCurves:
         """The best value of each metric (lowest loss, highest throughput), with its step."""
         out: Dict[str, Any] = {}
         for metric in self.metrics():
+            if lower_is_better(metric) is None:
+                continue
             found = [(metric_value(r, metric), r.get("step")) for r in self.records]
             found = [(v, s) for v, s in found if v is not None]
             if found:
