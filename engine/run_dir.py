@@ -8,6 +8,7 @@
       engine_run.json   a run `olmo-train` started by itself (engine/run_marker.py)
       exit.json         the exit record, written last: exit code, start and end time, cancelled
       checkpoints/stepN the default save folder
+      extensions/       a copy of the config's extensions and manifest.json (their sha256s)
 
 Writers and readers import these names and the two functions below; nobody spells a file
 name or the metrics prefix by hand (docs/ARCHITECTURE.md). Torch-free, pydantic-free: the app,
@@ -28,6 +29,7 @@ METRICS_FILE = "metrics.jsonl"
 START_MARKER = "engine_run.json"
 EXIT_RECORD = "exit.json"
 CHECKPOINTS_DIR = "checkpoints"
+EXTENSIONS_DIR = "extensions"  # engine/config/extensions/snapshot.py
 
 # A metrics record inside a log stream: the prefix, then the record as compact JSON on one line.
 # A Beaker job's log carries these, so a log alone feeds the same panels metrics.jsonl does.

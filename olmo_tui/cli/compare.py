@@ -67,11 +67,16 @@ def cmd_diff(argv: List[str]) -> int:
         return configs
     changes = compare.config_diff(*configs)
     overrides = compare.diff_overrides(*configs)
+    code = compare.extension_code_diff(*runs)  # same config, other code: said too (stderr)
     if args.json:
-        print(json.dumps({"a": runs[0].id, "b": runs[1].id, "changes": changes, "overrides": overrides}, indent=2))
+        print(json.dumps({"a": runs[0].id, "b": runs[1].id, "changes": changes, "overrides": overrides,
+                          "extension_code": code}, indent=2))
     else:
         for override in overrides:
             print(override)
+        for key, (a, b) in code.items():
+            _err(f"extension {key}: code differs (sha256 {(a or 'none')[:12]} -> {(b or 'none')[:12]}, "
+                 "the runs' extensions/ folders hold each copy)")
         if not overrides:
             _err(f"{runs[0].id} and {runs[1].id} have the same config (run_name aside)")
     return exit_codes.OK

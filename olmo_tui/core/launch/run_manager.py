@@ -13,6 +13,7 @@ from typing import List, Mapping, Optional, Sequence
 
 from engine.atomic import write_atomic
 from engine.config import ExperimentConfig, resolve, to_toml
+from engine.config.extensions.snapshot import prepare_snapshot
 from engine.run_dir import CHECKPOINTS_DIR, CONFIG_FILE
 
 from ..backends.base import RUN_DIR_BACKENDS, BackendError, RunStatus, get_backend
@@ -50,6 +51,9 @@ def start_run(cfg: ExperimentConfig, preset: Optional[str] = None, parent_id: Op
                     total_steps=planned_steps(cfg))
     try:
         write_atomic(run_dir / CONFIG_FILE, to_toml(cfg))
+        parent = registry.get(parent_id) if parent_id else None
+        # The extensions' code the run will run: its parent's for a relaunch or resume.
+        prepare_snapshot(cfg, run_dir, Path(parent.run_dir) if parent else None)
         registry.add(run)
         launched = backend.launch(run, cfg, dict(secrets or {}))
     except BaseException:

@@ -168,6 +168,15 @@ def diff_overrides(before: ExperimentConfig, after: ExperimentConfig) -> List[st
     return configdiff.as_overrides(config_diff(before, after))
 
 
+def extension_code_diff(run_a: RunRecord, run_b: RunRecord) -> Dict[str, List[Optional[str]]]:
+    """Extension entry -> [sha256 in A, sha256 in B] where the two runs' snapshotted extension
+    code differs (None: that run has no such extension)."""
+    from engine.config.extensions.snapshot import hashes
+
+    a, b = hashes(Path(run_a.run_dir)), hashes(Path(run_b.run_dir))
+    return {key: [a.get(key), b.get(key)] for key in sorted({*a, *b}) if a.get(key) != b.get(key)}
+
+
 def summary(curves: RunCurves, baseline: Optional[ExperimentConfig] = None,
             cfg: Optional[ExperimentConfig] = None) -> Dict[str, Any]:
     """What `olmo-tui compare --json` prints for one run."""
