@@ -170,3 +170,16 @@ def check_listed(cfg: Any) -> List[tuple]:
              "`extensions` does not list: add it")
             for path, component in chosen_components(cfg)
             if component.origin is not None and component.origin not in listed]
+
+
+def prepare_snapshot(cfg: Any, run_dir: Path, parent_run_dir: Optional[Path] = None) -> None:
+    """A launcher's part, before the run starts: a relaunch or resume gets its parent's snapshot
+    (the same code), a new run a copy of the extensions `cfg` names as imported now."""
+    if not getattr(cfg, "extensions", None):
+        return
+    from .snapshot import copy_snapshot, write_snapshot
+
+    if parent_run_dir is not None and copy_snapshot(parent_run_dir, run_dir):
+        return
+    keys = {entry_key(entry) for entry in cfg.extensions}
+    write_snapshot([ext for key, ext in _LOADED.items() if key in keys], run_dir)

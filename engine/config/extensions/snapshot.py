@@ -103,15 +103,3 @@ def hashes(run_dir: Path) -> Dict[str, str]:
     """Extension entry -> sha256 of the code a run dir's snapshot holds (for `olmo-tui diff`)."""
     return {item["key"]: item["sha256"] for item in read_manifest(Path(run_dir) / SNAPSHOT_DIR) or []}
 
-
-def prepare_snapshot(cfg: Any, run_dir: Path, parent_run_dir: Optional[Path] = None) -> None:
-    """A launcher's part, before the run starts: a relaunch or resume gets its parent's snapshot
-    (the same code), a new run a copy of the extensions `cfg` names as imported now."""
-    if not getattr(cfg, "extensions", None):
-        return
-    if parent_run_dir is not None and copy_snapshot(parent_run_dir, run_dir):
-        return
-    from .loader import entry_key, loaded
-
-    keys = {entry_key(entry) for entry in cfg.extensions}
-    write_snapshot([ext for key, ext in loaded().items() if key in keys], run_dir)

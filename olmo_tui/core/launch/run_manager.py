@@ -13,7 +13,7 @@ from typing import List, Mapping, Optional, Sequence
 
 from engine.atomic import write_atomic
 from engine.config import ExperimentConfig, resolve, to_toml
-from engine.config.extensions.snapshot import prepare_snapshot
+from engine.config.extensions.loader import prepare_snapshot
 from engine.run_dir import CHECKPOINTS_DIR, CONFIG_FILE
 
 from ..backends.base import RUN_DIR_BACKENDS, BackendError, RunStatus, get_backend
