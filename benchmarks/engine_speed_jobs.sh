@@ -2,6 +2,7 @@
 # The engine-speed GPU jobs of docs/BENCHMARKS.md ("Engine speed"), one per call:
 #   bash benchmarks/engine_speed_jobs.sh tune     # step-tuning candidates, float8, live monitor + trace
 #   bash benchmarks/engine_speed_jobs.sh peer     # ours vs ai2-olmo-core, 4 cases, + float8 vs bf16
+#   bash benchmarks/engine_speed_jobs.sh moe      # OLMoE shape (4 layers): grouped vs loop, ours vs the peer's
 # Needs .peer/whl (the peer's wheels) and .peer/ours (pydantic, tomlkit, torchao for a GPU image
 # without them); results: one JSON line per run in $OUT (default /tmp/olmo_bench).
 set -u
@@ -35,5 +36,14 @@ case "${1:-tune}" in
     ;;
   peer)
     python3 benchmarks/compare_peer.py a:steps=20 a32:steps=20 b:steps=15 b8:steps=15
+    ;;
+  moe)
+    nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+    echo "=== ours: python3 benchmarks/moe_gpu.py --layers 4 --seq 4096 --micro 4 --steps 12"
+    python3 benchmarks/moe_gpu.py --layers 4 --seq 4096 --micro 4 --steps 12 2>&1 | tee "$OUT/moe_ours.log" \
+      | grep '^{' | tee -a "$OUT/results.jsonl"
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/peer .peer/whl/*.whl 2>&1 | tail -1
+    one moe_peer env PYTHONPATH=/tmp/peer:/tmp/ours python3 benchmarks/peer_olmo_core.py --model olmoe_1B_7B \
+      --n-layers 4 --seq-len 4096 --micro-batch 4 --global-batch-tokens 16384 --steps 12 --skip-steps 4
     ;;
 esac
