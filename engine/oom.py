@@ -116,6 +116,11 @@ def _sharding_step(cfg: ExperimentConfig) -> str:
         tips.append("shard over all ranks instead of groups: --train_module.dp_config.name=fsdp")
     if dp is not None and dp.param_dtype is None and cfg.model.dtype.value == "float32":
         tips.append("gather parameters in bf16: --train_module.dp_config.param_dtype=bfloat16")
+    moe, ep = cfg.model.moe, cfg.train_module.ep_config
+    if moe is not None and ep is None and world > 1:
+        tips.append(f"shard each MoE block's {moe.num_experts} experts over ranks (a rank then gathers only its "
+                    "share of them): --train_module.ep_config.degree=N with N dividing the experts and the ranks, "
+                    "and --train_module.dp_config.name=fsdp")
     if world == 1:
         tips.append("add GPUs (--launch.nproc_per_node, or more Beaker nodes) with "
                     "--train_module.dp_config.name=fsdp")

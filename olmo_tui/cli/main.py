@@ -38,7 +38,8 @@ def narrate_summary(cfg: ExperimentConfig) -> None:
     model = cfg.model
     _err(
         f"# {cfg.run_name}: {human_count(model.num_params())} params "
-        f"({human_count(model.num_non_embedding_params())} non-embedding), "
+        f"({human_count(model.num_non_embedding_params())} non-embedding"
+        + (f", {human_count(model.num_active_params())} active" if model.moe is not None else "") + "), "
         f"{human_count(model.num_flops_per_token(cfg.dataset.sequence_length))} FLOPs/token, "
         f"{cfg.tokens_per_step:,} tokens/step, {describe.gpus(cfg)}, {describe.parallelism(cfg)}"
     )

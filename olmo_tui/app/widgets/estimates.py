@@ -89,6 +89,8 @@ def render_estimates(est: Estimates, stale: bool = False) -> Text:
     if stale:
         text.append("(invalid config: last valid)\n", style="italic")
     line("params", f"{human_count(est.params)} ({human_count(est.non_embedding_params)} non-emb)")
+    if est.active_params is not None:  # MoE: FLOPs/token and MFU count these
+        line("  active", f"{human_count(est.active_params)} per token")
     line("FLOPs/token", human_count(est.flops_per_token))
     line("tokens/step", f"{est.tokens_per_step:,}")
     if est.steps_to_stop is not None:

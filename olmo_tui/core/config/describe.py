@@ -28,6 +28,8 @@ def parallelism(cfg: ExperimentConfig) -> str:
         parts.append("single device")
     if tm.tp_config:
         parts.append(f"TP{tm.tp_config.degree}")
+    if tm.ep_config:
+        parts.append(f"EP{tm.ep_config.degree}")
     if tm.ac_config:
         parts.append(f"AC {tm.ac_config.mode}")
     if tm.compile_model:

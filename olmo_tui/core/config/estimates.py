@@ -17,6 +17,11 @@ Memory per device (bytes), derived here rather than measured:
                  under TP instead T x V / TP x (bytes(compute) + 4) (all logits + their fp32 copy)
     overhead   = 1 GiB (CUDA context, NCCL buffers, allocator slack)
 
+MoE blocks (model.moe): the router, experts and shared experts are not split by TP; a block's
+gathered copy holds only the rank's 1 / ep of its experts; A_block of an MoE block replaces the
+MLP's 4 h by 2 E (router logits, probabilities) + top_k x (2 d + 4 h_expert) + 4 h_expert per
+shared expert.
+
 with T = tokens per micro-batch per rank (`rank_microbatch_size`), shard = the data-parallel
 ranks a parameter is split over (FSDP: all DP ranks; HSDP: the shard group; DDP/none: 1),
 compute = FSDP param_dtype, else autocast dtype, else model.dtype. A_block is the tensors one
@@ -93,7 +98,7 @@ class Remedy:
 class Estimates:
     params: int
     non_embedding_params: int
-    flops_per_token: int
+    flops_per_token: int  # training FLOPs of the active weights (an MoE's router + top_k experts)
     tokens_per_step: int
     steps_to_stop: Optional[int]  # hard stop, else max duration; None for epochs
     stop_label: str  # "hard stop" or "max duration"
@@ -105,6 +110,7 @@ class Estimates:
     mfu_source: str  # "default" or "best of N earlier runs"
     wall_seconds: Optional[float]
     remedies: List[Remedy] = field(default_factory=list)
+    active_params: Optional[int] = None  # MoE: the parameters one token uses; None for a dense model
     sources: List[Any] = field(default_factory=list)  # a mixture: engine.data.mixture.SourcePlan each
     sources_error: Optional[str] = None  # why the mixture could not be planned (a missing file)
 
@@ -137,15 +143,33 @@ def shard_factor(cfg: ExperimentConfig) -> int:
     return cfg.dp_world_size
 
 
-def block_activation_elements(cfg: ExperimentConfig) -> int:
-    """A_block: elements one block keeps per token for backward (see module docstring)."""
+def block_activation_elements(cfg: ExperimentConfig, index: int = 0) -> int:
+    """A_block: elements block `index` keeps per token for backward (see module docstring)."""
     m = cfg.model
     d, q, kv, h = m.d_model, m.q_dim, m.kv_dim, m.mlp_hidden
     norms = 8 * d if m.gemma_blocks else 4 * d
-    elements = norms + (q + 2 * kv) + q + 4 * h
+    feed_forward = 4 * h
+    if m.is_moe_layer(index):
+        moe = m.moe
+        # router logits and probabilities (E each), then per routed copy of the token its input
+        # and weighted output (2d) and the expert's gate, up, act(gate), act(gate)*up (4 h); the
+        # shared experts keep 4 h each
+        feed_forward = (2 * moe.num_experts + moe.top_k * (2 * d + 4 * moe.hidden_size)
+                        + 4 * moe.num_shared_experts * moe.hidden_size)
+    elements = norms + (q + 2 * kv) + q + feed_forward
     if m.qk_norm:
         elements += q + kv
     return elements
+
+
+def moe_block_params(cfg: ExperimentConfig, index: int) -> tuple:
+    """(routed experts' weights, router + shared experts' weights) of block `index` (0s if dense)."""
+    m = cfg.model
+    if not m.is_moe_layer(index):
+        return 0, 0
+    moe = m.moe
+    expert = 3 * m.d_model * moe.hidden_size
+    return moe.num_experts * expert, m.d_model * moe.num_experts + moe.num_shared_experts * expert
 
 
 def loss_bytes(cfg: ExperimentConfig, tokens: int, compute: int) -> float:
@@ -167,16 +191,27 @@ def memory_estimate(cfg: ExperimentConfig) -> MemoryEstimate:
     shard = shard_factor(cfg)
     master = _bytes(m.dtype)
     compute = _bytes(compute_dtype(cfg))
-    p_dev = m.num_params() / tp / shard
+    # MoE weights are not split by TP (every TP rank runs the whole MoE); with expert parallelism
+    # FSDP shards the experts over dp_mod_ep x ep = all dp ranks, like the rest.
+    moe = [moe_block_params(cfg, i) for i in range(m.n_layers)]
+    unsplit = sum(experts + other for experts, other in moe)
+    p_dev = (m.num_params() - unsplit) / tp / shard + unsplit / shard
     weights = p_dev * master
     grads = p_dev * master
     optimizer = p_dev * 2 * master
-    block_params = m.block_matmul_params() + m.block_norm_params()
-    gathered = 2 * block_params / tp * compute if shard > 1 else 0.0
+    # FSDP gathers one block (and prefetches the next); of an MoE block's experts, a rank gathers
+    # only the 1 / ep it holds
+    ep = tm.ep_config.degree if tm.ep_config else 1
+    block_params = max(m.block_matmul_params(i) + m.block_norm_params() - experts - other
+                       for i, (experts, other) in enumerate(moe)) / tp
+    block_params += max(experts / ep + other for experts, other in moe)
+    gathered = 2 * block_params * compute if shard > 1 else 0.0
 
     tokens = tm.rank_microbatch_size
-    a_block = block_activation_elements(cfg) / tp
     layers = m.n_layers
+    # dense blocks' activations split over TP; MoE blocks' counted unsplit (an upper bound)
+    a_layers = [block_activation_elements(cfg, i) / (1 if m.is_moe_layer(i) else tp) for i in range(layers)]
+    a_block = sum(a_layers) / layers
     approximate = False
     ac = tm.ac_config
     if ac is None:
@@ -191,7 +226,7 @@ def memory_estimate(cfg: ExperimentConfig) -> MemoryEstimate:
         kept, ckpt = layers * budget, layers * (1 - budget)
     else:  # selected_modules: which modules match is only known to the engine
         kept, ckpt, approximate = layers, 0, True
-    recompute = a_block if ckpt else 0.0
+    recompute = max(a_layers) if ckpt else 0.0
     per_token = kept * a_block + ckpt * m.d_model + recompute + m.d_model  # + embedding output
     activations = tokens * per_token * compute + loss_bytes(cfg, tokens, compute)
     return MemoryEstimate(weights, grads, optimizer, gathered, activations, OVERHEAD_BYTES, approximate)
@@ -275,9 +310,32 @@ def _tensor_parallel(cfg: ExperimentConfig, limit: float) -> Optional[Remedy]:
     return best
 
 
+def expert_parallel_degree(cfg: ExperimentConfig) -> Optional[int]:
+    """The largest expert-parallel degree an MoE config could take (dividing its experts and its
+    data-parallel ranks), or None when it has one already, is dense, or has one rank."""
+    moe, tm = cfg.model.moe, cfg.train_module
+    if moe is None or tm.ep_config is not None or tm.tp_config or tm.cp_config or tm.pp_config:
+        return None
+    degrees = [n for n in range(2, cfg.dp_world_size + 1) if moe.num_experts % n == 0 and cfg.dp_world_size % n == 0]
+    return degrees[-1] if degrees else None
+
+
+def _expert_parallel(cfg: ExperimentConfig, limit: float) -> Optional[Remedy]:
+    degree = expert_parallel_degree(cfg)
+    if degree is None:
+        return None
+    dp = cfg.train_module.dp_config
+    section = dp.model_dump(mode="json") if dp is not None else {"param_dtype": "bfloat16"}
+    section.update(name="fsdp", shard_degree=None)
+    return _remedy(cfg, f"experts over {degree} ranks (EP)", {"train_module.ep_config": {"degree": degree},
+                                                               "train_module.dp_config": section}, limit)
+
+
 def remedies(cfg: ExperimentConfig, limit_bytes: float) -> List[Remedy]:
-    """The guide's order: smaller micro-batch, AC with a budget, FSDP/HSDP sharding, TP last."""
-    found = [r(cfg, limit_bytes) for r in (_smaller_microbatch, _ac_budget, _sharding, _tensor_parallel)]
+    """The guide's order: smaller micro-batch, AC with a budget, FSDP/HSDP sharding, expert
+    parallelism (MoE), TP last."""
+    found = [r(cfg, limit_bytes) for r in (_smaller_microbatch, _ac_budget, _sharding, _expert_parallel,
+                                            _tensor_parallel)]
     return [remedy for remedy in found if remedy is not None]
 
 
@@ -350,7 +408,7 @@ def estimate(cfg: ExperimentConfig, measured_mfu: Optional[tuple] = None) -> Est
         stop_label="hard stop" if cfg.trainer.hard_stop else "max duration",
         max_duration_steps=cfg.steps_for(cfg.trainer.max_duration), memory=memory,
         accelerator=accelerator, world_size=cfg.launch.world_size, mfu_percent=mfu, mfu_source=source,
-        wall_seconds=wall,
+        wall_seconds=wall, active_params=m.num_active_params() if m.moe is not None else None,
     )
     if result.over_memory:
         result.remedies = remedies(cfg, accelerator.memory_gib * GIB)
