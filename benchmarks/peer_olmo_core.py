@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+STARTED = time.perf_counter()  # before torch's import: the first-step time counts the whole process
+
 import numpy as np
 import torch
 
@@ -59,6 +61,11 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--skip-steps", type=int, default=5)
     p.add_argument("--n-layers", type=int, default=None, help="shrink the model (CPU smoke runs)")
+    p.add_argument("--vocab-size", type=int, default=None,
+                   help="embedding rows (default: the tokenizer's padded size); ids are drawn below --token-vocab")
+    p.add_argument("--token-vocab", type=int, default=None, help="ids in the token file (default: the tokenizer's)")
+    p.add_argument("--model-kwargs", default="{}",
+                   help="JSON keyword arguments for the factory, to match our preset's shape exactly")
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--work-dir", default="/tmp/peer_olmo_core")
     p.add_argument("--json-out", default=None)
@@ -82,8 +89,11 @@ def main() -> int:
     work = Path(args.work_dir)
 
     tokenizer = TokenizerConfig.dolma2() if args.model.startswith("olmo") else TokenizerConfig.gpt2()
-    extra = {"n_layers": args.n_layers} if args.n_layers else {}
-    model_cfg = getattr(TransformerConfig, args.model)(vocab_size=tokenizer.padded_vocab_size(), **extra)
+    if args.token_vocab:  # qwen3 / gemma3: olmo_core has no named tokenizer config for them
+        tokenizer = TokenizerConfig(vocab_size=args.token_vocab, eos_token_id=0, pad_token_id=0)
+    extra = dict(json.loads(args.model_kwargs), **({"n_layers": args.n_layers} if args.n_layers else {}))
+    model_cfg = getattr(TransformerConfig, args.model)(
+        vocab_size=args.vocab_size or tokenizer.padded_vocab_size(), **extra)
     seq = args.seq_len
     n_tokens = (args.steps + 3) * args.global_batch_tokens + seq
     dataset_cfg = NumpyFSLDatasetConfig(paths=["unused"], sequence_length=seq, tokenizer=tokenizer)
@@ -106,13 +116,17 @@ def main() -> int:
         max_grad_norm=1.0, scheduler=CosWithWarmup(warmup_steps=100))
 
     clock: dict = {}
+    losses: list = []
 
     class WindowClock(Callback):
         priority = -100  # after every other callback's post_step
 
         def post_step(self):
             step = self.trainer.global_step
-            if step in (args.skip_steps, args.steps):
+            # The step's CE loss as the train module recorded it (a device tensor: no sync here).
+            loss = self.trainer._metrics.get(step, {}).get("train/CE loss")
+            losses.append(loss.detach().clone() if loss is not None else None)
+            if step in (1, args.skip_steps, args.steps):
                 if gpu:
                     torch.cuda.synchronize()
                 clock[step] = time.perf_counter()
@@ -148,6 +162,10 @@ def main() -> int:
         "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if gpu else None,
         "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / 2**30, 2) if gpu else None,
         "build_s": round(build_s, 1), "fit_s": round(fit_s, 1),
+        # From the start of fit() to the end of step 1: compilation (and olmo_core's dry-run batch) included.
+        "first_step_s": round(clock[1] - fit_started, 1),
+        "process_to_first_step_s": round(clock[1] - STARTED, 1),
+        "losses": [round(float(x), 4) if x is not None else None for x in losses],
         "device": torch.cuda.get_device_name() if gpu else "cpu", "torch": torch.__version__,
     }
     if get_rank() == 0:

@@ -8,18 +8,23 @@ Prints one JSON line: model, params, seq_len, micro_batch, tokens/s/device over 
 skip+1..N (the GPU is synchronised only at the window's two ends), MFU with our FLOP formula
 (ModelConfig.num_flops_per_token: attention not discounted for causality) and with the causal
 count OLMo-core 3.0 uses, peak GPU memory (allocated and reserved) over the training steps,
-and the first/last losses (random tokens: the loss should sit near ln(vocab)).
+and the first/last losses (random tokens: the loss should sit near ln(vocab)), and the time to
+the first step (compilation included) from the process's start and from the model's build.
 Batches are random ids made on the device once, so data loading costs nothing here.
+With --profile-steps, the profiled steps' GPU time is also split into head + loss, attention,
+other matmuls and the rest (elementwise, norms, optimizer, copies): "profile_split_ms".
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
 import time
-from pathlib import Path
+
+STARTED = time.perf_counter()  # before torch's import: the first-step time counts the whole process
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -33,6 +38,8 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--skip-steps", type=int, default=5)
     p.add_argument("--sdpa", choices=["auto", "cudnn", "flash"], default="auto")
+    p.add_argument("--head-loss", choices=["auto", "chunked", "liger"], default="auto",
+                   help="the training head + loss implementation (engine/nn/fused_loss.py IMPL)")
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--set", action="append", default=[], help="extra config override a.b=v")
     p.add_argument("--inductor", action="append", default=[],
@@ -47,6 +54,7 @@ def main() -> int:
     from engine.config import resolve
     from engine.distributed.init import init_distributed, teardown_distributed
     from engine.hardware import accelerator_for_device
+    import engine.nn.fused_loss as fused_loss
     from engine.nn.attention import set_sdpa_backend
     from engine.train_module.train_module import TrainModule
 
@@ -57,6 +65,7 @@ def main() -> int:
     for option in args.inductor:
         name, _, value = option.partition("=")
         setattr(inductor_config, name, ast.literal_eval(value))
+    fused_loss.IMPL = args.head_loss
     info = init_distributed()
     world = info.world_size
     overrides = [
@@ -93,6 +102,9 @@ def main() -> int:
             t0 = time.perf_counter()
         losses.append(tm.train_batch({"input_ids": batches[step % 2]})["ce_loss"])
         tm.optim_step()
+        if step == 1:
+            sync()
+            first_step = time.perf_counter()
     sync()
     t1 = time.perf_counter()
     peak_alloc = torch.cuda.max_memory_allocated() if info.device.type == "cuda" else None
@@ -107,6 +119,9 @@ def main() -> int:
             sync()
         if info.is_main:
             print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=70))
+        profile_split = {k: round(v / 1e3 / args.profile_steps, 1) for k, v in split_kernel_time(prof).items()}
+    else:
+        profile_split = None
     window_steps = args.steps - args.skip_steps
     tps = rank_instances * seq * window_steps / (t1 - t0)
     flops_tok = tm.model.num_flops_per_token(seq)
@@ -128,6 +143,9 @@ def main() -> int:
         "peak_mem_gib": round(peak_alloc / 2**30, 2) if peak_alloc is not None else None,
         "peak_reserved_gib": round(peak_reserved / 2**30, 2) if peak_reserved is not None else None,
         "build_s": round(build_s, 1), "total_s": round(t1 - t_start, 1),
+        "first_step_s": round(first_step - t_start, 1),  # step 1 alone: compilation included
+        "process_to_first_step_s": round(first_step - STARTED, 1),
+        "head_loss": fused_loss.IMPL, "profile_split_ms": profile_split,
         "loss_first": round(losses[0].item(), 4), "loss_last": round(losses[-1].item(), 4),
         "losses": [round(x, 4) for x in torch.stack(losses).float().tolist()],
         "inductor": args.inductor,
@@ -141,6 +159,34 @@ def main() -> int:
             Path(args.json_out).write_text(line + "\n")
     teardown_distributed()
     return 0
+
+
+# Kernel-name families (lower case) for the profile split; attention is tested first (some fused
+# attention kernels are CUTLASS ones).
+_ATTENTION = ("flash", "fmha", "cudnn", "sdpa", "attention", "flex", "triton_tem")
+_MATMUL = ("gemm", "nvjet", "cutlass", "xmma", "cublas", "matmul", "splitk")
+
+
+def split_kernel_time(prof) -> dict:
+    """GPU microseconds by kind: kernels launched under record_function("head_loss")
+    (engine/nn/fused_loss.py), then attention, other matmuls and the rest, by kernel name."""
+    from torch.autograd import DeviceType
+
+    out = {"head_loss": 0.0, "attention": 0.0, "matmul": 0.0, "other": 0.0}
+    for evt in prof.events():
+        if evt.device_type != DeviceType.CPU or not evt.kernels:
+            continue
+        parent, in_head = evt, False
+        while parent is not None and not in_head:
+            in_head = parent.name == "head_loss"
+            parent = parent.cpu_parent
+        for kernel in evt.kernels:
+            name = kernel.name.lower()
+            kind = ("head_loss" if in_head else "attention" if any(k in name for k in _ATTENTION)
+                    else "matmul" if any(k in name for k in _MATMUL) else "other")
+            out[kind] += kernel.duration
+    out["total"] = sum(out.values())
+    return out
 
 
 if __name__ == "__main__":

@@ -7,6 +7,16 @@ objective with respect to those logits (softmax * (1 + 2 z lse) - onehot), which
 the gradients of the hidden states and of the head weight; the chunk's logits are then freed.
 Backward only scales the stored gradients by the incoming one. The objective (ce + z_mult * z)
 is known in forward, which is what makes this possible; ce and z sums are returned for metrics.
+
+On CUDA each chunk's head-weight gradient is added to the fp32 accumulator by the matmul itself
+(addmm with an fp32 output): the plain `grad_w += (g.t() @ h).float()` wrote a (V, d) bf16
+product, then an fp32 copy of it, then read both back: for Qwen3-0.6B (V 151,936, d 1,024)
+about 3 GB of memory traffic per chunk, close to the chunk's matmul time.
+
+IMPL picks the implementation: "chunked" (this file), "liger" (liger-kernel's fused linear
+cross-entropy: the same chunking with a Triton softmax / gradient kernel; an optional
+dependency, CUDA only) or "auto" (see `linear_cross_entropy`). docs/BENCHMARKS.md has both
+measured against the peer's head.
 """
 
 from __future__ import annotations
@@ -18,6 +28,11 @@ import torch
 # Tokens per chunk are chosen so one chunk's logits stay near this many elements (fp32-sized
 # temporaries of a compiled chunk are then ~1 GiB).
 CHUNK_ELEMENTS = 1 << 28
+IMPL = "auto"  # "auto" | "chunked" | "liger"
+# liger-kernel's transient-logits budget (chunk_mem_const): its default of 1 keeps chunks near
+# N x d elements, i.e. ~128 tokens per chunk at d 1,024 / V 151,936: many small matmuls and a
+# (V, d) fp32 accumulation per chunk. 16 gives chunks near ours (~2k tokens).
+LIGER_CHUNK_MEM = 16
 
 
 def chunk_objective(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int, z_mult: float):
@@ -33,6 +48,14 @@ def chunk_objective(logits: torch.Tensor, labels: torch.Tensor, ignore_index: in
     onehot = torch.arange(x.shape[-1], device=x.device).unsqueeze(0) == safe.unsqueeze(-1)
     grad = torch.where(keep.unsqueeze(-1), probs - onehot.float(), 0.0)
     return ce_sum, z_sum, grad.to(logits.dtype)
+
+
+def _add_weight_grad(grad_w: torch.Tensor, g: torch.Tensor, h: torch.Tensor) -> None:
+    """grad_w (V, d) fp32 += g.t() (V, c) @ h (c, d), the product accumulated in fp32."""
+    if grad_w.is_cuda and g.dtype in (torch.bfloat16, torch.float16):
+        torch.addmm(grad_w, g.t(), h, out_dtype=torch.float32, out=grad_w)  # cuBLAS: C fp32 += A @ B
+    else:  # CPU has no mixed-dtype addmm; the CPU path is fp32 (or slow anyway)
+        grad_w += (g.t() @ h).float()
 
 
 class _ChunkedLinearCE(torch.autograd.Function):
@@ -55,8 +78,8 @@ class _ChunkedLinearCE(torch.autograd.Function):
                 del logits
                 ce += ce_c
                 z += z_c
-                grad_h[a:b] = g @ wc  # (c, d)
-                grad_w += (g.t() @ hc[a:b]).float()  # (V, d)
+                torch.mm(g, wc, out=grad_h[a:b])  # (c, d)
+                _add_weight_grad(grad_w, g, hc[a:b])  # (V, d)
         ctx.save_for_backward(grad_h, grad_w)
         ctx.dtypes = (h.dtype, weight.dtype)
         return ce + z_mult * z, ce, z
@@ -67,6 +90,44 @@ class _ChunkedLinearCE(torch.autograd.Function):
         grad_h, grad_w = ctx.saved_tensors
         h_dtype, w_dtype = ctx.dtypes
         return (grad_h * g_obj).to(h_dtype), (grad_w * g_obj).to(w_dtype), None, None, None, None
+
+
+def linear_cross_entropy(
+    h: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, ignore_index: int, z_mult: Optional[float],
+    chunk_fn: Callable = chunk_objective,
+) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+    """The training head + loss by IMPL; same contract as chunked_linear_cross_entropy.
+
+    "auto" is the chunked path everywhere (it runs on CPU too); liger-kernel's is measured
+    beside it in docs/BENCHMARKS.md ("Head + loss alone").
+    """
+    # The range names this work in profiles (benchmarks/throughput.py splits GPU time by it).
+    with torch.profiler.record_function("head_loss"):
+        if IMPL == "liger" and h.is_cuda:
+            return liger_linear_cross_entropy(h, weight, labels, ignore_index, z_mult)
+        return chunked_linear_cross_entropy(h, weight, labels, ignore_index, z_mult, chunk_fn)
+
+
+def liger_linear_cross_entropy(
+    h: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, ignore_index: int, z_mult: Optional[float],
+) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+    """liger-kernel's fused linear cross-entropy (reduction "sum", fp32 weight-gradient accumulator)
+    with our return contract. Needs the `liger` extra (liger-kernel, Triton) and a CUDA device."""
+    try:
+        from liger_kernel.ops.fused_linear_cross_entropy import LigerFusedLinearCrossEntropyFunction
+    except ImportError as e:  # only reachable when IMPL = "liger" was asked for
+        raise RuntimeError("the liger head + loss needs liger-kernel: pip install 'olmo-tui[liger]'") from e
+    z = float(z_mult or 0.0)
+    # (input, weight, target, bias, ce_weight, ignore_index, lse_square_scale, label_smoothing,
+    #  reduction, softcap, return_z_loss, accum_dtype, token_scaling, accuracy, predicted, ce_impl,
+    #  ce_mode, chunk_mem_const)
+    loss, z_sum, _, _ = LigerFusedLinearCrossEntropyFunction.apply(
+        h, weight, labels.contiguous(), None, None, ignore_index, z, 0.0, "sum", None, bool(z_mult),
+        torch.float32, False, False, False, None, None, LIGER_CHUNK_MEM)
+    if not z_mult:
+        return loss, loss.detach(), None
+    z_sum = z_sum.detach().float()
+    return loss, loss.detach() - z * z_sum, z_sum
 
 
 def chunked_linear_cross_entropy(

@@ -29,7 +29,7 @@ from torch import nn
 
 from engine.config import ModelConfig
 
-from .fused_loss import chunk_objective, chunked_linear_cross_entropy
+from .fused_loss import chunk_objective, linear_cross_entropy
 from .loss import cross_entropy_sums
 from .moe import MoE
 from .rope import rope_tables
@@ -154,7 +154,7 @@ class Transformer(nn.Module):
         if labels is None:
             return self.capped(self.lm_head(h))  # (B, T, V)
         if self.fused_loss and torch.is_grad_enabled():
-            objective, ce_sum, z_sum = chunked_linear_cross_entropy(
+            objective, ce_sum, z_sum = linear_cross_entropy(
                 h.flatten(0, 1), self.lm_head.weight, labels.flatten(), ignore_index, z_loss_multiplier,
                 self.chunk_fn)
         else:
