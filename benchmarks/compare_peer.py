@@ -5,7 +5,8 @@ micro-batch and global batch, both bf16 + FSDP + torch.compile, synthetic tokens
     python3 benchmarks/compare_peer.py a:steps=20     # a case with fewer steps (both engines)
     python3 benchmarks/compare_peer.py --repeats 3 q g b8 a32   # each side 3 times, alternating
     python3 benchmarks/compare_peer.py q:liger        # ours with liger-kernel's head + loss
-    python3 benchmarks/compare_peer.py --tiny q g     # CPU smoke run: 2 layers, small vocab, no compile
+    PEER_SITE=DIR python3 benchmarks/compare_peer.py --tiny q g   # CPU smoke run: 2 layers, small vocab,
+                                                     # no compile; DIR holds olmo_core and its deps
     python3 benchmarks/compare_peer.py fsdp2:peer     # 2 GPUs: ours 1 vs 2 ranks, and the peer on 2
 
 The peer's runner is benchmarks/peer_olmo_core.py (olmo_core's public API only); the peer's
