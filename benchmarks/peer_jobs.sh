@@ -7,7 +7,7 @@
 #                                          # the peer x2, alternating, one profiled step of ours
 #   bash benchmarks/peer_jobs.sh 2 [HEAD]  # gemma3-1b x2 (profiled); olmo2-1b mb8 and llama2-271m
 #                                          # mb32 x1
-#   bash benchmarks/peer_jobs.sh 3 [HEAD]  # olmo2-1b mb8 and llama2-271m mb32, a second round
+#   bash benchmarks/peer_jobs.sh 3 [HEAD]  # olmo2-1b mb8 and llama2-271m mb32 with ours' head HEAD
 # HEAD: ours' head + loss (chunked | liger); job 1 picks the faster at the Qwen3 / Gemma-3 shapes.
 # Needs .peer/whl (the peer's wheels) and .peer/ours (pydantic, tomlkit, liger-kernel). Each run's
 # log goes to /tmp/peer_jobs; $OUT gets results_N.tgz (every log, JSON line and summary).
@@ -49,7 +49,7 @@ print('liger' if liger < chunked else 'chunked')")
     pack 2
     ;;
   3)
-    compare b8 a32
+    compare "b8:$HEAD" "a32:$HEAD"
     pack 3
     ;;
 esac
