@@ -69,3 +69,31 @@ def eval_losses(record: dict) -> Optional[str]:
              if key.startswith("eval/lm/") and key.endswith("/loss") and key.count("/") == 3]
     detail = " (" + " · ".join(f"{name} {value:.4f}" for name, value in named) + ")" if named else ""
     return f"eval loss {overall:.4f}{detail}"
+
+
+_LOAD_BARS = "▁▂▃▄▅▆▇█"
+
+
+def router_health(record: dict) -> Optional[str]:
+    """An MoE run's router health from a metrics record (docs/CONTRACTS.md, moe/*), two lines:
+    'router lb 1.012 · z 1.93 · worst 1.84 (block 3)' and 'load/block ▁▂▁█' (one bar per MoE
+    block: its busiest expert's load / the mean, ▁ = balanced, █ = 3x or more); None for a dense run."""
+    imbalance = {int(key.rsplit("/", 1)[1]): value for key, value in record.items()
+                 if key.startswith("moe/imbalance/") and isinstance(value, (int, float))}
+    lb, z = record.get("moe/lb_loss"), record.get("moe/z_loss")
+    if not imbalance and not isinstance(lb, (int, float)):
+        return None
+    parts = []
+    if isinstance(lb, (int, float)):
+        parts.append(f"router lb {lb:.3f}")
+    if isinstance(z, (int, float)):
+        parts.append(f"z {z:.2f}")
+    if imbalance:
+        worst = max(imbalance, key=imbalance.get)
+        parts.append(f"worst {imbalance[worst]:.2f} (block {worst})")
+    lines = [" · ".join(parts)]
+    if imbalance:
+        top = len(_LOAD_BARS) - 1
+        bars = "".join(_LOAD_BARS[max(0, min(top, round((imbalance[i] - 1) / 2 * top)))] for i in sorted(imbalance))
+        lines.append(f"load/block {bars}")
+    return "\n".join(lines)

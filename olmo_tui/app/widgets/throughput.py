@@ -1,6 +1,6 @@
 """The throughput panel: loss, tokens/s and MFU over steps (sparklines), the current values,
 a progress bar with the ETA to the hard stop (or max duration), the data-loading share and
-GPU memory when the engine reports it. Fed with metrics records (docs/CONTRACTS.md), from
+GPU memory when the engine reports it, and an MoE's router health (load balance per block). Fed with metrics records (docs/CONTRACTS.md), from
 metrics.jsonl or from `[metrics]` lines of a log stream alike."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Label, ProgressBar, Sparkline, Static
 
-from olmo_tui.core.formatting import data_mix, eval_losses, format_eta, human_count
+from olmo_tui.core.formatting import data_mix, eval_losses, format_eta, human_count, router_health
 
 SERIES = (  # key in the record, label, how to show the current value
     ("loss", "loss", lambda v: f"{v:.4f}"),
@@ -29,7 +29,7 @@ class ThroughputPanel(Vertical):
     ThroughputPanel .series-label { margin-top: 1; }
     ThroughputPanel Sparkline { height: 3; }
     ThroughputPanel #tp-progress-label { margin-top: 1; }
-    ThroughputPanel #tp-extra { margin-top: 1; height: 5; width: 1fr; color: $text-muted; }
+    ThroughputPanel #tp-extra { margin-top: 1; height: 7; width: 1fr; color: $text-muted; }
     """
 
     def __init__(self, **kwargs) -> None:
@@ -99,7 +99,8 @@ class ThroughputPanel(Vertical):
             if latest.get("gpu/peak_gib") is not None:
                 gpu += f", peak {latest['gpu/peak_gib']:.1f}"
             extra.append(gpu)
-        for line in (data_mix(latest), eval_losses(latest)):  # a mixture; named held-out sets
+        # a mixture; named held-out sets; an MoE's router health
+        for line in (data_mix(latest), eval_losses(latest), router_health(latest)):
             if line:
                 extra.append(line)
         self.query_one("#tp-extra", Static).update("\n".join(extra), layout=False)
