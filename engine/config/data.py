@@ -111,6 +111,8 @@ class DatasetConfig(ChoiceSection):
         "concat", description="concat: documents joined with EOS and cut into sequence_length windows. "
         "packed: whole documents packed into instances (never across one), the rest padded and "
         "left out of the loss; longer documents are split.")
+    document_mask: bool = Field(False, description="instances = packed: attend only within each "
+                                "document of an instance (a block-diagonal causal mask).")
     dtype: Optional[Literal["uint16", "uint32"]] = Field(
         None, description="Element type of the token files; unset = the smallest that fits the vocab."
     )
@@ -191,4 +193,12 @@ def mixture_issues(cfg) -> List[tuple]:
         if ds.sources and duration is not None and duration.unit.value == "epochs":
             issues.append(((field, "dataset.sources"), "a mixture has no epochs (each source has its own): "
                            "give the duration in steps or tokens"))
+    if ds.document_mask and ds.instances != "packed":
+        issues.append((("dataset.document_mask", "dataset.instances"), "per-document attention needs "
+                       "dataset.instances = 'packed'"))
+    tm = cfg.train_module
+    for name, section in (("cp_config", tm.cp_config), ("pp_config", tm.pp_config)):
+        if ds.document_mask and section is not None:
+            issues.append((("dataset.document_mask", f"train_module.{name}"), "per-document attention is not "
+                           f"supported with train_module.{name}; unset one of them"))
     return issues

@@ -29,6 +29,7 @@ from torch import nn
 
 from engine.config import ModelConfig
 
+from .document_mask import document_mask
 from .fused_loss import chunk_objective, linear_cross_entropy
 from .loss import cross_entropy_sums
 from .moe import MoE
@@ -118,8 +119,10 @@ class Transformer(nn.Module):
         labels: Optional[torch.Tensor] = None,
         ignore_index: int = -100,
         z_loss_multiplier: Optional[float] = None,
+        doc_ids: Optional[torch.Tensor] = None,
     ):
-        """input_ids: (B, T) long. Without labels: logits (B, T, V).
+        """input_ids: (B, T) long. Without labels: logits (B, T, V). doc_ids (B, T) long: attend
+        only within each document of a packed row (engine/nn/document_mask.py).
 
         A pipeline stage (engine/train_module/pipeline.py) may lack the embeddings (it then takes
         the previous stage's hidden states (B, T, d) as input_ids) or the norm and head (it then
@@ -144,10 +147,14 @@ class Transformer(nn.Module):
             rows = self.cp.positions(T, h.device)
             full, local = (full[0][rows], full[1][rows]), (local[0][rows], local[1][rows])
         mask = window_mask(T, cfg.sliding_window, h.device)
+        full_mask = None
+        if doc_ids is not None:  # packed documents: causal within each (no CP / PP: config rule)
+            full_mask = document_mask(doc_ids, None)
+            mask = document_mask(doc_ids, cfg.sliding_window) if cfg.sliding_window else full_mask
         for block in self.blocks.values():
             sliding = getattr(_unwrap(block).attention, "window", None) is not None
             cos, sin = local if sliding else full
-            h = block(h, cos, sin, mask if sliding else None)
+            h = block(h, cos, sin, mask if sliding else full_mask)
         if self.lm_head is None:
             return h  # an earlier pipeline stage
         h = self.norm(h)

@@ -158,7 +158,7 @@ class TrainModule:
             self._set_grad_sync(i == len(micro) - 1)
             with self._autocast():
                 objective, ce_sum, z_sum = self.model(ids[a:b], labels=labels[a:b], ignore_index=self.ignore_index,
-                                                      z_loss_multiplier=z_mult)
+                                                      z_loss_multiplier=z_mult, **self._documents(batch, a, b))
             self.router_stats.add(labels[a:b] != self.ignore_index)
             (objective * (scale / global_tokens)).backward()
             ce_total += ce_sum
@@ -169,6 +169,12 @@ class TrainModule:
             metrics["z_loss"] = self._all_reduce(z_total) / global_tokens
         metrics.update(self.router_stats.collect(self._all_reduce, global_tokens))
         return metrics
+
+    def _documents(self, batch: Dict[str, Any], a: int, b: int) -> Dict[str, torch.Tensor]:
+        """{"doc_ids": rows a..b} for per-document attention (dataset.document_mask), else {}."""
+        if not self.cfg.dataset.document_mask or "doc_ids" not in batch:
+            return {}
+        return {"doc_ids": batch["doc_ids"][a:b].to(self.device, non_blocking=True)}
 
     def _set_grad_sync(self, sync: bool) -> None:
         # FSDP reduce-scatters every micro-batch (keeps gradients sharded, so memory stays low);
@@ -222,7 +228,8 @@ class TrainModule:
         ce = torch.zeros((), device=self.device)
         for a, b in self._micro_batches(ids.shape[0], ids.shape[1]):
             with self._autocast():
-                _, ce_sum, _ = self.model(ids[a:b], labels=labels[a:b], ignore_index=self.ignore_index)
+                _, ce_sum, _ = self.model(ids[a:b], labels=labels[a:b], ignore_index=self.ignore_index,
+                                          **self._documents(batch, a, b))
             ce += ce_sum
         count = (labels != self.ignore_index).sum().float()
         return self._all_reduce(ce), self._all_reduce(count)
