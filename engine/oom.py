@@ -7,7 +7,9 @@ cheapest change first:
    unchanged and only throughput drops;
 2. activation checkpointing, with a memory budget when the model is compiled (recompute only
    what does not fit) or whole blocks otherwise;
-3. more sharding: FSDP over all ranks instead of DDP replicas or HSDP groups, then more GPUs or
+3. context parallelism once the micro-batch is a single sequence (one instance does not fit: split
+   each sequence over ranks);
+4. more sharding: FSDP over all ranks instead of DDP replicas or HSDP groups, then more GPUs or
    tensor parallelism.
 
 Torch is imported only to recognise the error; the advice itself is plain text from the config.
@@ -18,6 +20,7 @@ from __future__ import annotations
 from typing import List, Optional
 
 from engine.config import ExperimentConfig
+from engine.config.parallel import mesh_text
 
 RULE = "=" * 78
 
@@ -77,8 +80,8 @@ def _microbatch_step(cfg: ExperimentConfig) -> str:
     seq = cfg.dataset.sequence_length
     smaller = smaller_microbatch(cfg)
     if smaller is None:
-        return (f"Micro-batch: already {current // seq} sequence(s) of {seq} tokens per rank; shorten "
-                "dataset.sequence_length or go on to step 2.")
+        return (f"Micro-batch: already {current // seq} sequence(s) of {seq} tokens per rank; go on to step 2 "
+                "(step 3 splits the sequence itself).")
     return (f"Reduce the micro-batch: --train_module.rank_microbatch_size={smaller} "
             f"({smaller // seq} sequences instead of {current // seq}). Gradient accumulation keeps "
             f"the global batch of {cfg.data_loader.global_batch_size:,} tokens, so the optimisation "
@@ -103,6 +106,23 @@ def _ac_step(cfg: ExperimentConfig) -> str:
     if ac.mode in ("selected_blocks", "selected_modules"):
         return "Activation checkpointing: checkpoint more, --train_module.ac_config.mode=full."
     return "Activation checkpointing: already recomputing as much as it can; go on to step 3."
+
+
+def _context_parallel_step(cfg: ExperimentConfig) -> str:
+    """CP when one sequence per rank is all the micro-batch holds: each rank then keeps 1/cp of
+    every sequence's activations (docs/GUIDE.md, "Scaling up: context and pipeline parallelism")."""
+    seq = cfg.dataset.sequence_length
+    cp = cfg.cp_degree
+    if cfg.train_module.rank_microbatch_size > seq:
+        return "Context parallelism: not yet; the micro-batch still holds several sequences (step 1 first)."
+    degree = cp * 2
+    heads = cfg.model.n_heads // cfg.tp_degree
+    if heads % degree or cfg.model.kv_heads // cfg.tp_degree % degree:
+        return (f"Context parallelism: Ulysses splits the heads and {heads} head(s) per rank do not divide "
+                f"by {degree}; shorten dataset.sequence_length instead.")
+    return (f"Context parallelism: --train_module.cp_config.degree={degree} splits each {seq:,}-token sequence "
+            f"over {degree} ranks (activations per rank / {degree // cp}); needs {degree // cp}x the ranks "
+            "for the same data-parallel size.")
 
 
 def _sharding_step(cfg: ExperimentConfig) -> str:
@@ -151,11 +171,12 @@ def oom_advice(cfg: ExperimentConfig, exc: Optional[BaseException] = None, step:
         f"({tm.rank_microbatch_size // cfg.dataset.sequence_length} x {cfg.dataset.sequence_length})",
         f"  train_module.ac_config            = {_describe_ac(cfg)}",
         f"  train_module.dp_config            = {_describe_dp(cfg)}",
-        f"  ranks (launch.world_size)         = {cfg.launch.world_size}",
+        f"  ranks (launch.world_size)         = {cfg.launch.world_size} (mesh {mesh_text(cfg)})",
         "Try, in this order:",
         f"  1. {_microbatch_step(cfg)}",
         f"  2. {_ac_step(cfg)}",
-        f"  3. {_sharding_step(cfg)}",
+        f"  3. {_context_parallel_step(cfg)}",
+        f"  4. {_sharding_step(cfg)}",
         "docs/GUIDE.md, \"Troubleshooting: out of memory and hangs\", explains each step.",
         RULE,
     ]

@@ -36,15 +36,59 @@ def mesh_dims(cfg) -> List[Tuple[str, int]]:
 
 
 def mesh_text(cfg) -> str:
-    """'dp2 x tp1 x cp2 x pp1 = 4 ranks': the mesh as the editor and the dry-run show it."""
-    dims = mesh_dims(cfg)
-    return " x ".join(f"{k}{n}" for k, n in dims) + f" = {cfg.launch.world_size} rank(s)"
+    """'dp2 x tp1 x cp2 x pp1': the mesh as the editor and the dry-run show it; expert
+    parallelism, a split of dp, shows inside it: 'dp4(ep2) x tp1 x cp1 x pp1'."""
+    ep = getattr(cfg.train_module, "ep_config", None)
+    return " x ".join(f"{k}{n}" + (f"(ep{ep.degree})" if k == "dp" and ep else "") for k, n in mesh_dims(cfg))
 
 
 def pipeline_microbatches(cfg) -> int:
     """Micro-batches one pipeline streams per step: the rank's batch over the micro-batch size."""
     per_rank = cfg.data_loader.global_batch_size // max(cfg.dp_world_size, 1)
     return max(per_rank // cfg.train_module.rank_microbatch_size, 1)
+
+
+def stage_layers(n_layers: int, num_stages: int) -> List[range]:
+    """The blocks of each pipeline stage: even, the first stages one more when they do not divide."""
+    base, extra = divmod(n_layers, num_stages)
+    out, start = [], 0
+    for stage in range(num_stages):
+        size = base + (1 if stage < extra else 0)
+        out.append(range(start, start + size))
+        start += size
+    return out
+
+
+def pipeline_ranks(cfg) -> List[Tuple[int, bool, bool, float]]:
+    """Per pp rank: (blocks it holds, holds the embeddings, holds the head, block activations in
+    flight), the last in units of one block's activations for one micro-batch.
+
+    In flight at the peak (the schedules' warm-up, torch.distributed.pipelining): GPipe keeps every
+    micro-batch's; 1F1B keeps pp - r micro-batches on rank r (so rank 0 holds as many blocks'
+    activations as one process without PP); the interleaved schedules run (v - 1) x round + f x
+    (pp - 1 - r) stage forwards ahead (f = 2 for interleaved 1F1B, 1 for zero-bubble), each of a
+    stage of 1/v of the rank's blocks. Without PP: one micro-batch through every block.
+    """
+    n_layers, pp = cfg.model.n_layers, cfg.train_module.pp_config
+    if pp is None:
+        return [(n_layers, True, True, float(n_layers))]
+    micro = pipeline_microbatches(cfg)
+    layers = stage_layers(n_layers, pp.num_stages)
+    out = []
+    for rank in range(pp.degree):
+        stages = [rank + k * pp.degree for k in range(pp.local_stages)]
+        held = sum(len(layers[s]) for s in stages)
+        if pp.schedule == "gpipe":
+            in_flight = float(micro * held)
+        elif pp.schedule == "1F1B":
+            in_flight = float(min(pp.degree - rank, micro) * held)
+        else:
+            per_round = micro // max(1, micro // pp.degree)
+            ahead = (pp.local_stages - 1) * per_round + (2 if pp.schedule == "interleaved_1F1B" else 1) * (
+                pp.degree - 1 - rank)
+            in_flight = min(ahead + 1, micro * pp.local_stages) * held / pp.local_stages
+        out.append((held, 0 in stages, pp.num_stages - 1 in stages, in_flight))
+    return out
 
 
 def parallelism_issues(cfg) -> List[Issue]:

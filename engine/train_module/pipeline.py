@@ -31,6 +31,7 @@ from torch.distributed.pipelining.schedules import (
 )
 
 from engine.config import ExperimentConfig
+from engine.config.parallel import stage_layers
 from engine.distributed.parallelize import parallelize
 from engine.nn.transformer import Transformer, build_model
 from engine.optim import param_groups
@@ -39,17 +40,6 @@ from .train_module import TrainModule
 
 SCHEDULES = {"1F1B": Schedule1F1B, "gpipe": ScheduleGPipe, "interleaved_1F1B": ScheduleInterleaved1F1B,
              "zero_bubble": ScheduleInterleavedZeroBubble}
-
-
-def stage_layers(n_layers: int, num_stages: int) -> List[range]:
-    """The blocks of each stage: even, the first stages one more when they do not divide."""
-    base, extra = divmod(n_layers, num_stages)
-    out, start = [], 0
-    for stage in range(num_stages):
-        size = base + (1 if stage < extra else 0)
-        out.append(range(start, start + size))
-        start += size
-    return out
 
 
 def build_stage(cfg: ExperimentConfig, layers: range, first: bool, last: bool) -> Transformer:

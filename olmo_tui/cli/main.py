@@ -32,8 +32,11 @@ def _err(message: str) -> None:
 
 
 def narrate_summary(cfg: ExperimentConfig) -> None:
+    from engine.config.parallel import mesh_text
+
     from ..core.config import describe
-    from ..core.formatting import human_count
+    from ..core.config.estimates import memory_estimate
+    from ..core.formatting import gib, human_count
 
     model = cfg.model
     _err(
@@ -43,6 +46,8 @@ def narrate_summary(cfg: ExperimentConfig) -> None:
         f"{human_count(model.num_flops_per_token(cfg.dataset.sequence_length))} FLOPs/token, "
         f"{cfg.tokens_per_step:,} tokens/step, {describe.gpus(cfg)}, {describe.parallelism(cfg)}"
     )
+    memory = f"; memory/rank {gib(memory_estimate(cfg).total)} on the worst rank" if cfg.launch.accelerator else ""
+    _err(f"# mesh {mesh_text(cfg)} ({cfg.launch.world_size} rank(s)){memory}")
     if cfg.dataset.sources:  # tokens and epochs per source of a mixture
         from engine.data.checks import mixture_lines
 

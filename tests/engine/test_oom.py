@@ -45,11 +45,11 @@ def test_a_run_that_runs_out_of_memory_ends_with_the_advice(tmp_path, monkeypatc
     assert "  train_module.rank_microbatch_size = 128 tokens (2 x 64)" in block
     assert "  train_module.ac_config            = off" in block
     assert "  train_module.dp_config            = unset (a single process)" in block
-    steps = [line for line in block if line.startswith("  1. ") or line.startswith("  2. ")
-             or line.startswith("  3. ")]
+    steps = [line for line in block if line.startswith(("  1. ", "  2. ", "  3. ", "  4. "))]
     assert steps[0].startswith("  1. Reduce the micro-batch: --train_module.rank_microbatch_size=64 ")
     assert steps[1].startswith("  2. Activation checkpointing with a budget:")
-    assert steps[2].startswith("  3. More sharding:")
+    assert steps[2].startswith("  3. Context parallelism: not yet")
+    assert steps[3].startswith("  4. More sharding:")
 
 
 def test_advice_follows_the_current_values():
@@ -66,6 +66,8 @@ def test_advice_follows_the_current_values():
         "--launch.nproc_per_node=2", "--train_module.dp_config.name=ddp", "--data_loader.global_batch_size=2048"])
     text = oom_advice(tight)
     assert "already 1 sequence(s) of 128 tokens per rank" in text
+    assert "--train_module.cp_config.degree=2 splits each 128-token sequence over 2 ranks" in text
+    assert "(mesh dp2 x tp1 x cp1 x pp1)" in text
     assert "activation_memory_budget=0.2" in text
     assert "train_module.ac_config            = mode=budget, activation_memory_budget=0.4" in text
     assert "--train_module.dp_config.name=fsdp" in text and "param_dtype=bfloat16" in text

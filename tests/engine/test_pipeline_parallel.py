@@ -16,7 +16,8 @@ import torch
 from engine.checkpoint import Checkpointer, latest_checkpoint, load_model_and_optim
 from engine.config import load_experiment
 from engine.testing import run_distributed_test
-from engine.train_module.pipeline import build_train_module, stage_layers
+from engine.config.parallel import stage_layers
+from engine.train_module.pipeline import build_train_module
 from engine.train_module.train_module import TrainModule
 
 from test_distributed import LOSS_RTOL, NORM_RTOL  # noqa: E402

@@ -93,6 +93,8 @@ def render_estimates(est: Estimates, stale: bool = False) -> Text:
         line("  active", f"{human_count(est.active_params)} per token")
     line("FLOPs/token", human_count(est.flops_per_token))
     line("tokens/step", f"{est.tokens_per_step:,}")
+    if est.mesh:
+        line("mesh", est.mesh)
     if est.steps_to_stop is not None:
         line("steps", f"{est.steps_to_stop:,} ({'hard stop' if est.stop_label == 'hard stop' else 'full run'})")
         if est.stop_label == "hard stop" and est.max_duration_steps is not None:

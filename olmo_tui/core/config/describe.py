@@ -30,6 +30,10 @@ def parallelism(cfg: ExperimentConfig) -> str:
         parts.append(f"TP{tm.tp_config.degree}")
     if tm.ep_config:
         parts.append(f"EP{tm.ep_config.degree}")
+    if tm.cp_config:
+        parts.append(f"CP{tm.cp_config.degree} Ulysses")
+    if tm.pp_config:
+        parts.append(f"PP{tm.pp_config.degree} {tm.pp_config.schedule}")
     if tm.ac_config:
         parts.append(f"AC {tm.ac_config.mode}")
     if tm.compile_model:

@@ -38,6 +38,14 @@ block's full set (the last `A_block` term). Modes: full = all blocks; selected_b
 block_interval-th; budget f = kept share f of the non-checkpointed activations (torch's
 min-cut solver keeps about that fraction); selected_modules is counted as no checkpointing
 (an upper bound, flagged). Compare with measured peak memory in docs/BENCHMARKS.md.
+
+Context parallelism (cp ranks share each sequence): T = rank_microbatch_size / cp, and FSDP
+shards over dp x cp. Ulysses' all-to-alls trade sequence for heads, so the per-token attention
+tensors are the same count. Pipeline parallelism: the estimate is the worst pp rank's, which
+holds its stages' blocks (+ the embeddings on the first, the norm and head on the last) and the
+activations its schedule keeps in flight (engine/config/parallel.py, pipeline_ranks: L_kept and
+L_ckpt scaled by in-flight blocks / n_layers); the last rank computes the loss from whole logits
+(T x V x (bytes(compute) + 4), times the micro-batches for GPipe).
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
 from engine.config import DType, ExperimentConfig, validate_experiment
+from engine.config.parallel import mesh_text, pipeline_microbatches, pipeline_ranks
 from engine.hardware import BY_NAME, Accelerator
 from engine.run_dir import METRICS_FILE
 
@@ -113,6 +122,7 @@ class Estimates:
     active_params: Optional[int] = None  # MoE: the parameters one token uses; None for a dense model
     sources: List[Any] = field(default_factory=list)  # a mixture: engine.data.mixture.SourcePlan each
     sources_error: Optional[str] = None  # why the mixture could not be planned (a missing file)
+    mesh: str = ""  # 'dp2 x tp1 x cp2 x pp1' (engine/config/parallel.py)
 
     @property
     def over_memory(self) -> bool:
@@ -135,12 +145,13 @@ def compute_dtype(cfg: ExperimentConfig) -> DType:
 def shard_factor(cfg: ExperimentConfig) -> int:
     """Data-parallel ranks each parameter (and its grad and optimizer state) is split over."""
     dp = cfg.train_module.dp_config
-    if dp is None or dp.name == "ddp" or cfg.dp_world_size <= 1:
+    cp = cfg.cp_degree  # FSDP shards over dp x cp (the cp ranks hold the same parameters)
+    if dp is None or dp.name == "ddp" or cfg.dp_world_size * cp <= 1:
         return 1
     if dp.name == "hsdp":
         group = dp.shard_degree or cfg.launch.nproc_per_node
-        return max(min(group, cfg.dp_world_size), 1)
-    return cfg.dp_world_size
+        return max(min(group, cfg.dp_world_size), 1) * cp
+    return cfg.dp_world_size * cp
 
 
 def block_activation_elements(cfg: ExperimentConfig, index: int = 0) -> int:
@@ -181,11 +192,19 @@ def loss_bytes(cfg: ExperimentConfig, tokens: int, compute: int) -> float:
     m = cfg.model
     if cfg.tp_degree > 1:
         return tokens * m.vocab_size / cfg.tp_degree * (compute + 4)
+    if cfg.pp_degree > 1:  # the last stage's loss takes whole logits (engine/train_module/pipeline.py)
+        held = pipeline_microbatches(cfg) if cfg.train_module.pp_config.schedule == "gpipe" else 1
+        return held * tokens * m.vocab_size * (compute + 4)
     chunk = min(tokens * m.vocab_size, LOSS_CHUNK_ELEMENTS)
     return chunk * (compute + 4) + tokens * m.d_model * compute + m.vocab_size * m.d_model * 4
 
 
 def memory_estimate(cfg: ExperimentConfig) -> MemoryEstimate:
+    """The worst rank's memory (pipeline ranks differ; see the module docstring)."""
+    return max((_rank_memory(cfg, *rank) for rank in pipeline_ranks(cfg)), key=lambda est: est.total)
+
+
+def _rank_memory(cfg: ExperimentConfig, held: int, first: bool, last: bool, in_flight: float) -> MemoryEstimate:
     m, tm = cfg.model, cfg.train_module
     tp = cfg.tp_degree
     shard = shard_factor(cfg)
@@ -195,7 +214,12 @@ def memory_estimate(cfg: ExperimentConfig) -> MemoryEstimate:
     # FSDP shards the experts over dp_mod_ep x ep = all dp ranks, like the rest.
     moe = [moe_block_params(cfg, i) for i in range(m.n_layers)]
     unsplit = sum(experts + other for experts, other in moe)
-    p_dev = (m.num_params() - unsplit) / tp / shard + unsplit / shard
+    if cfg.pp_degree == 1:
+        p_dev = (m.num_params() - unsplit) / tp / shard + unsplit / shard
+    else:  # (no MoE under PP) this rank's blocks, the embeddings (first stage), final norm and head (last)
+        params = held * (m.block_matmul_params(0) + m.block_norm_params()) + first * m.vocab_size * m.d_model \
+            + last * (m.vocab_size + 1) * m.d_model
+        p_dev = params / tp / shard
     weights = p_dev * master
     grads = p_dev * master
     optimizer = p_dev * 2 * master
@@ -207,7 +231,7 @@ def memory_estimate(cfg: ExperimentConfig) -> MemoryEstimate:
     block_params += max(experts / ep + other for experts, other in moe)
     gathered = 2 * block_params * compute if shard > 1 else 0.0
 
-    tokens = tm.rank_microbatch_size
+    tokens = tm.rank_microbatch_size / cfg.cp_degree  # a cp rank holds 1/cp of each sequence
     layers = m.n_layers
     # dense blocks' activations split over TP; MoE blocks' counted unsplit (an upper bound)
     a_layers = [block_activation_elements(cfg, i) / (1 if m.is_moe_layer(i) else tp) for i in range(layers)]
@@ -227,8 +251,9 @@ def memory_estimate(cfg: ExperimentConfig) -> MemoryEstimate:
     else:  # selected_modules: which modules match is only known to the engine
         kept, ckpt, approximate = layers, 0, True
     recompute = max(a_layers) if ckpt else 0.0
-    per_token = kept * a_block + ckpt * m.d_model + recompute + m.d_model  # + embedding output
-    activations = tokens * per_token * compute + loss_bytes(cfg, tokens, compute)
+    flight = in_flight / layers  # 1 without PP: one micro-batch through every block
+    per_token = (kept * a_block + ckpt * m.d_model) * flight + recompute + m.d_model  # + embedding output
+    activations = tokens * per_token * compute + (loss_bytes(cfg, tokens, compute) if last else 0.0)
     return MemoryEstimate(weights, grads, optimizer, gathered, activations, OVERHEAD_BYTES, approximate)
 
 
@@ -287,6 +312,24 @@ def _ac_budget(cfg: ExperimentConfig, limit: float) -> Optional[Remedy]:
     return best
 
 
+def _context_parallel(cfg: ExperimentConfig, limit: float) -> Optional[Remedy]:
+    """When one sequence per rank is already too much: split each sequence over more ranks
+    (the smallest CP degree that fits). Offered only at a micro-batch of one sequence, where a
+    smaller micro-batch has nothing left to give."""
+    if cfg.train_module.rank_microbatch_size > cfg.dataset.sequence_length:
+        return None
+    best = None
+    degree = cfg.cp_degree * 2
+    while degree <= cfg.launch.world_size:
+        remedy = _remedy(cfg, f"CP degree {degree}", {"train_module.cp_config": {"degree": degree}}, limit)
+        if remedy is not None:
+            best = remedy
+            if remedy.fits:
+                break
+        degree *= 2
+    return best
+
+
 def _sharding(cfg: ExperimentConfig, limit: float) -> Optional[Remedy]:
     dp = cfg.train_module.dp_config
     if cfg.dp_world_size <= 1 or (dp is not None and dp.name == "fsdp"):
@@ -332,10 +375,10 @@ def _expert_parallel(cfg: ExperimentConfig, limit: float) -> Optional[Remedy]:
 
 
 def remedies(cfg: ExperimentConfig, limit_bytes: float) -> List[Remedy]:
-    """The guide's order: smaller micro-batch, AC with a budget, FSDP/HSDP sharding, expert
-    parallelism (MoE), TP last."""
-    found = [r(cfg, limit_bytes) for r in (_smaller_microbatch, _ac_budget, _sharding, _expert_parallel,
-                                            _tensor_parallel)]
+    """The guide's order: smaller micro-batch, AC with a budget, context parallelism (once the
+    micro-batch is one sequence), FSDP/HSDP sharding, expert parallelism (MoE), TP last."""
+    found = [r(cfg, limit_bytes) for r in (_smaller_microbatch, _ac_budget, _context_parallel, _sharding,
+                                           _expert_parallel, _tensor_parallel)]
     return [remedy for remedy in found if remedy is not None]
 
 
@@ -409,6 +452,7 @@ def estimate(cfg: ExperimentConfig, measured_mfu: Optional[tuple] = None) -> Est
         max_duration_steps=cfg.steps_for(cfg.trainer.max_duration), memory=memory,
         accelerator=accelerator, world_size=cfg.launch.world_size, mfu_percent=mfu, mfu_source=source,
         wall_seconds=wall, active_params=m.num_active_params() if m.moe is not None else None,
+        mesh=mesh_text(cfg),
     )
     if result.over_memory:
         result.remedies = remedies(cfg, accelerator.memory_gib * GIB)
