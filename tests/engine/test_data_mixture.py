@@ -180,3 +180,29 @@ def test_named_eval_sets_replace_the_held_out_tails(tmp_path):
         {n: size // 20 for n, size in SIZES.items()}
     with pytest.raises(DataError, match="dataset.eval_sets.other.paths: file not found"):
         check_data(_cfg(tmp_path, eval_sets={"other": {"paths": [str(tmp_path / "none.npy")]}}))
+
+
+def _gathered_global_batches(cfg_data: dict, steps: int) -> list:
+    """In a real process group: this rank's loader's batches, all-gathered into global ones."""
+    import torch.distributed as dist
+
+    from engine.config import load_experiment
+
+    loader = build_train_loader(load_experiment(cfg_data), dist.get_rank(), dist.get_world_size())
+    out = []
+    for batch in _take(loader, steps):
+        parts = [torch.empty_like(batch) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, batch)
+        out.append(torch.cat(parts))
+    return out
+
+
+def test_two_processes_see_the_same_global_batches_as_one(tmp_path):
+    from engine.testing import run_distributed_test
+
+    cfg = _cfg(tmp_path)
+    one = _take(build_train_loader(cfg, 0, 1), 12)
+    ranks = run_distributed_test(_gathered_global_batches, world_size=2,
+                                 args=(cfg.model_dump(mode="json"), 12))
+    for gathered in ranks:
+        assert all(torch.equal(a, b) for a, b in zip(one, gathered, strict=True))
