@@ -57,12 +57,12 @@ def test_three_sources_match_their_ratios_by_tokens_over_200_steps(tmp_path):
     counts = [0, 0, 0]
     for k in range(1, 201):
         draw_rows(counts, list(RATIOS.values()), ROWS)
-        assert all(abs(c - r * ROWS * k) < 1 for c, r in zip(counts, RATIOS.values()))
+        assert all(abs(c - r * ROWS * k) < 1 for c, r in zip(counts, RATIOS.values(), strict=True))
     # the position and the per-source accounting agree with what the batches held
     state = loader.state_dict()
     assert state["counts"] == {"web": 2000, "code": 1200, "books": 800}
     assert list(state["tokens"].values()) == (per_source).tolist()
-    assert loader.metrics(state) == {f"data/{name}/tokens": int(n) for name, n in zip(SIZES, per_source)}
+    assert loader.metrics(state) == {f"data/{name}/tokens": int(n) for name, n in zip(SIZES, per_source, strict=True)}
 
 
 def test_every_batch_is_drawn_to_the_ratios_and_sources_repeat_in_new_orders(tmp_path):

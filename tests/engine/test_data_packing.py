@@ -40,8 +40,8 @@ def test_packed_instances_never_cross_a_document_boundary(code):
     ids, mask, docs = batch["input_ids"], batch["label_mask"], batch["doc_ids"]
     assert ids.shape == (len(packed), T) and (ids[~mask] == BYTE_PAD_ID).all() and (ids[mask] != BYTE_PAD_ID).all()
     starts, lengths = document_spans(source, BYTE_EOS_ID)
-    documents = {source.read(s, s + n).tobytes() for s, n in zip(starts, lengths) if n <= T}
-    long_docs = [source.read(s, s + n) for s, n in zip(starts, lengths) if n > T]
+    documents = {source.read(s, s + n).tobytes() for s, n in zip(starts, lengths, strict=True) if n <= T}
+    long_docs = [source.read(s, s + n) for s, n in zip(starts, lengths, strict=True) if n > T]
     assert long_docs and len(documents) > 20  # the data has both kinds
     seen = 0
     for row in range(len(packed)):
