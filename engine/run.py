@@ -31,7 +31,7 @@ import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 from engine.atomic import write_atomic
 from engine.config import ExperimentConfig, to_toml
@@ -101,7 +101,8 @@ class OwnRecords:
     tee: Optional[OutputTee] = None
 
 
-def run_training(cfg: ExperimentConfig, run_dir: Path, own: Optional[OwnRecords] = None) -> int:
+def run_training(cfg: ExperimentConfig, run_dir: Path, own: Optional[OwnRecords] = None,
+                 callbacks: Sequence = ()) -> int:
     """Pre-flight, build, resume and train; returns the exit code. UserError propagates (exit 2)
     after removing a run directory this call created. With `own`, rank 0 of a run olmo-tui did
     not launch writes engine_run.json and starts copying its output to stdout.log (the caller
@@ -117,7 +118,7 @@ def run_training(cfg: ExperimentConfig, run_dir: Path, own: Optional[OwnRecords]
         snapshot_notes = _snapshot_extensions(cfg, run_dir) if cfg.extensions else []
         from engine.train.build import build_trainer  # torch and the model: only past pre-flight
 
-        env = build_trainer(cfg, paths)
+        env = build_trainer(cfg, paths, callbacks)
         env.trainer.log(f"run dir: {run_dir}")
         for line in snapshot_notes:
             env.trainer.log(line)
@@ -144,7 +145,7 @@ def run_training(cfg: ExperimentConfig, run_dir: Path, own: Optional[OwnRecords]
     return EXIT_OK
 
 
-def main_training(cfg: ExperimentConfig, run_dir: Path) -> int:
+def main_training(cfg: ExperimentConfig, run_dir: Path, callbacks: Sequence = ()) -> int:
     """run_training with the error reporting of docs/CONTRACTS.md; a run olmo-tui did not launch
     also gets its exit.json (in the launcher's format) once its run dir exists, and its output
     copied to stdout.log until then (a traceback escaping from here included: the interpreter
@@ -153,7 +154,7 @@ def main_training(cfg: ExperimentConfig, run_dir: Path) -> int:
     code = EXIT_FAILED  # an exception escaping below is a failed job
     escaping = ""
     try:
-        code = _report_errors(cfg, run_dir, own)
+        code = _report_errors(cfg, run_dir, own, callbacks)
         return code
     except KeyboardInterrupt:
         code = _exit_code_for_signal(signal.SIGINT)
@@ -168,11 +169,11 @@ def main_training(cfg: ExperimentConfig, run_dir: Path) -> int:
             write_exit_record(run_dir, code, own.started)
 
 
-def _report_errors(cfg: ExperimentConfig, run_dir: Path, own: OwnRecords) -> int:
+def _report_errors(cfg: ExperimentConfig, run_dir: Path, own: OwnRecords, callbacks: Sequence = ()) -> int:
     from engine.train.trainer import NonFiniteLossError
 
     try:
-        return run_training(cfg, run_dir, own)
+        return run_training(cfg, run_dir, own, callbacks)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2

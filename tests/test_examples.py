@@ -46,3 +46,23 @@ def test_the_relu2_ablation_sweep_runs_and_compare_shows_both(isolated_xdg):
     assert gated["final"]["loss"]["value"] != relu2["final"]["loss"]["value"]
     table = run_cli("compare", *[run["id"] for run in runs])
     assert "WEIGHT_RMS" in table.stdout and "--model.mlp.kind=relu2" in table.stdout
+
+
+def test_the_example_train_script_runs_shows_in_runs_and_records_its_metric(isolated_xdg, tmp_path):
+    # A researcher's script, run from their own directory (not the repo's).
+    import os
+    import subprocess
+    import sys
+
+    from cli_helpers import REPO
+
+    script = REPO / "examples" / "train.py"
+    tiny = [o for o in TINY if not o.startswith(("--dataset.kind", "--dataset.arithmetic"))]
+    done = subprocess.run([sys.executable, str(script), *tiny], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    (run,) = json.loads(run_cli("runs", "--json").stdout)
+    assert run["name"] == "my-script" and run["status"] == "succeeded", run
+    compare = run_cli("compare", run["id"], "--json")
+    (row,) = json.loads(compare.stdout)
+    assert row["final"]["embedding_norm"]["step"] == 4 and row["final"]["embedding_norm"]["value"] > 0

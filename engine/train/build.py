@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import torch
 
@@ -103,7 +103,8 @@ def restore_weights(trainer: Trainer, cfg: ExperimentConfig, save_folder: Path) 
     return f"fresh init from init_seed {cfg.init_seed} (no checkpoint in {save_folder}, no trainer.load_path)"
 
 
-def build_trainer(cfg: ExperimentConfig, paths) -> TrainingEnv:
+def build_trainer(cfg: ExperimentConfig, paths, extra_callbacks: Sequence = ()) -> TrainingEnv:
+    """`extra_callbacks`: Callback instances the config does not name (engine/script.py)."""
     from engine.data.eval_loader import build_eval_loaders
     from engine.data.loader import build_train_loader
     from engine.distributed.init import cpu_group, init_distributed, teardown_distributed
@@ -139,7 +140,7 @@ def build_trainer(cfg: ExperimentConfig, paths) -> TrainingEnv:
         stop_step = min(max_steps, steps_for(cfg, cfg.trainer.hard_stop, batches_per_epoch, "trainer.hard_stop"))
 
     trainer = Trainer(cfg=cfg, train_module=train_module, data_loader=data_loader, run_dir=paths.run_dir,
-                      save_folder=paths.save_folder, callbacks=build_callbacks(cfg), max_steps=max_steps,
+                      save_folder=paths.save_folder, callbacks=[*build_callbacks(cfg), *extra_callbacks], max_steps=max_steps,
                       stop_step=stop_step, rank=dist_info.rank, world_size=dist_info.world_size,
                       device=dist_info.device, cpu_group=cpu_group(), eval_data=eval_data or None)
 

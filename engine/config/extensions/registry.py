@@ -137,6 +137,15 @@ def commit(new: List[Component]) -> None:
         raise
     for listener in _LISTENERS if added else ():
         listener(added)
+    _GENERATION[0] += bool(added)
+
+
+def generation() -> int:
+    """Changes whenever components are added: what a cache of the schema's shape is keyed by."""
+    return _GENERATION[0]
+
+
+_GENERATION = [0]
 
 
 # Told of every commit (schema.py reshapes the config sections the kinds are bound to).

@@ -35,14 +35,18 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-_TREE: Optional[fm.FieldSpec] = None
+_TREE: Dict[int, fm.FieldSpec] = {}
 
 
 def schema_tree() -> fm.FieldSpec:
-    global _TREE
-    if _TREE is None:
-        _TREE = fm.schema_tree()
-    return _TREE
+    """The form's tree, built once per shape of the schema (an extension loaded adds fields)."""
+    from engine.config.extensions.registry import generation
+
+    key = generation()
+    if key not in _TREE:
+        _TREE.clear()
+        _TREE[key] = fm.schema_tree()
+    return _TREE[key]
 
 
 class EditorScreen(Screen):
