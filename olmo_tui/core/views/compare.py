@@ -35,7 +35,7 @@ DOMAIN_EVAL = re.compile(r"^eval/lm/([^/]+)/loss$")
 # is a custom metric (an extension's callback recorded it) and is compared like the above.
 CONTRACT_KEYS = {"step", "time", "total_steps", "tokens", "lr", "grad_norm", "z_loss", "tps_total", "data_pct",
                  "eta_s", "eval/lm/loss", "eval/lm/ppl"}
-CONTRACT_PREFIXES = ("eval/downstream/", "eval/lm/", "gpu/")
+CONTRACT_PREFIXES = ("eval/downstream/", "eval/lm/", "gpu/", "moe/")
 X_AXES = ("step", "tokens")
 # Fields that name a run rather than change what it trains: two variants of one sweep differ in
 # them by construction, so a diff that listed them would bury the real difference.
