@@ -28,6 +28,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,8 @@ from engine.config import ExperimentConfig, to_toml
 from engine.errors import UserError
 from engine.output_tee import OutputTee, start_tee
 from engine.preflight import RunPaths, check_intact, check_run_name, check_writable_dir, preflight_checks  # noqa: F401  (re-exported)
-from engine.run_dir import CONFIG_FILE
+from engine import run_lock
+from engine.run_dir import CONFIG_FILE, ENGINE_EXIT_RECORD
 from engine.run_marker import runs_root, unmanaged_rank0, write_exit_record, write_start_marker
 
 EXIT_OK = 0
@@ -112,6 +114,7 @@ def run_training(cfg: ExperimentConfig, run_dir: Path, own: Optional[OwnRecords]
     env = None
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
+        run_lock.hold(run_dir)  # this rank counts as the run's until it exits, however it exits
         if own is not None and unmanaged_rank0():  # `olmo-tui runs` / `logs` will find it
             own.started = write_start_marker(run_dir, cfg.run_name)
             own.tee = start_tee(run_dir)
@@ -153,6 +156,7 @@ def main_training(cfg: ExperimentConfig, run_dir: Path, callbacks: Sequence = ()
     own = OwnRecords()
     code = EXIT_FAILED  # an exception escaping below is a failed job
     escaping = ""
+    started = time.time()
     try:
         code = _report_errors(cfg, run_dir, own, callbacks)
         return code
@@ -167,6 +171,10 @@ def main_training(cfg: ExperimentConfig, run_dir: Path, callbacks: Sequence = ()
             own.tee.close(log_only=escaping)
         if own.started is not None and run_dir.is_dir():
             write_exit_record(run_dir, code, own.started)
+        elif not unmanaged_rank0() and os.environ.get("RANK", "0") == "0" and run_dir.is_dir():
+            # A launched run's rank 0 leaves its own record: should the wrapper that writes
+            # exit.json have been killed, the run still ends in a true state.
+            write_exit_record(run_dir, code, started, name=ENGINE_EXIT_RECORD)
 
 
 def _report_errors(cfg: ExperimentConfig, run_dir: Path, own: OwnRecords, callbacks: Sequence = ()) -> int:

@@ -7,6 +7,9 @@
       metrics.jsonl     one JSON object per logged step
       engine_run.json   a run `olmo-train` started by itself (engine/run_marker.py)
       exit.json         the exit record, written last: exit code, start and end time, cancelled
+      engine_exit.json  a launched run's rank 0's own exit record (the final state if the
+                        launcher's wrapper, which writes exit.json, was killed)
+      run.lock          held (flock) by every live process of the run (engine/run_lock.py)
       checkpoints/stepN the default save folder
       extensions/       a copy of the config's extensions and manifest.json (their sha256s)
 
@@ -28,6 +31,8 @@ LOG_FILE = "stdout.log"
 METRICS_FILE = "metrics.jsonl"
 START_MARKER = "engine_run.json"
 EXIT_RECORD = "exit.json"
+ENGINE_EXIT_RECORD = "engine_exit.json"
+RUN_LOCK = "run.lock"
 CHECKPOINTS_DIR = "checkpoints"
 EXTENSIONS_DIR = "extensions"  # engine/config/extensions/snapshot.py
 
@@ -62,10 +67,11 @@ def exit_record(exit_code: int, started: float, launcher_exit_code: Optional[int
             "started": started, "ended": time.time(), "cancelled": cancelled}
 
 
-def read_exit_record(run_dir: Path) -> Optional[Dict[str, Any]]:
-    """exit.json if the run has ended (None while it runs, or if the file is torn)."""
+def read_exit_record(run_dir: Path, name: str = EXIT_RECORD) -> Optional[Dict[str, Any]]:
+    """exit.json (or `name`: ENGINE_EXIT_RECORD) if the run has ended (None while it runs, or
+    if the file is torn)."""
     try:
-        record = json.loads((Path(run_dir) / EXIT_RECORD).read_text())
+        record = json.loads((Path(run_dir) / name).read_text())
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) and "exit_code" in record else None

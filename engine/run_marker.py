@@ -68,6 +68,6 @@ def write_start_marker(run_dir: Path, run_name: str) -> float:
     return started
 
 
-def write_exit_record(run_dir: Path, exit_code: int, started: float) -> None:
-    write_json_atomic(run_dir / EXIT_RECORD, exit_record(exit_code, started, cancelled=exit_code in (130, 143)),
+def write_exit_record(run_dir: Path, exit_code: int, started: float, name: str = EXIT_RECORD) -> None:
+    write_json_atomic(run_dir / name, exit_record(exit_code, started, cancelled=exit_code in (130, 143)),
                       commit=True)

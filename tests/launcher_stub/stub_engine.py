@@ -7,6 +7,9 @@ Behaviour is chosen by environment: STUB_STEPS (default 20), STUB_STEP_S (0.05),
 STUB_FAIL_AT (raise at that step: exit 1), STUB_USER_ERROR (exit 2 before training),
 STUB_IGNORE_SIGTERM (keep running: the launcher must SIGKILL after the grace period),
 STUB_PRINT_ENV (print the names of environment variables starting with it).
+
+Like the engine (engine/run.py) it holds the run-dir lock while it lives and, in a launched
+run, leaves rank 0's own exit record (engine_exit.json) when it ends.
 """
 
 import json
@@ -17,10 +20,24 @@ import time
 import tomllib
 from pathlib import Path
 
+from engine import run_lock
+from engine.run_dir import ENGINE_EXIT_RECORD
+from engine.run_marker import write_exit_record
+
 
 def main() -> int:
     args = sys.argv[1:]
     run_dir = Path(args[args.index("--run-dir") + 1])
+    run_lock.hold(run_dir)
+    started, code = time.time(), 1
+    try:
+        code = train(args, run_dir)
+    finally:
+        write_exit_record(run_dir, code, started, name=ENGINE_EXIT_RECORD)
+    return code
+
+
+def train(args, run_dir: Path) -> int:
     steps = int(os.environ.get("STUB_STEPS", "20"))
     step_s = float(os.environ.get("STUB_STEP_S", "0.05"))
     if os.environ.get("STUB_USER_ERROR"):

@@ -21,28 +21,32 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Mapping, Optional
 
 from engine.atomic import write_json_atomic
-from engine.run_dir import CONFIG_FILE, LOG_FILE, read_exit_record
+from engine import run_lock
+from engine.run_dir import CONFIG_FILE, ENGINE_EXIT_RECORD, LOG_FILE, read_exit_record
 from engine.run_marker import process_start_ticks  # re-exported: one /proc reader for engine and app
 
 from ..runs import tailing
 from ..runs.registry import RunRecord
+from ..runs.run_status import GRACEFUL_EXIT_CODES, status_for_exit  # noqa: F401  (re-exported)
 from .base import BackendError, RunStatus
 from .run_files import CANCEL_REQUEST, REPO_ROOT, local_launch_record, write_launch_record
 
-GRACEFUL_EXIT_CODES = (130, 143)  # the engine stopped on SIGINT / SIGTERM after a final checkpoint
 
 
-
-def status_for_exit(exit_code: int, cancel_requested: bool) -> str:
-    if exit_code == 0:
-        return RunStatus.SUCCEEDED
-    if exit_code in GRACEFUL_EXIT_CODES or cancel_requested:
-        return RunStatus.CANCELLED
-    return RunStatus.FAILED
+def launcher_alive(run: RunRecord) -> bool:
+    """Whether the process that is launching `run` (run_manager records it in extra) still
+    runs: a run `starting` with live processes and no launcher lost it after the wrapper
+    started, and is adopted as running."""
+    launcher = run.extra.get("launcher") or {}
+    pid, ticks = launcher.get("pid"), launcher.get("pid_start")
+    return bool(pid) and process_start_ticks(pid) is not None and process_start_ticks(pid) == ticks
 
 
 class LocalBackend:
     name = "local"
+    # Its runs are judged from the run dir (the lock, exit records), so one recorded as lost
+    # is looked at again: it may be alive after all (run_manager.refresh_run).
+    rechecks_lost = True
 
     def __init__(self, python: Optional[str] = None, engine_module: str = "engine"):
         self.python = python or sys.executable
@@ -88,18 +92,47 @@ class LocalBackend:
         )
 
     def _alive(self, run: RunRecord) -> bool:
+        """The run's processes live: any holder of its run-dir lock (engine/run_lock.py), else,
+        for a run dir from before the lock, its recorded wrapper pid."""
+        held = run_lock.is_alive(Path(run.run_dir)) if run.host == socket.gethostname() else None
+        if held is not None:
+            return held
+        return self._wrapper_alive(run)
+
+    def _wrapper_alive(self, run: RunRecord) -> bool:
         if not run.pid:
             return False
         ticks = process_start_ticks(run.pid)
         return ticks is not None and (run.pid_start is None or ticks == run.pid_start)
 
     def refresh(self, run: RunRecord) -> RunRecord:
-        if run.terminal:
+        """From the run dir: exit.json (the wrapper's) ends it; else the run-dir lock says whether
+        any of its processes live (the wrapper, torchrun or a rank: a run whose wrapper was
+        killed trains on and is followed, one marked lost that is alive is adopted again); with
+        all of them gone, rank 0's own engine_exit.json gives the final state, else it is lost."""
+        if run.terminal and run.status != RunStatus.LOST:
             return run
         run_dir = Path(run.run_dir)
         changes: Dict[str, object] = {}
         changes.update(tailing.progress_of(run_dir))
         exit_record = read_exit_record(run_dir)
+        here = run.host == socket.gethostname()
+        if exit_record is None and here and not self._alive(run):
+            # Re-read: the wrapper may have written exit.json between the two looks.
+            exit_record = read_exit_record(run_dir)
+            if exit_record is None:
+                exit_record = read_exit_record(run_dir, ENGINE_EXIT_RECORD)
+                if exit_record is None:
+                    if run.status == RunStatus.LOST:
+                        return replace(run, **changes)
+                    if run.status == RunStatus.STARTING and not (run_dir / LOG_FILE).exists():  # no wrapper ran
+                        changes.update(status=RunStatus.FAILED, ended=time.time(),
+                                       message="the launch was interrupted before the run started (nothing "
+                                               "ran); launch it again")
+                    else:
+                        changes.update(status=RunStatus.LOST, ended=time.time(),
+                                       message="the run's processes all ended without recording an exit code")
+                    return replace(run, **changes)
         if exit_record is not None:
             code = int(exit_record["exit_code"])
             cancelled = bool(run.cancel_requested or exit_record.get("cancelled"))
@@ -109,25 +142,29 @@ class LocalBackend:
                 changes["message"] = tailing.failure_line(run_dir / LOG_FILE) or f"exited with code {code}"
             elif changes["status"] == RunStatus.CANCELLED:
                 changes["message"] = "stopped on request" if cancelled else f"stopped by a signal (exit code {code})"
-        elif run.host == socket.gethostname() and run.pid and not self._alive(run):
-            # Re-read: the wrapper may have written exit.json between the two looks.
-            if read_exit_record(run_dir) is not None:
-                return self.refresh(run)
-            changes.update(status=RunStatus.LOST, ended=time.time(),
-                           message="the process vanished without recording an exit code")
+        elif here and (run.status == RunStatus.LOST or (
+                run.status == RunStatus.STARTING and not launcher_alive(run))):
+            # Alive after all: a launcher killed before it recorded the start, or a wrapper killed
+            # under a run that trains on. Followed again like any running run.
+            changes.update(status=RunStatus.RUNNING, ended=None, started=run.started or time.time(),
+                           message="adopted again: its processes are alive (its launcher or wrapper was not)")
         return replace(run, **changes)
 
     def cancel(self, run: RunRecord, grace_s: float) -> RunRecord:
-        if run.terminal:
+        if run.terminal and run.status != RunStatus.LOST:
             return run
         run_dir = Path(run.run_dir)
         write_json_atomic(run_dir / CANCEL_REQUEST, {"grace_s": grace_s, "requested": time.time()})
         run = replace(run, cancel_requested=time.time(), message="stopping (SIGTERM sent)")
         if run.host != socket.gethostname():
             raise BackendError(f"run {run.id} runs on host {run.host}; cancel it there")
-        if self._alive(run):
+        # The wrapper stops torchrun's workers and SIGKILLs after the grace period. Without it
+        # (killed), SIGTERM goes to every holder of the run-dir lock: torchrun and the ranks,
+        # which write a final checkpoint and exit.
+        targets = [run.pid] if self._wrapper_alive(run) else run_lock.holders(run_dir)
+        for pid in targets:
             try:
-                os.kill(run.pid, signal.SIGTERM)
+                os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
         return self.refresh(run)

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
+from engine import run_lock
 from engine.atomic import write_json_atomic
 from engine.run_dir import EXIT_RECORD, LOG_FILE, exit_record
 
@@ -119,13 +120,20 @@ class Wrapper:
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
         except (OSError, AttributeError):
             pass  # not Linux: orphans of a killed torchrun are then not ours to clean up
+        # torchrun takes its own share of the run-dir lock just before its exec: while it (or
+        # any rank) lives the run counts as alive, even if this process is killed.
+        lock_fd = run_lock.for_child(self.run_dir)
         try:
             self.child = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                          cwd=self.run_dir)
+                                          cwd=self.run_dir, pass_fds=() if lock_fd is None else (lock_fd,),
+                                          preexec_fn=None if lock_fd is None else lambda: run_lock.take(lock_fd))
         except OSError as exc:
             print(f"[olmo-tui] could not start {self.argv[0]}: {exc}", flush=True)
             write_json_atomic(self.run_dir / EXIT_RECORD, exit_record(127, started), commit=True)
             return 127
+        finally:
+            if lock_fd is not None:
+                os.close(lock_fd)
         launcher_code = self.child.wait()
         # Whatever torchrun left behind (it normally reaps its workers) is killed and reaped.
         leftovers = descendants_of(os.getpid())
@@ -148,10 +156,14 @@ def main(argv: List[str]) -> int:
         print("usage: python -m olmo_tui.core.backends.local_wrapper RUN_DIR -- COMMAND...", file=sys.stderr)
         return 2
     run_dir = Path(argv[0]).resolve()
+    # The run-dir lock before the pid goes out: the launcher lets go of its own share only once
+    # it has the pid, so the run never looks dead in between (engine/run_lock.py).
+    run_lock.hold(run_dir)
     child = os.fork()
     if child:
         print(child, flush=True)  # the launcher reads the detached pid from this line
         os._exit(0)
+    run_lock.hold(run_dir)  # listed under this (the detached) pid too
     code = Wrapper(run_dir, argv[2:]).run()
     os._exit(code)
 

@@ -44,6 +44,9 @@ def launch_record(backend: str, run: RunRecord, argv: List[str], env: Mapping[st
     """launch.json's common fields (backend, run and parent ids, argv, the non-secret env) plus
     the backend's own."""
     return {"backend": backend, "run_id": run.id, "parent_run_id": run.parent_id, "relation": run.relation,
+            # what a registry rebuilt from the run dirs needs (runs/reconcile.py)
+            "name": run.name, "preset": run.preset, "created": run.created, "sweep": run.sweep,
+            "sweep_index": run.sweep_index,
             "argv": list(argv), "env": dict(env), **extra}
 
 

@@ -5,16 +5,19 @@ this module is the only place that combines the two.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import List, Mapping, Optional, Sequence
 
+from engine import run_lock
 from engine.atomic import write_atomic
 from engine.config import ExperimentConfig, resolve, to_toml
 from engine.config.extensions.loader import prepare_snapshot
 from engine.run_dir import CHECKPOINTS_DIR, CONFIG_FILE
+from engine.run_marker import process_start_ticks
 
 from ..backends.base import RUN_DIR_BACKENDS, BackendError, RunStatus, get_backend
 from ..runs.registry import Registry, RunRecord, new_run_id, runs_root
@@ -46,9 +49,15 @@ def start_run(cfg: ExperimentConfig, preset: Optional[str] = None, parent_id: Op
     run_dir = runs_root() / run_id
     check_before_launch(cfg, run_dir)
     run_dir.mkdir(parents=True, exist_ok=False)
+    # This process holds the run-dir lock until the run's own processes hold theirs: a launch
+    # killed half-way leaves a dir whose lock nobody holds, which the next look reconciles
+    # (runs/reconcile.py), while one in progress is left alone.
+    lock = run_lock.hold(run_dir)
+    # The launcher's own pid: a record left `starting` by a launcher that died is reconciled.
+    me = {"pid": os.getpid(), "pid_start": process_start_ticks(os.getpid())}
     run = RunRecord(id=run_id, name=cfg.run_name, backend=backend.name, run_dir=str(run_dir),
                     status=RunStatus.STARTING, preset=preset, parent_id=parent_id, relation=relation,
-                    total_steps=planned_steps(cfg))
+                    total_steps=planned_steps(cfg), extra={"launcher": me})
     try:
         write_atomic(run_dir / CONFIG_FILE, to_toml(cfg))
         parent = registry.get(parent_id) if parent_id else None
@@ -61,18 +70,26 @@ def start_run(cfg: ExperimentConfig, preset: Optional[str] = None, parent_id: Op
             registry.remove(run_id)
         except Exception:  # the registry itself may be what failed; the folder goes regardless
             pass
+        run_lock.release(lock)
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
-    return registry.save_changes(run, launched)
+    try:
+        return registry.save_changes(run, launched)
+    finally:
+        run_lock.release(lock)
 
 
 def refresh_run(run: RunRecord, registry: Optional[Registry] = None) -> RunRecord:
-    """Look at an active run now and record what changed (ended, vanished, new step)."""
-    if run.terminal or run.waiting_in_queue:
+    """Look at an active run now and record what changed (ended, vanished, new step). A run
+    recorded as lost is looked at again where its backend can tell (it may be alive after all)."""
+    if run.waiting_in_queue:
+        return run
+    backend = get_backend(run.backend)
+    if run.terminal and not (run.status == RunStatus.LOST and getattr(backend, "rechecks_lost", False)):
         return run
     registry = registry or Registry()
     try:
-        fresh = get_backend(run.backend).refresh(run)
+        fresh = backend.refresh(run)
     except BackendError as exc:
         fresh = replace(run, message=str(exc))
     return registry.save_changes(run, fresh)
@@ -82,7 +99,7 @@ def refresh_all(registry: Optional[Registry] = None) -> List[RunRecord]:
     from ..runs.discovery import discover_engine_runs
 
     registry = registry or Registry()
-    discover_engine_runs(registry)  # runs `olmo-train NAME` started in the same runs root
+    discover_engine_runs(registry)  # runs `olmo-train NAME` started in the runs root; launched dirs unrecorded
     return [refresh_run(run, registry) for run in registry.all()]
 
 

@@ -43,8 +43,15 @@ def _record(run_dir: Path, marker: dict, taken: set) -> RunRecord:
 
 
 def discover_engine_runs(registry: Registry, root: Optional[Path] = None) -> List[RunRecord]:
-    """Add (or restart) the records of olmo-train runs under the runs root; returns them."""
+    """Add (or restart) the records of olmo-train runs under the runs root, and record launched
+    run dirs that no record points at (reconcile.py); returns them."""
+    from .reconcile import reconcile_run_dirs
+
     root = root or runs_root()
+    return _discover(registry, root) + reconcile_run_dirs(registry, root)
+
+
+def _discover(registry: Registry, root: Path) -> List[RunRecord]:
     try:
         candidates = [child for child in root.iterdir() if (child / START_MARKER).is_file()]
     except OSError:  # no runs root yet

@@ -20,6 +20,7 @@ import re
 import secrets as _random
 import socket
 import sqlite3
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -153,18 +154,56 @@ class Registry:
         db = getattr(self._local, "db", None)
         if db is None:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-                db.row_factory = sqlite3.Row
-                db.execute("PRAGMA busy_timeout = 30000")
-                self._enable_wal(db)
-                db.execute("PRAGMA synchronous = NORMAL")  # safe with WAL; an OS crash may lose the last commit
-                self._migrate(db)
-            except (OSError, sqlite3.Error) as exc:
+                db = self._open()
+            except sqlite3.DatabaseError as exc:
+                if isinstance(exc, sqlite3.OperationalError):  # cannot open / write: not the file's content
+                    raise RegistryError(f"cannot open the run registry {self.path}: {exc} "
+                                        "(set XDG_STATE_HOME to a writable folder)") from exc
+                db = self._set_aside_and_reopen(exc)
+            except OSError as exc:
                 raise RegistryError(f"cannot open the run registry {self.path}: {exc} "
                                     "(set XDG_STATE_HOME to a writable folder)") from exc
             self._local.db = db
         return db
+
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA busy_timeout = 30000")
+            self._enable_wal(db)
+            db.execute("PRAGMA synchronous = NORMAL")  # safe with WAL; an OS crash may lose the last commit
+            if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":  # ms for a registry's size
+                raise sqlite3.DatabaseError("database disk image is malformed")
+            self._migrate(db)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _set_aside_and_reopen(self, exc: sqlite3.DatabaseError) -> sqlite3.Connection:
+        """A registry file that is not a database (truncated, overwritten): kept beside as
+        runs.db.corrupt-<time> for a look, and a new one started. The records come back from the
+        run dirs on the next look (runs/reconcile.py, discovery.py): nothing is lost but
+        columns no run dir keeps (a Beaker job's id)."""
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
+            except FileNotFoundError:
+                pass
+            except OSError as move_error:
+                raise RegistryError(f"the run registry {self.path} is damaged ({exc}) and cannot be moved "
+                                    f"aside ({move_error}): move it away by hand; it is rebuilt from the run "
+                                    "dirs") from exc
+        print(f"warning: the run registry {self.path} was damaged ({exc}): kept as {aside.name}; its runs are "
+              "recorded again from their run dirs", file=sys.stderr)
+        try:
+            return self._open()
+        except (OSError, sqlite3.Error) as again:
+            raise RegistryError(f"cannot open the run registry {self.path}: {again} "
+                                "(set XDG_STATE_HOME to a writable folder)") from again
 
     @staticmethod
     def _enable_wal(db: sqlite3.Connection) -> None:

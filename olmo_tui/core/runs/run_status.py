@@ -19,3 +19,15 @@ class RunStatus:
     # Finished for good: refresh() is not called again for these.
     TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED, LOST})
     ACTIVE = frozenset(ALL) - TERMINAL
+
+
+GRACEFUL_EXIT_CODES = (130, 143)  # the engine stopped on SIGINT / SIGTERM after a final checkpoint
+
+
+def status_for_exit(exit_code: int, cancel_requested: bool) -> str:
+    """The state an exit code in a run dir's exit record means (local runs, rebuilt records)."""
+    if exit_code == 0:
+        return RunStatus.SUCCEEDED
+    if exit_code in GRACEFUL_EXIT_CODES or cancel_requested:
+        return RunStatus.CANCELLED
+    return RunStatus.FAILED

@@ -104,9 +104,9 @@ def test_vanished_process_is_lost(stub, monkeypatch):
     os.kill(run.pid, signal.SIGKILL)  # the wrapper dies without writing exit.json
     for pid in family:
         os.kill(pid, signal.SIGKILL)
-    assert wait_for(lambda: process_start_ticks(run.pid) is None, 10)
+    assert wait_for(lambda: all(process_start_ticks(pid) is None for pid in [run.pid, *family]), 10)
     run = run_manager.refresh_run(run)
-    assert run.status == "lost" and "vanished" in run.message and run.exit_code is None
+    assert run.status == "lost" and "ended without recording an exit code" in run.message and run.exit_code is None
 
 
 def test_secrets_reach_the_job_by_environment_only(stub, monkeypatch, isolated_xdg):
