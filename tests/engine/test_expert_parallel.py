@@ -35,13 +35,16 @@ def experiment(world=1, **parallel):
     })
 
 
-def train(tm: TrainModule, steps: int):
-    """(CE loss, grad norm, load-balancing loss) per step; each dp rank takes its rows' slice."""
+def train(tm: TrainModule, steps: int, start: int = 0):
+    """(CE loss, grad norm, load-balancing loss) of batches start..start+steps-1; each dp rank
+    takes its rows' slice."""
     generator = torch.Generator().manual_seed(0)
     per = ROWS // tm.dp_world_size
     out = []
-    for _ in range(steps):
+    for step in range(start + steps):
         ids = torch.randint(0, VOCAB, (ROWS, SEQ), generator=generator)
+        if step < start:
+            continue
         metrics = tm.train_batch({"input_ids": ids[tm.dp_rank * per:(tm.dp_rank + 1) * per]})
         norm = tm.optim_step()["grad_norm"]
         out.append((metrics["ce_loss"].item(), norm.item(), metrics["moe/lb_loss"].item()))
@@ -113,3 +116,28 @@ def test_expert_parallel_mistakes_name_the_fields(change, paths, needle):
     cfg, issues = validate_experiment(data)
     assert cfg is None
     assert any(issue.paths == paths and needle in issue.message for issue in issues), issues
+
+
+def _ep_checkpoint(folder):
+    import torch.distributed.checkpoint as dcp
+
+    tm = TrainModule(experiment(2, ep_config={"degree": 2}, dp_config={"name": "fsdp"}))
+    train(tm, 2)
+    dcp.save(tm.state_dict(), checkpoint_id=folder)
+    return train(tm, 2, start=2)
+
+
+def test_an_expert_parallel_checkpoint_resumes_on_one_rank(tmp_path):
+    """The experts are saved in their global (E, ...) layout: a 1-process run loads the EP=2
+    checkpoint and continues with the same losses."""
+    import torch.distributed.checkpoint as dcp
+
+    later = run_distributed_test(_ep_checkpoint, world_size=2, args=(str(tmp_path / "ckpt"),))[0]
+    tm = TrainModule(experiment())
+    state = tm.state_dict()
+    dcp.load(state, checkpoint_id=str(tmp_path / "ckpt"))
+    tm.load_state_dict(state)
+    assert tm.step == 2
+    resumed = train(tm, 2, start=2)
+    for (loss, norm, _), (ref_loss, ref_norm, _) in zip(resumed, later, strict=True):
+        assert loss == pytest.approx(ref_loss, abs=LOSS_ATOL) and norm == pytest.approx(ref_norm, rel=NORM_RTOL)
