@@ -8,7 +8,7 @@ from typing import Dict, List, Literal, Optional
 from pydantic import Field, field_validator, model_validator
 
 from .base import MAX_SEED, Config, path_kind
-from .extensions.registry import register
+from .extensions.registry import REGISTRIES, register
 from .extensions.schema import ChoiceSection, bind
 
 BYTE_VOCAB_SIZE = 258  # 256 byte values + EOS (256) + PAD (257)
@@ -51,8 +51,11 @@ def _as_list(value):
 class SourceConfig(Config):
     """One named source of a training mixture (engine/data/mixture.py draws the batches)."""
 
-    paths: List[str] = Field(default_factory=list, description="Token files of this source (globs allowed).",
-                             json_schema_extra=path_kind())
+    kind: str = Field("numpy", description="The registered data source it reads (dataset.kind's choices): "
+                      "numpy, or another (synthetic, embedded, an extension's) built as dataset.kind = "
+                      "that would build it, its settings from the dataset section.")
+    paths: List[str] = Field(default_factory=list, description="Token files of this source (kind = numpy; "
+                             "globs allowed).", json_schema_extra=path_kind())
     ratio: float = Field(gt=0, le=1, description="Share of every global batch drawn from this source, "
                          "by instances (= tokens); the sources' ratios sum to 1.")
     max_repetition: float = Field(1.0, gt=0, description="Times this source may be read over the run "
@@ -178,9 +181,16 @@ def mixture_issues(cfg) -> List[tuple]:
     if ds.eval_sets and ds.eval_paths:
         issues.append((("dataset.eval_sets", "dataset.eval_paths"), "give either dataset.eval_paths (one "
                        "held-out set) or dataset.eval_sets (named ones), not both"))
+    registered = REGISTRIES["data_source"]
     for name, source in ds.sources.items():
-        if not source.paths:
+        if source.kind not in registered:
+            issues.append(((f"dataset.sources.{name}.kind",), f"unknown data source {source.kind!r} "
+                           f"(registered: {', '.join(registered.names())})"))
+        elif source.kind == "numpy" and not source.paths:
             issues.append(((f"dataset.sources.{name}.paths",), f"source {name!r} has no token files"))
+        elif source.kind != "numpy" and source.paths:
+            issues.append(((f"dataset.sources.{name}.paths", f"dataset.sources.{name}.kind"),
+                           f"paths are read by kind = 'numpy', not {source.kind!r}"))
     for name, eval_set in ds.eval_sets.items():
         if not eval_set.paths:
             issues.append(((f"dataset.eval_sets.{name}.paths",), f"held-out set {name!r} has no token files"))

@@ -77,10 +77,19 @@ def _check_ids(files: TokenFiles, cfg: ExperimentConfig, field: str) -> None:
                         f"{tok_vocab}: made with another tokenizer? {hint}")
 
 
-def _files_of(source) -> TokenFiles:
-    while not isinstance(source, TokenFiles):  # a held-out split or a max_tokens cap of the files
-        source = source.source
+def _files_of(source) -> Optional[TokenFiles]:
+    """The token files under a held-out split or a max_tokens cap; None for a source that
+    reads no files (synthetic, or an extension's)."""
+    while not isinstance(source, TokenFiles):
+        source = getattr(source, "source", None)  # a TokenSlice's
+        if source is None:
+            return None
     return source
+
+
+def _documents(tokens) -> Optional[int]:
+    files = _files_of(tokens)
+    return manifest_documents(files) if files is not None else None
 
 
 def mixture_plan(cfg: ExperimentConfig, sources: Optional[DataSources] = None) -> List[SourcePlan]:
@@ -93,14 +102,16 @@ def mixture_plan(cfg: ExperimentConfig, sources: Optional[DataSources] = None) -
         tokens = sources.mixture[name]
         instances = make_instances(cfg, tokens, sources.eos_token_id, sources.pad_token_id)
         plans.append(plan_source(name, spec.ratio, tokens.num_tokens, len(instances),
-                                 manifest_documents(_files_of(tokens)), spec.max_repetition, rows,
+                                 _documents(tokens), spec.max_repetition, rows,
                                  ds.sequence_length))
     return plans
 
 
 def _check_mixture(cfg: ExperimentConfig, sources: DataSources) -> None:
     for name in cfg.dataset.sources:
-        _check_ids(_files_of(sources.mixture[name]), cfg, f"dataset.sources.{name}.paths")
+        files = _files_of(sources.mixture[name])
+        if files is not None:
+            _check_ids(files, cfg, f"dataset.sources.{name}.paths")
     for plan in mixture_plan(cfg, sources):
         problem = plan.problem()
         if problem:

@@ -128,12 +128,18 @@ def quick_plan(cfg) -> List[SourcePlan]:
     plans = []
     for name, spec in ds.sources.items():
         field = f"dataset.sources.{name}.paths"
-        files = TokenFiles(expand_paths(spec.paths, field), ds.token_dtype, field)
+        if spec.kind == "numpy":
+            files = TokenFiles(expand_paths(spec.paths, field), ds.token_dtype, field)
+        else:  # another registered source (synthetic, embedded, an extension's): built to be sized
+            from .sources import registered_source
+
+            files = registered_source(cfg, spec.kind)
         tokens = files.num_tokens
         if not ds.eval_sets:
             tokens -= min(tokens // HELD_OUT_FRACTION, HELD_OUT_MAX_TOKENS)
         if spec.max_tokens is not None:
             tokens = min(tokens, spec.max_tokens)
-        plans.append(plan_source(name, spec.ratio, tokens, tokens // T, manifest_documents(files),
+        documents = manifest_documents(files) if isinstance(files, TokenFiles) else None
+        plans.append(plan_source(name, spec.ratio, tokens, tokens // T, documents,
                                  spec.max_repetition, rows, T))
     return plans

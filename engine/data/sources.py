@@ -69,13 +69,28 @@ def _named_eval_sets(cfg: ExperimentConfig) -> Dict[str, object]:
             for name, s in ds.eval_sets.items()}
 
 
+def registered_source(cfg: ExperimentConfig, kind: str):
+    """A mixture source of another registered kind, built as `dataset.kind = kind` would build
+    it (engine/extend.py's data_source table): the experiment seen with that kind and no mixture."""
+    dataset = cfg.dataset.model_copy(update={"kind": kind, "sources": {}, "paths": []})
+    experiment = cfg.model_copy(update={"dataset": dataset})
+    component = dataset.component()
+    # Its settings: the dataset.<kind> section when the config has one, else its defaults.
+    own = getattr(cfg.dataset, component.name, None) if component.has_fields else None
+    return component.builder()(own if own is not None else component.config(), experiment)
+
+
 def _build_mixture(cfg: ExperimentConfig) -> DataSources:
     ds, tok = cfg.dataset, cfg.dataset.tokenizer
     mixture, held_out = {}, {}
     for name, spec in ds.sources.items():
-        field_name = f"dataset.sources.{name}.paths"
-        files = TokenFiles(expand_paths(spec.paths, field_name), ds.token_dtype, field_name)
-        train, held = (files, None) if ds.eval_sets else _split_tail(files, tok.eos_token_id)
+        if spec.kind == "numpy":
+            field_name = f"dataset.sources.{name}.paths"
+            files = TokenFiles(expand_paths(spec.paths, field_name), ds.token_dtype, field_name)
+        else:
+            files = registered_source(cfg, spec.kind)
+        eos = getattr(files, "eos_token_id", tok.eos_token_id)
+        train, held = (files, None) if ds.eval_sets else _split_tail(files, eos)
         if spec.max_tokens is not None and spec.max_tokens < train.num_tokens:
             train = TokenSlice(train, 0, spec.max_tokens)
         mixture[name] = train

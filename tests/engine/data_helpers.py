@@ -44,6 +44,9 @@ def config(tmp_path: Path, **sections) -> ExperimentConfig:
         "train_module": {"rank_microbatch_size": 16, "max_sequence_length": 8},
     }
     for section, values in sections.items():
+        if not isinstance(values, dict):  # a top-level value, e.g. extensions=[...]
+            data[section] = values
+            continue
         for key, value in values.items():
             if isinstance(value, dict):
                 data.setdefault(section, {}).setdefault(key, {}).update(value)

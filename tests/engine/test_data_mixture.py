@@ -13,6 +13,7 @@ import torch
 from engine.data.checks import check_data, mixture_plan
 from engine.data.loader import build_train_loader
 from engine.data.mixture import draw_rows
+from engine.config import ConfigError as ConfigErrorType
 from engine.errors import DataError
 
 from data_helpers import config
@@ -206,3 +207,24 @@ def test_two_processes_see_the_same_global_batches_as_one(tmp_path):
                                  args=(cfg.model_dump(mode="json"), 12))
     for gathered in ranks:
         assert all(torch.equal(a, b) for a, b in zip(one, gathered, strict=True))
+
+
+def test_a_source_of_another_registered_kind_joins_the_mixture(tmp_path):
+    """A researcher's data source (engine/extend.py's registry: the test extension's `counting`,
+    ids 0..199 from a Python generator) mixed with token files at 0.25 / 0.75."""
+    from extension_helpers import write_extension
+
+    package = write_extension(tmp_path / "ext", name="mix_ext")
+    sources = _sources(tmp_path)
+    mixture = {"code": {**sources["code"], "ratio": 0.75},  # ids 2400..4399: never the generator's
+               "count": {"kind": "counting", "ratio": 0.25, "max_repetition": 8}}
+    cfg = config(tmp_path, extensions=[str(package)], dataset={"sources": mixture},
+                 data_loader={"global_batch_size": ROWS * T}, trainer={"max_duration": "20 steps"})
+    check_data(cfg)
+    batches = _take(build_train_loader(cfg, 0, 1), 20)
+    for batch in batches:
+        code_rows = batch[:, 0] >= FIRST_ID[1]
+        assert int(code_rows.sum()) == 15 and int(batch[~code_rows].max()) < 200  # 20 rows at 0.75 / 0.25
+    with pytest.raises(ConfigErrorType, match="dataset.sources.count.kind: unknown data source 'countin'"):
+        config(tmp_path, extensions=[str(package)],
+               dataset={"sources": {**mixture, "count": {**mixture["count"], "kind": "countin"}}})
