@@ -79,3 +79,25 @@ def test_a_mixture_run_records_tokens_and_held_out_loss_per_source(prepared, tmp
     assert min(last["eval/lm/docs/loss"], last["eval/lm/code/loss"]) <= last["eval/lm/loss"] \
         <= max(last["eval/lm/docs/loss"], last["eval/lm/code/loss"])
 
+
+
+def test_a_mixture_run_resumed_at_a_checkpoint_trains_on_the_same_later_batches(prepared, tmp_path):
+    """6 steps straight vs 3 steps, then the same command for 6: the resumed run draws the same
+    batches (same losses step for step) and the same tokens per source."""
+    def cfg(steps, hard_stop=None):
+        extra = [f"--trainer.hard_stop={hard_stop} steps"] if hard_stop else []
+        return small_config(*_mixture(prepared, 0.25), "--data_loader.global_batch_size=512",
+                            "--train_module.rank_microbatch_size=512", "--trainer.metrics_collect_interval=1",
+                            "--trainer.no_checkpoints=false", "--trainer.callbacks.checkpointer.save_interval=3",
+                            "--trainer.callbacks.checkpointer.ephemeral_save_interval=null",
+                            "--trainer.callbacks.checkpointer.save_async=false", *extra, steps=steps)
+
+    assert run(cfg(6), tmp_path / "straight") == 0
+    assert run(cfg(6, hard_stop=3), tmp_path / "resumed") == 0
+    assert run(cfg(6), tmp_path / "resumed") == 0
+    straight = {r["step"]: r for r in metrics(tmp_path / "straight")}
+    resumed = {r["step"]: r for r in metrics(tmp_path / "resumed")}
+    for step in (4, 5, 6):
+        assert resumed[step]["loss"] == straight[step]["loss"]
+        assert resumed[step]["data/docs/tokens"] == straight[step]["data/docs/tokens"]
+    assert straight[6]["data/docs/tokens"] + straight[6]["data/code/tokens"] == 6 * 512
