@@ -117,3 +117,19 @@ def test_tiny_moe_run_logs_router_health(tmp_path):
     assert len(load) == 4 and sum(load) == tokens * 2  # every token counted in both of its slots
     assert last["moe/imbalance/1"] == pytest.approx(max(load) / (sum(load) / 4))
     assert 0 < last["moe/lb_loss"] < 4 and last["moe/z_loss"] > 0
+
+
+def test_active_flops_per_token_equal_torchs_flop_counter():
+    """The reference loop runs each token through exactly its top_k experts: torch's FLOP counter
+    over forward + backward equals num_flops_per_token (router + k experts + shared expert +
+    attention with full T x T scores), i.e. MFU counts the active weights."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = _model("loop")
+    seq = 16
+    ids = torch.randint(0, 384, (2, seq), generator=torch.Generator().manual_seed(0))
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        model(ids).float().sum().backward()
+    per_token = counter.get_total_flops() / ids.numel()
+    assert per_token == model.config.num_flops_per_token(seq) == model.num_flops_per_token(seq)
