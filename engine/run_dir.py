@@ -41,6 +41,20 @@ EXTENSIONS_DIR = "extensions"  # engine/config/extensions/snapshot.py
 METRICS_PREFIX = "[metrics] "
 
 
+# The record keys docs/CONTRACTS.md defines (by name or by prefix). Any other number in a record
+# is a custom metric, one a callback recorded (an extension's): the monitor and compare show it.
+CONTRACT_KEYS = frozenset({"step", "time", "total_steps", "tokens", "loss", "lr", "grad_norm", "z_loss", "tps",
+                           "tps_total", "mfu", "data_pct", "eta_s"})
+CONTRACT_PREFIXES = ("eval/", "gpu/", "moe/", "data/")
+
+
+def custom_metrics(records) -> list:
+    """The custom metrics (numbers under a non-contract key) of some records, sorted."""
+    names = {key for record in records for key, value in record.items()
+             if isinstance(value, (int, float)) and not isinstance(value, bool)}
+    return sorted(n for n in names if n not in CONTRACT_KEYS and not n.startswith(CONTRACT_PREFIXES))
+
+
 def format_metrics_line(record: Dict[str, Any]) -> str:
     """The console line of one metrics record: `[metrics] {"step":1,...}`."""
     return METRICS_PREFIX + json.dumps(record, separators=(",", ":"))

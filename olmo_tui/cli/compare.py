@@ -15,6 +15,7 @@ import sys
 from typing import List, Optional
 
 from engine.config import ConfigError
+from engine.run_dir import custom_metrics
 from engine.errors import without_controls
 
 from ..core.views import compare
@@ -103,7 +104,7 @@ def cmd_compare(argv: List[str]) -> int:
         print(json.dumps(rows, indent=2))
         return exit_codes.OK
     # An extension's metrics get a column each (their final values), after the built-in ones.
-    custom = sorted({key for row in rows for key in row["final"]} - {*compare.METRICS, "step", "tokens"})
+    custom = [m for m in custom_metrics([{k: 0.0 for k in row["final"]} for row in rows]) if m not in compare.METRICS]
     header = ["RUN", "STATUS", "STEP", "LOSS", "BEST LOSS", "EVAL LOSS", "TOK/S", "MFU",
               *[name.upper() for name in custom], "VS BASELINE"]
     table = [header]

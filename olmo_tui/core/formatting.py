@@ -97,3 +97,18 @@ def router_health(record: dict) -> Optional[str]:
         bars = "".join(_LOAD_BARS[max(0, min(top, round((imbalance[i] - 1) / 2 * top)))] for i in sorted(imbalance))
         lines.append(f"load/block {bars}")
     return "\n".join(lines)
+
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def custom_metric_line(name: str, values, position: int, count: int) -> str:
+    """The monitor's line for one custom metric (a callback's): its latest value, a sparkline of
+    its last values, and which of the run's `count` custom metrics it is (`m` shows the next)."""
+    recent = [float(v) for v in list(values)[-20:]]
+    if not recent:
+        return f"{name}  -"
+    low, high = min(recent), max(recent)
+    spark = "".join(SPARK[int((v - low) / (high - low) * (len(SPARK) - 1)) if high > low else 0] for v in recent)
+    more = f"  (m: {position + 1}/{count})" if count > 1 else ""
+    return f"{name}  {recent[-1]:.4g}  {spark}{more}"

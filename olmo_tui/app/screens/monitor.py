@@ -51,6 +51,7 @@ class MonitorScreen(Screen):
         Binding("R", "resume", "Resume", show=False),
         Binding("r", "relaunch", "Relaunch", show=False),
         Binding("p", "profiler_traces", "Profiler trace"),
+        Binding("m", "next_metric", "Next metric", show=False),  # a callback's custom metrics
     ]
 
     def __init__(self, run: RunRecord, registry: Optional[Registry] = None) -> None:
@@ -110,6 +111,9 @@ class MonitorScreen(Screen):
         if metrics and not self.stop.is_set():
             self.metrics_seen += len(metrics)
             self.app.call_from_thread(self._add_metrics, metrics)
+
+    def action_next_metric(self) -> None:
+        self.query_one(ThroughputPanel).pick_next_custom()
 
     def _add_metrics(self, records: list) -> None:
         panel = self.query_one(ThroughputPanel)

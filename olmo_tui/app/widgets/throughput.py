@@ -12,7 +12,8 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Label, ProgressBar, Sparkline, Static
 
-from olmo_tui.core.formatting import data_mix, eval_losses, format_eta, human_count, router_health
+from engine.run_dir import custom_metrics
+from olmo_tui.core.formatting import custom_metric_line, data_mix, eval_losses, format_eta, human_count, router_health
 
 SERIES = (  # key in the record, label, how to show the current value
     ("loss", "loss", lambda v: f"{v:.4f}"),
@@ -35,6 +36,10 @@ class ThroughputPanel(Vertical):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.points: Dict[str, Deque[float]] = {key: deque(maxlen=MAX_POINTS) for key, _, _ in SERIES}
+        # Custom metrics (a callback's, e.g. an extension's): values by name; one is shown at a
+        # time, `picked` (the monitor's `m` key picks the next).
+        self.custom: Dict[str, Deque[float]] = {}
+        self.picked = 0
         self.latest: Dict[str, Any] = {}
         self.records_seen = 0
         self._dirty = False
@@ -65,8 +70,21 @@ class ThroughputPanel(Vertical):
                 value = record.get("tps_total", value)
             if isinstance(value, (int, float)):
                 self.points[key].append(float(value))
+        for name in custom_metrics([record]):
+            self.custom.setdefault(name, deque(maxlen=MAX_POINTS)).append(float(record[name]))
         self.latest.update({k: v for k, v in record.items() if v is not None})
         self.records_seen += 1
+        self._dirty = True
+
+    def custom_line(self) -> Optional[str]:
+        names = sorted(self.custom)
+        if not names:
+            return None
+        position = self.picked % len(names)
+        return custom_metric_line(names[position], self.custom[names[position]], position, len(names))
+
+    def pick_next_custom(self) -> None:
+        self.picked += 1
         self._dirty = True
 
     def redraw(self) -> None:
@@ -99,8 +117,8 @@ class ThroughputPanel(Vertical):
             if latest.get("gpu/peak_gib") is not None:
                 gpu += f", peak {latest['gpu/peak_gib']:.1f}"
             extra.append(gpu)
-        # a mixture; named held-out sets; an MoE's router health
-        for line in (data_mix(latest), eval_losses(latest), router_health(latest)):
+        # a mixture; named held-out sets; an MoE's router health; the picked custom metric
+        for line in (data_mix(latest), eval_losses(latest), router_health(latest), self.custom_line()):
             if line:
                 extra.append(line)
         self.query_one("#tp-extra", Static).update("\n".join(extra), layout=False)

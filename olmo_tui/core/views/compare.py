@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from engine.config import ExperimentConfig
+from engine.run_dir import custom_metrics
 from engine.run_dir import METRICS_FILE
 
 from ..config import configdiff
@@ -31,11 +32,6 @@ METRICS: Dict[str, Tuple[str, bool]] = {
 # Besides these, each named held-out set a run evaluates (dataset.eval_sets, or each source of
 # a mixture) is a metric of its own: its record key `eval/lm/<name>/loss` (lower is better).
 DOMAIN_EVAL = re.compile(r"^eval/lm/([^/]+)/loss$")
-# Record keys of docs/CONTRACTS.md that are not plotted on their own; any other number in a record
-# is a custom metric (an extension's callback recorded it) and is compared like the above.
-CONTRACT_KEYS = {"step", "time", "total_steps", "tokens", "lr", "grad_norm", "z_loss", "tps_total", "data_pct",
-                 "eta_s", "eval/lm/loss", "eval/lm/ppl"}
-CONTRACT_PREFIXES = ("eval/downstream/", "eval/lm/", "gpu/", "moe/")
 X_AXES = ("step", "tokens")
 # Fields that name a run rather than change what it trains: two variants of one sweep differ in
 # them by construction, so a diff that listed them would bury the real difference.
@@ -43,14 +39,6 @@ IDENTITY_FIELDS = ("run_name",)
 # The view draws at most this many points per curve (a terminal has ~200 columns; drawing
 # 100k points costs seconds). The last point is always kept so the curve ends where the run is.
 MAX_POINTS = 1000
-
-
-def custom_metrics(records: Sequence[Dict[str, Any]]) -> List[str]:
-    """Numeric keys of the records that are neither contract keys nor METRICS, sorted."""
-    names = {key for record in records for key, value in record.items()
-             if isinstance(value, (int, float)) and not isinstance(value, bool)}
-    return sorted(name for name in names if name not in METRICS and name not in CONTRACT_KEYS
-                  and not name.startswith(CONTRACT_PREFIXES))
 
 
 def metric_value(record: Dict[str, Any], metric: str) -> Optional[float]:
