@@ -48,7 +48,8 @@ class _Source:
         out = np.empty(len(draws), dtype=np.int64)
         for epoch in np.unique(draws // n):
             if self._perm is None or self._perm[0] != (self.seed, epoch):
-                self._perm = ((self.seed, epoch), np.random.default_rng([self.seed, self.key, int(epoch)]).permutation(n))
+                rng = np.random.default_rng([self.seed, self.key, int(epoch)])
+                self._perm = ((self.seed, epoch), rng.permutation(n))
             hit = draws // n == epoch
             out[hit] = self._perm[1][draws[hit] % n]
         return out

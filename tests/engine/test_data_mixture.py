@@ -180,7 +180,8 @@ def test_named_eval_sets_replace_the_held_out_tails(tmp_path):
     assert {n: s.num_tokens for n, s in build_sources(_cfg(tmp_path)).eval_sets.items()} == \
         {n: size // 20 for n, size in SIZES.items()}
     # and with a plain dataset.paths run: the named set instead of the training data's tail
-    flat = config(tmp_path, dataset={"paths": [str(tmp_path / "web.npy")], "eval_sets": {"other": {"paths": [str(held)]}}})
+    flat = config(tmp_path, dataset={"paths": [str(tmp_path / "web.npy")],
+                                     "eval_sets": {"other": {"paths": [str(held)]}}})
     assert build_sources(flat).train.num_tokens == SIZES["web"] and list(build_eval_loaders(flat, 0, 1)) == ["other"]
     with pytest.raises(DataError, match="dataset.eval_sets.other.paths: file not found"):
         check_data(_cfg(tmp_path, eval_sets={"other": {"paths": [str(tmp_path / "none.npy")]}}))
