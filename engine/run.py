@@ -178,14 +178,14 @@ def main_training(cfg: ExperimentConfig, run_dir: Path, callbacks: Sequence = ()
 
 
 def _report_errors(cfg: ExperimentConfig, run_dir: Path, own: OwnRecords, callbacks: Sequence = ()) -> int:
-    from engine.train.trainer import NonFiniteLossError
+    from engine.train.trainer import AlertStop, NonFiniteLossError
 
     try:
         return run_training(cfg, run_dir, own, callbacks)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2
-    except NonFiniteLossError as exc:
+    except (NonFiniteLossError, AlertStop) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return EXIT_FAILED
     except Exception as exc:

@@ -96,6 +96,31 @@ class ConfigSaverConfig(CallbackConfig):
     """Writes the resolved config into every checkpoint."""
 
 
+AlertAction = Literal["warn", "skip", "stop"]
+
+
+class StabilityMonitorConfig(CallbackConfig):
+    """Loss spikes, grad-norm spikes and non-finite values: an alert in the metrics stream, then
+    the kind's action (warn = the alert only; skip = the step's update is not applied; stop = the
+    update is not applied, a final checkpoint is written and the run ends with exit 1). Reads the
+    loss once per step (one host sync)."""
+
+    window: int = Field(20, ge=3, description="Recent healthy steps a loss or grad norm is judged against.")
+    min_history: int = Field(8, ge=2, description="Steps seen before spikes are judged (the start of training "
+                             "moves fast).")
+    loss_spike_sigma: float = Field(6.0, gt=0, description="A loss above the window's mean by this many "
+                                    "standard deviations (at least 1% of the mean each) is a spike.")
+    grad_norm_spike_factor: float = Field(5.0, gt=1, description="A grad norm above this multiple of the "
+                                          "window's median is a spike (needs train_module.max_grad_norm).")
+    on_loss_spike: AlertAction = Field("warn", description="Action on a loss spike: warn, skip (the update) or "
+                                       "stop (with a checkpoint of the weights before the spike).")
+    on_grad_norm_spike: Literal["warn", "stop"] = Field(
+        "warn", description="Action on a grad-norm spike: warn or stop (seen after the update is applied).")
+    on_non_finite: Literal["skip", "stop"] = Field(
+        "stop", description="Action on a NaN/inf loss: skip (the update) or stop (no checkpoint of a diverged "
+        "model is written; the last healthy one stays).")
+
+
 class CallbacksConfig(Config):
     """Callbacks by name; each can be switched off with `enabled = false`. The fields are the
     registered callbacks (engine/extensions/registry.py): the built-ins below, then extensions'."""
@@ -116,6 +141,8 @@ _BUILTIN_CALLBACKS = (
     ("gpu_monitor", GPUMonitorConfig, "gpu_monitor:GPUMonitorCallback", "GPU memory use."),
     ("wandb", WandBConfig, "wandb_logger:WandBCallback", "Weights & Biases logging."),
     ("config_saver", ConfigSaverConfig, "config_saver:ConfigSaverCallback", "Config copy in each checkpoint."),
+    ("stability_monitor", StabilityMonitorConfig, "stability_monitor:StabilityMonitorCallback",
+     "Loss / grad-norm spike and NaN alerts."),
 )
 for _name, _config, _build, _description in _BUILTIN_CALLBACKS:
     register("callback", _name, f"engine.train.callbacks.{_build}", _config, _description)

@@ -55,6 +55,10 @@ class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite: the run cannot continue meaningfully."""
 
 
+class AlertStop(RuntimeError):
+    """A callback (the stability monitor) stopped the run after its final checkpoint."""
+
+
 def _log0(trainer: "Trainer", message: str) -> None:
     if trainer.is_rank0:
         print(message, flush=True)
@@ -131,6 +135,11 @@ class Trainer:
         self.last_data_time_s = 0.0
         self.last_batch_tokens = 0
         self._data_state: Optional[Dict[str, Any]] = None  # loader position of the batch in use
+        # The step's TrainModule outputs (device tensors), readable from post_train_batch on.
+        self.train_metrics: Dict[str, Any] = {}
+        self._skip_update = False
+        self._stop_reason: Optional[str] = None
+        self._logged_loss: Optional[float] = None
 
         self.callbacks: Dict[str, Callback] = {}
         for callback in callbacks:
@@ -192,6 +201,26 @@ class Trainer:
         """Add a metric to the current step's record (tensor, float or None)."""
         self._step_metrics[name] = value
         self._force_log = self._force_log or force_log
+
+    def step_metric(self, name: str) -> Any:
+        """The value recorded for `name` this step (a device tensor, a float or None)."""
+        return self._step_metrics.get(name)
+
+    def skip_update(self) -> None:
+        """From post_train_batch: do not apply this step's update (its data still counts as
+        trained on). Every rank must decide alike (decide from all-reduced values)."""
+        self._skip_update = True
+
+    def request_stop(self, reason: str) -> None:
+        """End the run after this step: its record is logged, post_train writes the final
+        checkpoint, then fit raises AlertStop(reason) (exit 1). Every rank must call it alike."""
+        self._stop_reason = reason
+        self._force_log = True
+
+    @property
+    def update_skipped(self) -> bool:
+        """Whether this step's update was skipped (valid from post_step on)."""
+        return self._skip_update
 
     # ---- resumable state -----------------------------------------------------------------
     def state_dict(self) -> Dict[str, Any]:
@@ -312,20 +341,25 @@ class Trainer:
                 n = part.numel()
                 values[name] = numbers[at] if tensors[name].dim() == 0 or n == 1 else numbers[at:at + n]
                 at += n
-        loss = values.get("loss")
-        if loss is not None and not math.isfinite(loss):
+        self._logged_loss = values.get("loss")
+        record = {"step": self.global_step, "time": time.time(), "total_steps": self.stop_step,
+                  "tokens": self.global_train_tokens}
+        # Non-finite values become null (strict JSON); a non-finite loss raises once logged.
+        record.update({k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in values.items()})
+        return record
+
+    def _raise_if_diverged(self) -> None:
+        loss = self._logged_loss
+        if isinstance(loss, float) and not math.isfinite(loss) and not self._skip_update:
             raise NonFiniteLossError(
                 f"training loss is {loss} at step {self.global_step}: lower train_module.optim.lr, set "
                 "train_module.max_grad_norm, or resume from an earlier checkpoint")
-        record = {"step": self.global_step, "time": time.time(), "total_steps": self.stop_step,
-                  "tokens": self.global_train_tokens}
-        record.update({k: (None if isinstance(v, float) and not math.isfinite(v) and k != "loss" else v)
-                       for k, v in values.items()})
-        return record
 
     def check_loss_finite(self) -> None:
         """Sync the current loss now (used before writing a checkpoint)."""
         loss = self._step_metrics.get("loss")
+        if self._skip_update:  # this step's loss never reached the weights
+            return
         if isinstance(loss, torch.Tensor):
             value = loss.detach().float().clone()  # all_reduce works in place: keep the metric intact
             if self.world_size > 1 and dist.is_initialized():
@@ -338,15 +372,19 @@ class Trainer:
         """One optimizer step and its callbacks; returns the signal all ranks agreed to stop on."""
         for callback in self._ordered:
             callback.pre_step(batch)
-        metrics = self.train_module.train_batch(batch)
+        metrics = self.train_metrics = self.train_module.train_batch(batch)
+        self._skip_update = False
         for callback in self._ordered:
             callback.post_train_batch()
-        optim_metrics = self.train_module.optim_step()
+        if self._skip_update:
+            optim_metrics = self.train_module.skip_optim_step()
+        else:
+            optim_metrics = self.train_module.optim_step()
         self.global_step += 1
         self.global_train_tokens += self.tokens_per_step
         # Contract names (docs/CONTRACTS.md): the TrainModule's "ce_loss" is the record's "loss".
         self._step_metrics = {"loss" if name == "ce_loss" else name: value for name, value in metrics.items()}
-        self._force_log = False
+        self._force_log = self._stop_reason is not None
         for name, value in optim_metrics.items():
             self.record_metric(name, value)
         if self._data_state is not None:  # a mixture's tokens per source (data/<name>/tokens)
@@ -361,6 +399,7 @@ class Trainer:
             record = self._collect_metrics()
             for callback in self._ordered:
                 callback.log_metrics(self.global_step, record)
+            self._raise_if_diverged()  # after the record (and its alert) is written
         return stop_signal
 
     def fit(self) -> Optional[int]:
@@ -386,8 +425,12 @@ class Trainer:
                 if stop_signal is not None:
                     self._cancel_signal = agreed = stop_signal
                     break
+                if self._stop_reason is not None:
+                    break
             for callback in self._ordered:
                 callback.post_train()
+            if self._stop_reason is not None:
+                raise AlertStop(self._stop_reason)
             # Only an agreed signal decides the exit code, so every rank returns the same one
             # (a signal that came after the last check is late: the run had finished anyway).
             return agreed

@@ -198,6 +198,13 @@ class TrainModule:
         self.step += 1
         return metrics
 
+    def skip_optim_step(self) -> Dict[str, Any]:
+        """The step without its update (the stability monitor's skip): the gradients are dropped,
+        the LR schedule moves on as if it had stepped. Returns {"lr": float}."""
+        self.zero_grads()
+        self.step += 1
+        return {"lr": self.optimizer.param_groups[-1]["lr"]}
+
     def _clip_grad_norm(self, max_norm: float) -> torch.Tensor:
         """Clip by the norm over every gradient of the model: this rank's parts, FSDP shards
         (DTensor: full_tensor sums the shards' squares) and, under pipeline parallelism, the
