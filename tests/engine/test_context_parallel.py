@@ -92,3 +92,26 @@ def test_zig_zag_shards_cover_the_sequence_once():
     assert order[0].tolist() == [0, 1, 14, 15] and order[3].tolist() == [6, 7, 8, 9]
     assert sorted(order.flatten().tolist()) == list(range(16))
     assert shard_order(16, 4, zig_zag=False).tolist() == list(range(16))
+
+
+def _cp_fsdp_run():
+    tm = TrainModule(experiment("olmo3-window", world=4, cp={"degree": 2}, dp={"name": "fsdp"}))
+    assert (tm.dp_world_size, tm.mesh.cp_size, tm.mesh.grad_ranks) == (2, 2, 4)
+    per = N // 2
+    out = []
+    for step in range(STEPS):
+        start = torch.randint(0, VOCAB, (N, 1), generator=torch.Generator().manual_seed(200 + step))
+        ids = ((start + torch.arange(SEQ)) % VOCAB)[tm.dp_rank * per:(tm.dp_rank + 1) * per]
+        loss = tm.train_batch({"input_ids": ids})["ce_loss"]
+        out.append((loss.item(), tm.optim_step()["grad_norm"].item()))
+    return out
+
+
+@pytest.mark.slow
+def test_cp_with_fsdp_on_four_ranks():
+    """dp 2 x cp 2: each dp rank reads half the batch, each cp rank half of every sequence."""
+    reference = train(TrainModule(experiment("olmo3-window")))
+    for rank_results in run_distributed_test(_cp_fsdp_run, world_size=4):
+        for (ref_loss, ref_norm), (loss, norm) in zip(reference, rank_results, strict=True):
+            assert loss == pytest.approx(ref_loss, rel=LOSS_RTOL)
+            assert norm == pytest.approx(ref_norm, rel=NORM_RTOL)
