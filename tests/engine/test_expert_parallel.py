@@ -58,20 +58,32 @@ CASES = {  # name -> (world size, parallel settings, steps)
 }
 
 
-def _runs(names):
+def _runs(names, checkpoint=None):
+    """Each case's losses; with `checkpoint`, the first case also saves its state after step 2
+    there (saving changes nothing in the run)."""
+    import torch.distributed.checkpoint as dcp
+
     out = {}
     for name in names:
         world, parallel, steps = CASES[name]
         tm = TrainModule(experiment(world, **parallel))
         w1 = tm.model.blocks["0"].mlp.experts.w1
         local = w1.to_local().shape[0] if hasattr(w1, "to_local") else w1.shape[0]
-        out[name] = {"losses": train(tm, steps), "local_experts": local}
+        losses = train(tm, 2)
+        if checkpoint is not None and name == names[0]:
+            dcp.save(tm.state_dict(), checkpoint_id=checkpoint)
+        out[name] = {"losses": losses + train(tm, steps - 2, start=2), "local_experts": local}
     return out
 
 
 @pytest.fixture(scope="module")
-def two_rank_results():
-    return run_distributed_test(_runs, world_size=2, args=(["ep", "tp"],))
+def ep_checkpoint(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("ep") / "ckpt")
+
+
+@pytest.fixture(scope="module")
+def two_rank_results(ep_checkpoint):
+    return run_distributed_test(_runs, world_size=2, args=(["ep", "tp"], ep_checkpoint))
 
 
 def _check(name, results, local_experts):
@@ -118,26 +130,16 @@ def test_expert_parallel_mistakes_name_the_fields(change, paths, needle):
     assert any(issue.paths == paths and needle in issue.message for issue in issues), issues
 
 
-def _ep_checkpoint(folder):
-    import torch.distributed.checkpoint as dcp
-
-    tm = TrainModule(experiment(2, ep_config={"degree": 2}, dp_config={"name": "fsdp"}))
-    train(tm, 2)
-    dcp.save(tm.state_dict(), checkpoint_id=folder)
-    return train(tm, 2, start=2)
-
-
-def test_an_expert_parallel_checkpoint_resumes_on_one_rank(tmp_path):
+def test_an_expert_parallel_checkpoint_resumes_on_one_rank(two_rank_results, ep_checkpoint):
     """The experts are saved in their global (E, ...) layout: a 1-process run loads the EP=2
-    checkpoint and continues with the same losses."""
+    checkpoint of step 2 and continues with the EP run's losses."""
     import torch.distributed.checkpoint as dcp
 
-    later = run_distributed_test(_ep_checkpoint, world_size=2, args=(str(tmp_path / "ckpt"),))[0]
     tm = TrainModule(experiment())
     state = tm.state_dict()
-    dcp.load(state, checkpoint_id=str(tmp_path / "ckpt"))
+    dcp.load(state, checkpoint_id=ep_checkpoint)
     tm.load_state_dict(state)
     assert tm.step == 2
-    resumed = train(tm, 2, start=2)
-    for (loss, norm, _), (ref_loss, ref_norm, _) in zip(resumed, later, strict=True):
+    later = two_rank_results[0]["ep"]["losses"][2:4]
+    for (loss, norm, _), (ref_loss, ref_norm, _) in zip(train(tm, 2, start=2), later, strict=True):
         assert loss == pytest.approx(ref_loss, abs=LOSS_ATOL) and norm == pytest.approx(ref_norm, rel=NORM_RTOL)

@@ -84,6 +84,7 @@ RUN = ["--data_loader.global_batch_size=256", "--train_module.rank_microbatch_si
        "--trainer.callbacks.lm_evaluator.enabled=false"]
 
 
+@pytest.mark.slow  # pre-trains with transformers, converts and runs olmo-train (~25 s on 2 busy cores)
 def test_finetune_hf_trains_from_a_converted_olmoe(tmp_path, capsys):
     hf_dir, converted, run_dir = tmp_path / "hf", tmp_path / "engine", tmp_path / "runs" / "ft"
     hf_model = make_hf_model(hf_dir, "olmoe", seed=3, **OLMOE)
