@@ -76,3 +76,18 @@ def field_error(screen: EditorScreen, path: str) -> str:
 
     row = screen.form.rows[path]
     return str(row.query_one(".field-error", Static).render()) if row.has_class("-invalid") else ""
+
+
+async def monitor_extra(pilot, run_id: str, step: int) -> str:
+    """Open the monitor of a registered run, wait until its throughput panel has the metrics of
+    `step`, and return the lines under the panel (#tp-extra)."""
+    from olmo_tui.app.screens.monitor import MonitorScreen
+    from olmo_tui.app.widgets.throughput import ThroughputPanel
+    from olmo_tui.core.runs.registry import Registry
+
+    await pilot.pause()
+    await pilot.app.push_screen(MonitorScreen(Registry().get(run_id)))
+    throughput = pilot.app.screen.query_one(ThroughputPanel)
+    await wait_for(pilot, lambda: throughput.latest.get("step") == step)
+    throughput.redraw()
+    return str(pilot.app.screen.query_one("#tp-extra").render())

@@ -14,10 +14,8 @@ from cli_helpers import REPO, run_cli
 from engine.data.prepare import main_prepare
 from olmo_tui.app.app import OlmoTuiApp
 from olmo_tui.app.screens.compare import ComparePlot, CompareScreen
-from olmo_tui.app.screens.monitor import MonitorScreen
-from olmo_tui.app.widgets.throughput import ThroughputPanel
 from olmo_tui.core.runs.registry import Registry, RunRecord, new_run_id, runs_root
-from pilot_helpers import wait_for
+from pilot_helpers import monitor_extra, wait_for
 
 TINY = ["--model.d_model=32", "--model.n_layers=1", "--model.n_heads=2", "--model.mlp_multiple_of=32",
         "--dataset.sequence_length=64", "--train_module.max_sequence_length=64",
@@ -58,12 +56,7 @@ async def test_mix_and_per_source_eval_in_monitor_compare_view_and_compare_json(
 
     app = OlmoTuiApp()
     async with app.run_test(size=(150, 40)) as pilot:
-        await pilot.pause()
-        await app.push_screen(MonitorScreen(Registry().get(run.id)))
-        throughput = app.screen.query_one(ThroughputPanel)
-        await wait_for(pilot, lambda: throughput.latest.get("step") == 4)
-        throughput.redraw()
-        extra = str(app.screen.query_one("#tp-extra").render())
+        extra = await monitor_extra(pilot, run.id, 4)
         assert "mix docs 25.0% · code 75.0%" in extra
         assert (f"eval loss {last['eval/lm/loss']:.4f} (docs {last['eval/lm/docs/loss']:.4f} · "
                 f"code {last['eval/lm/code/loss']:.4f})") in extra

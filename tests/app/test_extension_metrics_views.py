@@ -14,10 +14,9 @@ from cli_helpers import run_cli
 from extension_helpers import choose_all, write_extension
 from olmo_tui.app.app import OlmoTuiApp
 from olmo_tui.app.screens.compare import ComparePlot, CompareScreen
-from olmo_tui.app.screens.monitor import MonitorScreen
 from olmo_tui.app.widgets.throughput import ThroughputPanel
 from olmo_tui.core.runs.registry import Registry, RunRecord, new_run_id, runs_root
-from pilot_helpers import wait_for
+from pilot_helpers import monitor_extra, wait_for
 
 TINY = ["--model.d_model=32", "--model.n_layers=1", "--model.n_heads=2", "--dataset.sequence_length=64",
         "--train_module.max_sequence_length=64", "--train_module.rank_microbatch_size=128",
@@ -40,12 +39,8 @@ async def test_custom_metrics_in_the_monitor_and_the_compare_view(isolated_xdg, 
 
     app = OlmoTuiApp()
     async with app.run_test(size=(150, 40)) as pilot:
-        await pilot.pause()
-        await app.push_screen(MonitorScreen(Registry().get(run.id)))
+        extra = await monitor_extra(pilot, run.id, 4)
         throughput = app.screen.query_one(ThroughputPanel)
-        await wait_for(pilot, lambda: throughput.latest.get("step") == 4)
-        throughput.redraw()
-        extra = str(app.screen.query_one("#tp-extra").render())
         assert "ext_version  1  ▁▁  (m: 1/2)" in extra, extra  # sorted: ext_version, then param_rms
         await pilot.press("m")
         throughput.redraw()

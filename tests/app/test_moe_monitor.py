@@ -10,11 +10,9 @@ from pathlib import Path
 
 from cli_helpers import run_cli
 from olmo_tui.app.app import OlmoTuiApp
-from olmo_tui.app.screens.monitor import MonitorScreen
-from olmo_tui.app.widgets.throughput import ThroughputPanel
 from olmo_tui.core.formatting import router_health
 from olmo_tui.core.runs.registry import Registry, RunRecord, new_run_id, runs_root
-from pilot_helpers import wait_for
+from pilot_helpers import monitor_extra
 
 TINY = ["--model.d_model=32", "--model.n_layers=3", "--model.n_heads=2", "--model.mlp_hidden_size=32",
         "--model.moe.num_experts=4", "--model.moe.hidden_size=32", "--dataset.kind=synthetic",
@@ -36,12 +34,7 @@ async def test_monitor_shows_router_health_of_a_real_moe_run(isolated_xdg):
 
     app = OlmoTuiApp()
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause()
-        await app.push_screen(MonitorScreen(Registry().get(run.id)))
-        throughput = app.screen.query_one(ThroughputPanel)
-        await wait_for(pilot, lambda: throughput.latest.get("step") == 2)
-        throughput.redraw()
-        extra = str(app.screen.query_one("#tp-extra").render())
+        extra = await monitor_extra(pilot, run.id, 2)
         worst = max(range(3), key=lambda i: last[f"moe/imbalance/{i}"])
         assert f"router lb {last['moe/lb_loss']:.3f} · z {last['moe/z_loss']:.2f}" in extra
         assert f"worst {last[f'moe/imbalance/{worst}']:.2f} (block {worst})" in extra
