@@ -293,6 +293,11 @@ def hf_config_from_model(cfg: ModelConfig, *, dtype: str = "float32",
                          max_position_embeddings: Optional[int] = None,
                          token_ids: Optional[Dict[str, Optional[int]]] = None) -> Dict[str, Any]:
     """config.json content for `cfg` (a dict; transformers reads it with AutoConfig)."""
+    for part in ("mlp", "attention", "norm", "block"):
+        component = getattr(cfg, part).component()
+        if component.origin is not None:  # an extension's part: HF's model classes have no such layer
+            raise UserError(f"model.{part}.kind", f"{part} {component.name!r} comes from extension "
+                            f"{component.origin}; HuggingFace's {cfg.family} has only the built-in one")
     if cfg.moe is not None:
         _check_hf_moe(cfg)
         return _olmoe_config(cfg, dtype, max_position_embeddings, token_ids or {})

@@ -117,3 +117,14 @@ def test_two_ranks_train_with_the_extension_and_a_resume_runs_the_snapshot(packa
     assert compare.returncode == 0, compare.stderr
     (row,) = json.loads(compare.stdout)
     assert row["final"]["param_rms"]["step"] == 6 and row["final"]["ext_version"]["value"] == 1.0
+
+
+def test_an_extension_model_part_has_no_hf_export(package):
+    # In a subprocess: the registries are per process, and this test's extension must not leak.
+    code = (f"from engine.config import resolve\nfrom engine.hf.config_map import hf_config_from_model\n"
+            f"from engine.errors import UserError\n"
+            f"cfg = resolve(preset='tiny-cpu', overrides=['--extensions={package}', '--model.mlp.kind=relu2'])\n"
+            "try:\n    hf_config_from_model(cfg.model)\nexcept UserError as exc:\n    print(exc)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("model.mlp.kind: mlp 'relu2' comes from extension") and "HuggingFace" in out.stdout
