@@ -326,7 +326,7 @@ class EditorScreen(Screen):
             lines = self.overrides()
             body = "\n".join(lines) if lines else "(no change from the preset)"
             if lines and (self.preset or self.parent_run_id):
-                from olmo_tui.core.command_preview import headless_command
+                from olmo_tui.core.launch.command_preview import headless_command
 
                 request = LaunchRequest(self.config, self.preset.name if self.preset else None, lines,
                                         self.parent_run_id)
