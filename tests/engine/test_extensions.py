@@ -128,3 +128,31 @@ def test_an_extension_model_part_has_no_hf_export(package):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("model.mlp.kind: mlp 'relu2' comes from extension") and "HuggingFace" in out.stdout
+
+
+def test_diff_says_when_two_runs_extension_code_differs(package, isolated_xdg):
+    import time
+
+    from engine.config.extensions.loader import Extension
+    from engine.config.extensions.snapshot import write_snapshot
+    from olmo_tui.core.runs.registry import Registry, RunRecord, new_run_id, runs_root
+
+    config = f'extensions = ["{package}"]\nrun_name = "ext"\n\n[model.mlp]\nkind = "relu2"\n'
+    ids = []
+    for version in (1, 2):  # the researcher edits the extension between the two runs
+        write_extension(package.parent, version=version)
+        run_id = new_run_id("ext")
+        run_dir = runs_root() / run_id
+        run_dir.mkdir(parents=True)
+        (run_dir / "config.toml").write_text(config)
+        write_snapshot([Extension(str(package), package.name, package, str(package.parent))], run_dir)
+        Registry().add(RunRecord(id=run_id, name="ext", backend="local", run_dir=str(run_dir), status="succeeded",
+                                 created=time.time(), exit_code=0))
+        ids.append(run_id)
+    out = run_cli("diff", *ids)
+    assert out.returncode == 0, out.stderr
+    assert f"extension {package}: code differs" in out.stderr and out.stdout == ""
+    data = json.loads(run_cli("diff", *ids, "--json").stdout)
+    assert list(data["extension_code"]) == [str(package)] and data["overrides"] == []
+    same = run_cli("diff", ids[0], ids[0])
+    assert "code differs" not in same.stderr
