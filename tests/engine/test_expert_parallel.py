@@ -72,8 +72,18 @@ def _runs(names, checkpoint=None):
         losses = train(tm, 2)
         if checkpoint is not None and name == names[0]:
             dcp.save(tm.state_dict(), checkpoint_id=checkpoint)
-        out[name] = {"losses": losses + train(tm, steps - 2, start=2), "local_experts": local}
+        out[name] = {"losses": losses + train(tm, steps - 2, start=2), "local_experts": local,
+                     "eval": evaluate(tm)}
     return out
+
+
+def evaluate(tm: TrainModule) -> float:
+    """Mean eval CE of one held-out batch (each dp rank its rows; eval_batch sums over ranks)."""
+    ids = torch.randint(0, VOCAB, (ROWS, SEQ), generator=torch.Generator().manual_seed(99))
+    per = ROWS // tm.dp_world_size
+    rows = slice(tm.dp_rank * per, (tm.dp_rank + 1) * per)
+    ce, count = tm.eval_batch({"input_ids": ids[rows], "label_mask": torch.ones(per, SEQ, dtype=torch.bool)})
+    return (ce / count).item()
 
 
 @pytest.fixture(scope="module")
@@ -88,10 +98,13 @@ def two_rank_results(ep_checkpoint):
 
 def _check(name, results, local_experts):
     world, parallel, steps = CASES[name]
-    ref = train(TrainModule(experiment()), steps)
+    single = TrainModule(experiment())
+    ref = train(single, steps)
+    ref_eval = evaluate(single)
     assert len({loss for loss, _, _ in ref}) == steps  # the model moved between steps
     for rank in results:
         assert rank[name]["local_experts"] == local_experts
+        assert rank[name]["eval"] == pytest.approx(ref_eval, abs=LOSS_ATOL)  # eval dispatches tokens too
         for (ref_loss, ref_norm, ref_lb), (loss, norm, lb) in zip(ref, rank[name]["losses"], strict=True):
             assert loss == pytest.approx(ref_loss, abs=LOSS_ATOL)
             assert norm == pytest.approx(ref_norm, rel=NORM_RTOL)
