@@ -22,7 +22,7 @@ from typing import Dict, Iterator, List, Mapping, Optional
 
 from engine.atomic import write_json_atomic
 from engine import run_lock
-from engine.run_dir import CONFIG_FILE, ENGINE_EXIT_RECORD, LOG_FILE, read_exit_record
+from engine.run_dir import CONFIG_FILE, ENGINE_EXIT_RECORD, LOG_FILE, METRICS_FILE, read_exit_record
 from engine.run_marker import process_start_ticks  # re-exported: one /proc reader for engine and app
 
 from ..runs import tailing
@@ -129,6 +129,10 @@ class LocalBackend:
                         changes.update(status=RunStatus.FAILED, ended=time.time(),
                                        message="the launch was interrupted before the run started (nothing "
                                                "ran); launch it again")
+                    elif not (run_dir / METRICS_FILE).exists():  # gone before a single step
+                        changes.update(status=RunStatus.FAILED, ended=time.time(),
+                                       message="the run's processes were killed before training started "
+                                               "(nothing ran); launch it again")
                     else:
                         changes.update(status=RunStatus.LOST, ended=time.time(),
                                        message="the run's processes all ended without recording an exit code")

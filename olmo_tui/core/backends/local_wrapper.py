@@ -31,7 +31,7 @@ from typing import List, Optional
 
 from engine import run_lock
 from engine.atomic import write_json_atomic
-from engine.run_dir import EXIT_RECORD, LOG_FILE, exit_record
+from engine.run_dir import ENGINE_EXIT_RECORD, EXIT_RECORD, LOG_FILE, exit_record, read_exit_record
 
 from .run_files import CANCEL_REQUEST, rank_exit_code
 
@@ -145,7 +145,11 @@ class Wrapper:
                 break
         if launcher_code < 0:
             launcher_code = 128 - launcher_code
-        exit_code = launcher_code if launcher_code == 0 else (rank_exit_code(self.run_dir / LOG_FILE) or launcher_code)
+        # A failed torchrun: its report of the failed rank's code, else rank 0's own record (a
+        # torchrun killed after the training ended), else torchrun's code (137: SIGKILL).
+        engine = read_exit_record(self.run_dir, ENGINE_EXIT_RECORD) or {}
+        exit_code = launcher_code if launcher_code == 0 else (
+            rank_exit_code(self.run_dir / LOG_FILE) or engine.get("exit_code", launcher_code))
         write_json_atomic(self.run_dir / EXIT_RECORD, exit_record(exit_code, started, launcher_code, self.cancelled),
                           commit=True)
         return exit_code

@@ -60,9 +60,11 @@ def _record(run_dir: Path) -> Optional[RunRecord]:
     """The record a run dir implies, or None when it is no launched run's (or one in progress)."""
     launch = _json(run_dir / LAUNCH_RECORD)
     if launch is None:
-        marks = [path for path in (run_dir / CONFIG_FILE, run_dir / RUN_LOCK) if path.is_file()]
+        # A launcher killed between its mkdir and its lock leaves an empty dir: judged by age.
+        marks = [path for path in (run_dir / CONFIG_FILE, run_dir / RUN_LOCK) if path.is_file()] or \
+            ([run_dir] if not any(run_dir.iterdir()) else [])
         if not marks:
-            return None  # not a launched run's dir (or an empty one: nothing to show)
+            return None  # not a launched run's dir
         created = max(path.stat().st_mtime for path in marks)
         alive = run_lock.is_alive(run_dir)
         if alive or (alive is None and time.time() - created < UNLOCKED_GRACE_S):
