@@ -84,6 +84,25 @@ def kernels(deadline: float) -> None:
             print(json.dumps(result), flush=True)
 
 
+def timed_steps(tm, cfg, micro: int, seq: int, steps: int, skip: int = 4):
+    """`steps` training steps on one random (micro, seq) batch made on the GPU once: (tokens/s over
+    the steps after `skip`, the GPU synchronised at both ends; the last step's metrics). Peak
+    memory statistics are reset first."""
+    import torch
+
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    batch = torch.randint(0, cfg.dataset.tokenizer.vocab_size, (micro, seq), device="cuda", generator=gen)
+    torch.cuda.reset_peak_memory_stats()
+    for step in range(steps):
+        if step == skip:
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+        metrics = tm.train_batch({"input_ids": batch})
+        tm.optim_step()
+    torch.cuda.synchronize()
+    return micro * seq * (steps - skip) / (time.perf_counter() - t0), metrics
+
+
 def family(preset: str, seq: int, micro: int, extra, steps: int, compile_model: bool) -> dict:
     import torch
 
@@ -98,19 +117,8 @@ def family(preset: str, seq: int, micro: int, extra, steps: int, compile_model: 
                  f"--train_module.compile_model={str(compile_model).lower()}", f"--trainer.max_duration={steps} steps",
                  ] + [f"--{s}" for s in extra]
     cfg = resolve(preset=preset, overrides=overrides)
-    tm = TrainModule(cfg, device=torch.device("cuda"))
-    gen = torch.Generator(device="cuda").manual_seed(0)
-    batch = torch.randint(0, cfg.dataset.tokenizer.vocab_size, (micro, seq), device="cuda", generator=gen)
-    torch.cuda.reset_peak_memory_stats()
-    skip = 4
-    for step in range(steps):
-        if step == skip:
-            torch.cuda.synchronize()
-            t0 = time.perf_counter()
-        loss = tm.train_batch({"input_ids": batch})["ce_loss"]
-        tm.optim_step()
-    torch.cuda.synchronize()
-    tps = micro * seq * (steps - skip) / (time.perf_counter() - t0)
+    tps, metrics = timed_steps(TrainModule(cfg, device=torch.device("cuda")), cfg, micro, seq, steps)
+    loss = metrics["ce_loss"]
     flops = cfg.model.num_flops_per_token(seq)
     acc = accelerator_for_device(torch.cuda.get_device_name())
     return {"part": "family", "preset": preset, "family": cfg.model.family, "overrides": extra,

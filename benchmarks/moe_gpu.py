@@ -24,22 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from model_families import _time_ms, timed_steps  # noqa: E402  (this folder: the script's sys.path[0])
+
 D, EXPERTS, HIDDEN, TOP_K = 2048, 64, 1024, 8  # OLMoE-1B-7B
-
-
-def _time_ms(fn, iters: int = 10) -> float:
-    import torch
-
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(iters):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / iters
 
 
 def layer(tokens: int) -> dict:
@@ -88,19 +75,7 @@ def model(layers: int, seq: int, micro: int, steps: int, impl: str) -> dict:
                  f"--train_module.rank_microbatch_size={micro * seq}", f"--data_loader.global_batch_size={micro * seq}",
                  "--launch.nproc_per_node=1", "--train_module.compile_model=true", f"--trainer.max_duration={steps} steps"]
     cfg = resolve(preset="olmoe-1b-7b", overrides=overrides)
-    tm = TrainModule(cfg, device=torch.device("cuda"))
-    gen = torch.Generator(device="cuda").manual_seed(0)
-    batch = torch.randint(0, cfg.dataset.tokenizer.vocab_size, (micro, seq), device="cuda", generator=gen)
-    torch.cuda.reset_peak_memory_stats()
-    skip = 4
-    for step in range(steps):
-        if step == skip:
-            torch.cuda.synchronize()
-            t0 = time.perf_counter()
-        metrics = tm.train_batch({"input_ids": batch})
-        tm.optim_step()
-    torch.cuda.synchronize()
-    tps = micro * seq * (steps - skip) / (time.perf_counter() - t0)
+    tps, metrics = timed_steps(TrainModule(cfg, device=torch.device("cuda")), cfg, micro, seq, steps)
     m = cfg.model
     flops = m.num_flops_per_token(seq)
     acc = accelerator_for_device(torch.cuda.get_device_name())
