@@ -29,6 +29,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from engine.atomic import write_atomic
 from engine.config import ConfigError, to_toml
+from engine.config.extensions.loader import prepare_snapshot
 from engine.run_dir import CONFIG_FILE
 
 from ..backends.base import BackendError, RunStatus, get_backend
@@ -138,6 +139,7 @@ def queue_sweep(name: str, spec: SweepSpec, variants: Sequence[Variant], preset:
                                   sweep=name, sweep_index=variant.index, message="queued",
                                   parent_id=parent_id, relation=relation))
             write_atomic(run_dir / CONFIG_FILE, to_toml(cfg))
+            prepare_snapshot(cfg, run_dir)  # the extensions' code as queued (engine/config/extensions)
         record = spec_record(spec, variants)
         registry.add_all(runs, also=("INSERT INTO sweeps (name, created, max_parallel, spec) VALUES (?, ?, ?, ?)",
                                      (name, now, spec.max_parallel, json.dumps(record))))
