@@ -141,8 +141,14 @@ def run_training(cfg: ExperimentConfig, run_dir: Path, own: Optional[OwnRecords]
     finally:
         env.teardown()
     if stop_signal is not None:
+        # A run launched by olmo-tui resumes as a child run of the registry, not by rerunning
+        # torchrun by hand (the launcher names the run in OLMO_TUI_RUN_ID; the engine does not
+        # import olmo_tui, it only reads that variable).
+        launched = os.environ.get("OLMO_TUI_RUN_ID")
+        how = (f"resume with: olmo-tui relaunch {launched} --resume (R in the app)" if launched
+               else "rerun the same command to resume")
         trainer.log(f"stopped by {signal.Signals(stop_signal).name} at step {trainer.global_step}; "
-                    f"rerun the same command to resume. run dir: {run_dir}")
+                    f"{how}. run dir: {run_dir}")
         return _exit_code_for_signal(stop_signal)
     trainer.log(f"finished at step {trainer.global_step}. run dir: {run_dir}")
     return EXIT_OK

@@ -18,6 +18,7 @@ The engine never imports olmo_tui; the files are the contract. Torch-free.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import sys
 import time
@@ -36,6 +37,27 @@ def runs_root() -> Path:
         return Path(os.environ["OLMO_TUI_RUNS_DIR"]).expanduser()
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return Path(base) / "olmo-tui" / "runs"
+
+
+# The tail the app's launcher gives a run id: '<name>-YYYYmmdd-HHMMSS-<4 hex>' (they sort by time).
+RUN_ID_TAIL = re.compile(r"-\d{8}-\d{6}-[0-9a-f]{4}$")
+
+
+def find_run_dir(ref: str) -> Optional[Path]:
+    """The run dir a command line means by `ref` when it is not a path: a run id or an
+    `olmo-train NAME` folder under the runs root, else a run name (its newest run there).
+    None when nothing matches. Torch-free, registry-free: the folder names are the contract."""
+    if not ref or os.sep in ref or ref in (".", ".."):
+        return None
+    root = runs_root()
+    if (root / ref).is_dir():
+        return root / ref
+    try:
+        named = [p for p in root.iterdir()
+                 if p.is_dir() and RUN_ID_TAIL.search(p.name) and RUN_ID_TAIL.sub("", p.name) == ref]
+    except OSError:  # no runs root yet
+        return None
+    return max(named, key=lambda p: p.name[-20:]) if named else None
 
 
 def process_start_ticks(pid: int) -> Optional[int]:

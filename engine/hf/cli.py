@@ -97,6 +97,21 @@ def _summary(direction: str, src: str, report) -> List[str]:
     return lines
 
 
+def run_dir_of(src: str) -> Path:
+    """SRC as given when it is a path that exists, else the run it names: a run id or name
+    under the runs root, as `olmo-tui runs` lists them (GUIDE: `convert to-hf ft-demo ...`)."""
+    from engine.run_marker import find_run_dir, runs_root
+
+    path = Path(src).expanduser()
+    if path.exists():
+        return path
+    found = find_run_dir(src)
+    if found is None:
+        raise UserError("SRC", f"{src} does not exist, and no run has that name or id under {runs_root()}")
+    print(f"SRC: run {src} -> {found}", file=sys.stderr, flush=True)
+    return found
+
+
 def main_convert(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     from .validate import DEFAULT_ATOL, ValidationFailed  # torch: only once the arguments are fine
@@ -109,6 +124,7 @@ def main_convert(argv: Optional[Sequence[str]] = None) -> int:
         if args.direction == "from-hf":
             report = from_hf(Path(args.src), Path(args.dst), validate=validate, atol=atol, progress=rich_progress)
         else:
+            args.src = str(run_dir_of(args.src))
             report = to_hf(Path(args.src), Path(args.dst), dtype=args.dtype, validate=validate, atol=atol,
                            max_shard_bytes=args.max_shard_size, tokenizer_dir=args.tokenizer_dir,
                            progress=rich_progress)

@@ -147,3 +147,23 @@ def test_olmo_train_convert_is_a_real_subcommand(hf_dir, tmp_path):
                              str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"error: SRC: {tmp_path / 'nope'} is not a directory"]
+
+
+def test_to_hf_takes_a_run_name_or_id(converted, tmp_path, capsys, monkeypatch):
+    """GUIDE's `olmo-train convert to-hf ft-demo ...`: SRC names a run under the runs root (the
+    newest of that name, or one id), as `olmo-tui runs` lists it, wherever the command runs."""
+    root = tmp_path / "runs"
+    monkeypatch.setenv("OLMO_TUI_RUNS_DIR", str(root))
+    monkeypatch.chdir(tmp_path)
+    older = _copy_tree(converted, root / "ft-demo-20261201-090000-aaaa")
+    newer = _copy_tree(converted, root / "ft-demo-20261202-090000-bbbb")
+    assert main_convert(["to-hf", "ft-demo", str(tmp_path / "hf"), "--no-validate"]) == 0
+    assert f"SRC: run ft-demo -> {newer}" in capsys.readouterr().err
+    assert (tmp_path / "hf" / "config.json").is_file()
+    assert main_convert(["to-hf", older.name, str(tmp_path / "hf-older"), "--no-validate"]) == 0
+    assert f"-> {older}" in capsys.readouterr().err
+    # Neither a path nor a run: one line, exit 2, nothing written.
+    assert main_convert(["to-hf", "no-such-run", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: SRC: no-such-run does not exist, and no run has that name or id under {root}"]
+    assert not (tmp_path / "out").exists()

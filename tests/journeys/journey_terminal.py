@@ -161,6 +161,15 @@ class Terminal:
         self.type(text)
         self.settle()
 
+    def save(self, name: str, text: Optional[str] = None) -> None:
+        """With $JOURNEY_SCREENS set (a folder), keep this screen as NAME.txt: the plain-text
+        captures in docs/screens/ are written this way (`make screens`)."""
+        folder = os.environ.get("JOURNEY_SCREENS")
+        if folder:
+            lines = (text if text is not None else self.screen()).rstrip("\n").splitlines()
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            (Path(folder) / f"{name}.txt").write_text("\n".join(line.rstrip() for line in lines) + "\n")
+
     def close(self) -> None:
         try:
             self._tmux("kill-server")

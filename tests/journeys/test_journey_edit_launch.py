@@ -6,11 +6,19 @@ one child (a few steps) serve every step."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from journey_helpers import cancel_leftovers, wait_runs, write_user_preset
 from journey_terminal import Terminal, flat, requires_tmux
 
 pytestmark = requires_tmux
+
+
+def field_marked(screen: str, name: str) -> bool:
+    """The form row of field NAME, then its error line (✗) right below it."""
+    lines = screen.splitlines()
+    return any(re.match(rf"\s*(● )?{name}\s", line) and i + 1 < len(lines) and "✗" in lines[i + 1]
+               for i, line in enumerate(lines))
 
 
 def test_edit_launch_monitor_cancel_relaunch_compare(isolated_xdg):
@@ -33,7 +41,11 @@ def test_edit_launch_monitor_cancel_relaunch_compare(isolated_xdg):
         term.goto_field("model.n_heads")
         term.replace_text("3")
         screen = term.wait_for("must be divisible by n_heads (3)", what="the cross-field message")
-        assert re.search(r"✗ .*n_heads", screen), screen
+        # The pinned line names the field and the message; both fields the rule names are marked.
+        assert re.search(r"✗ model\.n_heads: d_model \(128\) must be divisible by n_heads \(3\)", screen), screen
+        term.wait_for(lambda text: field_marked(text, "n_heads") and field_marked(text, "d_model"),
+                      what="both fields of the rule marked")
+        term.save("editor-cross-field-error")
         term.press("C-l")  # refused, and the refusal names the problem
         term.wait_for("Launch blocked")
         term.replace_text("4")
@@ -48,15 +60,30 @@ def test_edit_launch_monitor_cancel_relaunch_compare(isolated_xdg):
         (parent,) = wait_runs(lambda runs: len(runs) == 1 and runs[0].status == "running", what="the parent")
         # Training, with a checkpoint to resume from (every 3 steps).
         term.wait_for(re.compile(r"step \d+ / 5000"), timeout=120, what="the first metrics")
+        screen = term.wait_for(re.compile(r"checkpoint: step\d+"), timeout=60, what="a checkpoint in the header")
         term.check_fits()
+        # Compact at 80x24: a 3-row header, the log at least half the width, the run's keys shown.
+        lines = screen.splitlines()
+        assert lines[2].lstrip().startswith("command:") and lines[4].count("│") == 1, screen
+        assert 80 - lines[6].index("│") - 1 >= 40, screen
+        assert all(key in lines[-1] for key in ("c Cancel", "r Relaunch", "R Resume")), lines[-1]
+        term.save("monitor")
+        term.type("?")
+        term.wait_for("Help: run monitor")
+        term.press("Escape")
+        term.wait_gone("Help: run monitor")
 
         # Cancel from the monitor: asked first, then the run stops gracefully; no traceback noise.
         term.press("c")
         term.wait_for("Cancel " + parent.id)
         term.press("y")
         wait_runs(lambda runs: runs[0].status == "cancelled", timeout=120, what="the cancel")
-        screen = term.wait_for("cancelled")
+        term.wait_for("cancelled")
+        term.press("w")  # the log over the whole width: its last lines say how to resume
+        screen = term.wait_for(re.compile(r"stopped by SIGTERM at step \d+; resume w"), what="the engine's last line")
         assert "ChildFailedError" not in screen and "rerun the same command" not in screen, screen
+        log = (Path(parent.run_dir) / "stdout.log").read_text()  # the line in full (the screen cuts it)
+        assert f"resume with: olmo-tui relaunch {parent.id} --resume" in log
 
         # Relaunch with an edit, from the monitor (r): the editor holds the parent's config.
         term.press("r")
@@ -79,7 +106,9 @@ def test_edit_launch_monitor_cancel_relaunch_compare(isolated_xdg):
 
         # Compare the two from the runs table: legend names each run distinctly, then the diff.
         term.palette("Runs")
-        term.wait_for(lambda screen: child.id in screen and parent.id in screen, what="both runs in the table")
+        # At 80 columns the Run column shortens ids in the middle: their ends tell them apart.
+        term.wait_for(lambda screen: child.id[-12:] in screen and parent.id[-12:] in screen,
+                      what="both runs in the table")
         term.press("Space")
         term.wait_for("● ")
         term.press("Down", "Space")

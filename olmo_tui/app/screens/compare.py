@@ -9,7 +9,8 @@ panel are relative to.
 Runs that evaluate named held-out sets (dataset.eval_sets, or each source of a mixture) add
 one eval-loss curve per set: `e` steps the eval plot through overall and each set.
 
-Keys: x steps/tokens on the x axis · s smoothing · l log x · b next baseline · e eval set · esc back.
+Keys: x steps/tokens on the x axis · s smoothing · l log x · b next baseline · e eval set · esc back;
+on the baseline run: enter its monitor (logs) · r relaunch · R resume · c cancel.
 """
 
 from __future__ import annotations
@@ -89,6 +90,11 @@ class CompareScreen(Screen):
         Binding("e", "next_eval", "Eval set", show=False),  # in the help; the footer is full at 80x24
         Binding("question_mark,f1", "help", "Help"),
         Binding("escape,q", "back", "Back"),
+        # On the baseline run (b picks it): in help and the palette, the footer is full at 80.
+        Binding("enter", "logs", "Logs", show=False),
+        Binding("r", "relaunch", "Relaunch", show=False),
+        Binding("R", "resume", "Resume", show=False),
+        Binding("c", "cancel", "Cancel", show=False),
     ]
 
     def __init__(self, runs: List[RunRecord]) -> None:
@@ -257,7 +263,40 @@ class CompareScreen(Screen):
         self.app.pop_screen()
 
     def action_help(self) -> None:
-        show_text(self.app, "Compare", help_text("Compare", __doc__.split("\n\n")[1], []), "compare-help")
+        paragraphs = __doc__.split("\n\n")
+        show_text(self.app, "Help: compare", help_text("Compare", paragraphs[1] + "\n\n" + paragraphs[3], []),
+                  "compare-help")
+
+    def action_logs(self) -> None:
+        if run := self.baseline_run():
+            self.app.open_monitor(run)
+
+    def action_relaunch(self) -> None:
+        from .run_actions import open_relaunch_editor
+
+        if run := self.baseline_run():
+            open_relaunch_editor(self.app, run)
+
+    def action_resume(self) -> None:
+        from .run_actions import resume_run
+
+        if run := self.baseline_run():
+            resume_run(self, run)
+
+    def action_cancel(self) -> None:
+        from .run_actions import confirm_cancel
+
+        if run := self.baseline_run():
+            confirm_cancel(self, run)
+
+    def palette_commands(self):
+        name = self.label(self.baseline_run()) if self.baseline_run() else "baseline"
+        yield (f"Logs of {name}", "The baseline run's monitor (enter)", self.action_logs)
+        yield (f"Relaunch {name}", "Edit the baseline run's config, launch a child (r)", self.action_relaunch)
+        yield (f"Resume {name}", "From its latest checkpoint, as a new run (R)", self.action_resume)
+        yield (f"Cancel {name}", "SIGTERM, final checkpoint, SIGKILL after 60 s (c)", self.action_cancel)
+        yield ("Next baseline", "The next run becomes the baseline (b)", self.action_next_baseline)
+        yield ("Help: compare", "Keys of this screen (?)", self.action_help)
 
     def baseline_run(self) -> Optional[RunRecord]:
         return next((run for run in self.runs if run.id == self.baseline), None)

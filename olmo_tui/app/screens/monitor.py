@@ -26,10 +26,16 @@ from olmo_tui.core.backends.base import RUN_DIR_BACKENDS, BackendError, RunStatu
 from olmo_tui.core.launch import run_manager
 from olmo_tui.core.runs.registry import Registry, RunRecord
 from olmo_tui.core.runs.tailing import batched
+from olmo_tui.core.runs.torchrun_report import ReportFilter
 
 from ..widgets.log_panel import LogPanel
 from ..widgets.throughput import ThroughputPanel
+from .dialogs import help_text, show_text
 from .run_actions import confirm_cancel, open_relaunch_editor, resume_run
+
+MONITOR_HELP = ("Run monitor: the run's header (status, command, checkpoint), its throughput plots "
+                "and its log, read from the start and followed. The run does not depend on this "
+                "screen: leaving it (or the app) leaves the run going.")
 
 STATUS_STYLE = {
     RunStatus.SUCCEEDED: "green", RunStatus.FAILED: "bold red", RunStatus.LOST: "red",
@@ -41,17 +47,25 @@ PROFILER_TRACE_LINE = re.compile(r"profiler: rank \d+ trace of steps \S+ written
 
 
 class MonitorScreen(Screen):
+    # At 80x24 the header is 3 rows (one per line, cut with an ellipsis; `i` shows them whole)
+    # and the log gets at least half the width; `w` gives it all of it.
     DEFAULT_CSS = """
-    MonitorScreen #run-header { height: auto; max-height: 6; padding: 0 1; background: $boost; }
+    MonitorScreen #run-header { height: auto; max-height: 4; padding: 0 1; background: $boost;
+                                text-wrap: nowrap; text-overflow: ellipsis; }
     MonitorScreen #monitor-body { height: 1fr; }
+    MonitorScreen #throughput { width: 40%; min-width: 28; max-width: 60; }
+    MonitorScreen.wide-log #throughput { display: none; }
     """
     BINDINGS = [
-        Binding("escape,q", "back", "Back"),
-        Binding("c", "cancel", "Cancel run"),
-        Binding("R", "resume", "Resume", show=False),
-        Binding("r", "relaunch", "Relaunch", show=False),
-        Binding("p", "profiler_traces", "Profiler trace"),
+        Binding("c", "cancel", "Cancel"),
+        Binding("r", "relaunch", "Relaunch"),
+        Binding("R", "resume", "Resume"),
+        Binding("w", "wide_log", "Wide log"),
+        Binding("i", "details", "Details", show=False),
+        Binding("p", "profiler_traces", "Profiler trace", show=False),
         Binding("m", "next_metric", "Next metric", show=False),  # a callback's custom metrics
+        Binding("question_mark,f1", "help", "Help"),
+        Binding("escape,q", "back", "Back", show=False),
     ]
 
     def __init__(self, run: RunRecord, registry: Optional[Registry] = None) -> None:
@@ -93,7 +107,15 @@ class MonitorScreen(Screen):
                 batches = backend.follow_log_batches(self.run, self.stop)
             else:
                 batches = batched(backend.follow_logs(self.run, self.stop), self.stop)
-            for batch in batches:
+            # torchrun's failure report (its traceback and ChildFailedError box) stays in the
+            # file, as in a headless follow: the engine's own lines already say what happened.
+            report = ReportFilter(str(Path(self.run.run_dir) / "stdout.log")
+                                  if self.run.backend in RUN_DIR_BACKENDS else None)
+            for raw in batches:
+                # Line by line only near a report: a busy log's batches pass untouched.
+                batch = raw
+                if report.holding or any("(exitcode: " in line for line in raw):
+                    batch = [shown for line in raw for shown in report.feed(line)]
                 metrics = [record for line in batch if METRICS_PREFIX in line
                            if (record := parse_metrics_line(line)) is not None]
                 for line in [line for line in batch if "profiler: rank " in line]:
@@ -101,6 +123,7 @@ class MonitorScreen(Screen):
                         self.profiler_traces.append(found.group(1))
                 for start in range(0, len(batch), LINES_PER_HANDOFF):
                     self._hand_off(panel, batch[start:start + LINES_PER_HANDOFF], metrics if start == 0 else [])
+            self._hand_off(panel, report.flush(), [])  # a log that ended inside something report-like
         except BackendError as exc:
             if not self.stop.is_set():
                 self.app.call_from_thread(self.notify, f"log: {exc}", severity="error")
@@ -157,8 +180,9 @@ class MonitorScreen(Screen):
             first += f"  {run.extra['url']}"
         if run.parent_id:
             first += f"  {run.relation or 'child'} of {run.parent_id}"
+        checkpoint = Path(self.latest_checkpoint).name if self.latest_checkpoint else "-"
         lines = [first, "command: " + escape(shlex.join(run.argv) if run.argv else "-"),
-                 f"run dir: {escape(run.run_dir)}   latest checkpoint: {escape(self.latest_checkpoint or '-')}"]
+                 f"checkpoint: {escape(checkpoint)}   run dir: {escape(run.run_dir)}"]
         if run.message and run.status != RunStatus.SUCCEEDED:
             # For a failed run: the line of the log that says why (the engine's error line).
             lines.append(f"[bold red]{escape(run.message[:300])}[/]")
@@ -176,6 +200,46 @@ class MonitorScreen(Screen):
 
     def action_relaunch(self) -> None:
         open_relaunch_editor(self.app, self.run)
+
+    def action_wide_log(self) -> None:
+        self.toggle_class("wide-log")
+        panel = self.query_one(LogPanel)
+        if panel.following:  # a new width re-flows the log: stay at its end
+            self.call_after_refresh(panel.log_widget.scroll_end, animate=False)
+
+    def details_text(self) -> str:
+        run = self.run
+        return "\n\n".join([
+            f"{run.id}: {run.status}" + (f", exit code {run.exit_code}" if run.exit_code is not None else ""),
+            "command:\n" + (shlex.join(run.argv) if run.argv else "-"),
+            f"run dir:\n{run.run_dir}", f"latest checkpoint:\n{self.latest_checkpoint or '-'}",
+            *([f"parent: {run.parent_id} ({run.relation})"] if run.parent_id else []),
+            *([f"message:\n{run.message}"] if run.message else [])])
+
+    def action_details(self) -> None:
+        show_text(self.app, f"Run {self.run.id}", self.details_text(), "run-details")
+
+    def action_help(self) -> None:
+        keys = [("c", "cancel the run (asks; SIGTERM, final checkpoint, SIGKILL after 60 s)"),
+                ("r", "relaunch: the editor with this run's config; ctrl+l launches a child"),
+                ("R", "resume from the latest checkpoint as a new run (asks)"),
+                ("w", "wide log: the log takes the whole width (again: the plots come back)"),
+                ("i", "details: the whole command, run dir, checkpoint, message"),
+                ("f", "follow the log on/off"), ("/", "filter the log; esc clears"),
+                ("e / E", "next / previous error or warning"), ("G", "end of the log, following"),
+                ("p", "where the profiler traces are"), ("m", "next custom metric (a callback's)"),
+                ("ctrl+p", "command palette"),
+                ("esc, q", "back")]
+        show_text(self.app, "Help: run monitor", help_text("monitor", MONITOR_HELP, keys), "help")
+
+    def palette_commands(self):
+        yield ("Relaunch this run", "Edit its config, launch a child run (r)", self.action_relaunch)
+        yield ("Resume this run", "Continue from its latest checkpoint as a new run (R)", self.action_resume)
+        yield ("Cancel this run", "SIGTERM, final checkpoint, SIGKILL after 60 s (c)", self.action_cancel)
+        yield ("Logs: wide", "The log over the whole width, or back beside the plots (w)", self.action_wide_log)
+        yield ("Run details", "Whole command, run dir, checkpoint (i)", self.action_details)
+        yield ("Profiler traces", "Where this run's traces are (p)", self.action_profiler_traces)
+        yield ("Help: run monitor", "Keys of this screen (?)", self.action_help)
 
     def action_profiler_traces(self) -> None:
         """Where this run's profiler traces are: paths from its log, and any in a local run dir."""

@@ -164,7 +164,7 @@ class PresetBrowser(Screen):
         box = self.query_one("#preset-filter", Input)
         box.value = ""
         box.display = False
-        self._fill("")
+        self._fill("", keep=True)  # the highlighted preset stays highlighted
         self.query_one("#preset-list").focus()
 
     def action_edit(self) -> None:

@@ -1,11 +1,12 @@
 """The runs screen: every run in the registry with its latest numbers, refreshed once a
 second (a thread worker: refreshing notices runs that ended or vanished and records it).
 
-Keys: enter monitor · r relaunch (editor prefilled with the run's resolved config; the new
+Keys: enter or l: monitor (the run's log and plots) · r relaunch (editor prefilled with the run's resolved config; the new
 run records its parent) · R resume (same config, continuing from the latest checkpoint) ·
 c cancel (asks; SIGTERM, grace period, SIGKILL) · d forget (asks; then asks separately
 whether to delete the run's files) · / filter · s sort column · S reverse sort · space marks a
-run (● in the Run column) · C compares the marked runs (screens/compare.py).
+run (● in the Run column) · C compares the marked runs (screens/compare.py) · home / end first
+/ last run · esc back. Narrow terminals drop Backend, Preset, Age, then MFU (fit_columns).
 """
 
 from __future__ import annotations
@@ -42,6 +43,52 @@ SORT_KEYS: Dict[str, Callable[[RunRecord], object]] = {
 }
 
 
+# Which columns give way first when the terminal is narrow: Backend, then Preset, Age, MFU.
+# The Run column keeps at least RUN_MIN_WIDTH; a longer id is shortened in the middle, keeping
+# its distinctive end (the date and the random suffix).
+PRIORITY = ["Run", "Status", "Step", "Loss", "Tok/s", "MFU", "Age", "Preset", "Backend"]
+RUN_MIN_WIDTH = 24
+CELL_PADDING = 2  # DataTable's cell padding, one column each side
+
+
+def fit_columns(rows: List[List[str]], width: int) -> "tuple[List[str], int]":
+    """The columns to show in `width` cells (in COLUMNS order) and the Run column's width."""
+    natural = {name: max([len(name)] + [len(row[COLUMNS.index(name)]) for row in rows]) + CELL_PADDING
+               for name in COLUMNS}
+    shown = list(PRIORITY)
+    while True:
+        others = sum(natural[name] for name in shown if name != "Run")
+        run_width = min(natural["Run"], width - others)
+        if run_width >= RUN_MIN_WIDTH + CELL_PADDING or len(shown) == 1:
+            break
+        shown.pop()
+    return [name for name in COLUMNS if name in shown], max(run_width - CELL_PADDING, RUN_MIN_WIDTH)
+
+
+def shorten(text: str, width: int) -> str:
+    """'tiny-cpu-20261207-085058-afa1' in 24 cells: 'tiny-cpu-202…085058-afa1' (the time and
+    the random suffix tell runs of one name apart)."""
+    if len(text) <= width:
+        return text
+    tail = min(12, width // 2)
+    return text[:width - tail - 1] + "…" + text[-tail:]
+
+
+class RunsTable(DataTable):
+    """The runs as rows: home / end go to the first / last run (DataTable scrolls sideways)."""
+
+    BINDINGS = [Binding("home", "first_row", "First run", show=False),
+                Binding("end", "last_row", "Last run", show=False)]
+
+    def action_first_row(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=0)
+
+    def action_last_row(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=self.row_count - 1)
+
+
 class RunsScreen(Screen):
     DEFAULT_CSS = """
     RunsScreen #runs-filter { display: none; }
@@ -52,19 +99,21 @@ class RunsScreen(Screen):
     # Focus goes to the table whenever the screen shows (the first focusable widget is the
     # hidden filter box: a space typed into it, unseen, emptied the table).
     AUTO_FOCUS = "#runs-table"
+    # The footer holds what fits at 80 columns; every key is in `?` and the palette (ctrl+p).
     BINDINGS = [
-        Binding("enter", "open", "Monitor"),
+        Binding("enter", "open", "Monitor", show=False),
+        Binding("l", "open", "Logs"),
         Binding("r", "relaunch", "Relaunch"),
         Binding("R", "resume", "Resume"),
         Binding("c", "cancel", "Cancel"),
-        Binding("d", "forget", "Forget"),
-        Binding("space", "mark", "Mark"),
+        Binding("d", "forget", "Forget", show=False),
+        Binding("space", "mark", "Mark", show=False),
         Binding("C", "compare", "Compare"),
         Binding("slash", "filter", "Filter"),
-        Binding("s", "sort", "Sort"),
+        Binding("s", "sort", "Sort", show=False),
         Binding("S", "reverse_sort", "Reverse", show=False),
         Binding("question_mark,f1", "help", "Help"),
-        Binding("escape,q", "back", "Back"),
+        Binding("escape,q", "back", "Back", show=False),
     ]
 
     def __init__(self, registry: Optional[Registry] = None) -> None:
@@ -75,11 +124,12 @@ class RunsScreen(Screen):
         self.sort_column = "Age"
         self.sort_reverse = False
         self.marked: List[str] = []  # run ids marked for comparing, in the order marked
+        self.columns_shown: List[str] = []  # fit to the width on every refresh (fit_columns)
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Input(placeholder="filter runs (id, preset, status, backend, sweep)", id="runs-filter")
-        yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        yield RunsTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         yield Static("No runs yet: launch one from the presets (l) or the editor (ctrl+l).", id="runs-empty")
         yield Footer()
 
@@ -87,8 +137,6 @@ class RunsScreen(Screen):
         self.title = "olmo-tui"
         self.sub_title = "runs"
         table = self.query_one(DataTable)
-        for name in COLUMNS:
-            table.add_column(name, key=name)
         self.set_interval(1.0, self.refresh_runs)
         self.refresh_runs()
         table.focus()
@@ -114,17 +162,31 @@ class RunsScreen(Screen):
         selected = self.selected_run()
         visible = self.visible_runs()
         now = time.time()
-        table.clear()
+        rows = []
         for run in visible:
             cells = table_row(run, now)
+            cells[0] = ("● " if run.id in self.marked else "  ") + cells[0]
+            rows.append(cells)
+        columns, run_width = fit_columns(rows, self.size.width or 80)
+        if columns != self.columns_shown:
+            table.clear(columns=True)
+            for name in columns:
+                table.add_column(name, key=name)
+            self.columns_shown = columns
+        table.clear()
+        for run, cells in zip(visible, rows):
             style = STATUS_STYLE.get(run.status)
             if style:
                 cells[3] = f"[{style}]{cells[3]}[/]"
-            cells[0] = ("● " if run.id in self.marked else "  ") + cells[0]
-            table.add_row(*cells, key=run.id)
+            cells[0] = shorten(cells[0], run_width)
+            table.add_row(*[cells[COLUMNS.index(name)] for name in columns], key=run.id)
         if selected and any(r.id == selected.id for r in visible):
             table.move_cursor(row=table.get_row_index(selected.id), animate=False)
         self.query_one("#runs-empty").display = not self.runs
+
+    def on_resize(self) -> None:
+        if self.runs:
+            self.show_runs(self.runs)
 
     def selected_run(self) -> Optional[RunRecord]:
         table = self.query_one(DataTable)
@@ -250,7 +312,19 @@ class RunsScreen(Screen):
             self.app.pop_screen()
 
     def action_help(self) -> None:
-        show_text(self.app, "Runs", help_text("Runs", __doc__.split("\n\n")[1], []), "runs-help")
+        show_text(self.app, "Help: runs", help_text("Runs", __doc__.split("\n\n")[1], []), "runs-help")
+
+    def palette_commands(self):
+        yield ("Logs of the selected run", "Its monitor: log and plots (l, enter)", self.action_open)
+        yield ("Relaunch the selected run", "Edit its config, launch a child run (r)", self.action_relaunch)
+        yield ("Resume the selected run", "From its latest checkpoint, as a new run (R)", self.action_resume)
+        yield ("Cancel the selected run", "SIGTERM, final checkpoint, SIGKILL after 60 s (c)", self.action_cancel)
+        yield ("Forget the selected run", "Drop it from the registry, optionally its files (d)", self.action_forget)
+        yield ("Mark the selected run", "For comparing (space)", self.action_mark)
+        yield ("Compare the marked runs", "Plots and config diffs (C)", self.action_compare)
+        yield ("Filter runs", "By id, preset, status, backend, sweep (/)", self.action_filter)
+        yield ("Sort by the next column", "s; S reverses", self.action_sort)
+        yield ("Help: runs", "Keys of this screen (?)", self.action_help)
 
 
 class LaunchDialog(TextDialog):

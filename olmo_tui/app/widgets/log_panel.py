@@ -105,9 +105,11 @@ class LogPanel(Vertical):
     LogPanel #log-status { height: 1; width: 1fr; color: $text-muted; }
     """
     BINDINGS = [
-        Binding("f", "toggle_follow", "Follow"),
+        # f and e are in the monitor's help (and the status line says "following (f)"): the
+        # footer keeps its room at 80 columns for the run's own keys.
+        Binding("f", "toggle_follow", "Follow", show=False),
         Binding("slash", "filter", "Filter"),
-        Binding("e", "next_problem", "Next error/warning"),
+        Binding("e", "next_problem", "Next error/warning", show=False),
         Binding("E", "previous_problem", "Prev error/warning", show=False),
         Binding("G", "end", "End", show=False),
         Binding("escape", "clear_filter", "Clear filter", show=False),

@@ -18,6 +18,9 @@ from typing import List, Optional
 AGENT_FAILED = re.compile(r"failed \(exitcode: (-?\d+)\) local_rank: (\d+)")
 BOX_RULE = re.compile(r"^={20,}\s*$")
 USER_ERROR_EXIT = 2
+# A rank stopped by SIGINT / SIGTERM (a cancel, Ctrl-C) after its final checkpoint: the
+# engine's own "stopped by SIGTERM at step N" line says it all, so the report is dropped too.
+STOPPED_EXITS = frozenset({130, 143, -2, -15})
 MAX_REPORT_LINES = 400
 
 
@@ -48,10 +51,15 @@ class ReportFilter:
 
     def _replace(self) -> List[str]:
         code, self._held = self._exit_code, []
-        if code == USER_ERROR_EXIT:
+        if code == USER_ERROR_EXIT or code in STOPPED_EXITS:
             return []
         where = f" (torchrun's report: {self.log_path})" if self.log_path else ""
         return [f"[olmo-tui] rank {self._rank} exited with code {code}{where}"]
+
+    @property
+    def holding(self) -> bool:
+        """Inside a report: lines are being held back."""
+        return bool(self._held)
 
     def flush(self) -> List[str]:
         """At the end of the log: whatever is held back, unchanged."""

@@ -38,6 +38,6 @@ def table_row(run: RunRecord, now: float) -> List[str]:
     tps = s.get("tps_total") or s.get("tps")
     return [run.id, run.preset or "-", backend_cell(run), status_cell(run), step,
             f"{s['loss']:.4g}" if s.get("loss") is not None else "-",
-            human_count(tps) if tps else "-",
+            human_count(round(tps)) if tps else "-",  # whole tokens: "931", "1.1K", never "930.748"
             f"{s['mfu']:.1f}%" if s.get("mfu") is not None else "-",
             age(now - run.created)]
