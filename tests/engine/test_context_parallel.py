@@ -22,16 +22,19 @@ SEQ, VOCAB, N, STEPS = 256, 128, 4, 10
 MODELS = {
     "llama": {"family": "llama"},
     "olmo3-window": {"family": "olmo3", "qk_norm": True, "sliding_window": 64, "full_attention_interval": 2},
+    "llama-mha": {"family": "llama", "n_kv_heads": 4},  # tp 2 x cp 2 needs 4 KV heads
 }
 
 
-def experiment(model: str, world=1, cp=None, dp=None):
+def experiment(model: str, world=1, cp=None, dp=None, tp=None):
     tm = {"rank_microbatch_size": 2 * SEQ, "max_sequence_length": SEQ, "max_grad_norm": 1.0,
           "optim": {"lr": 1e-2}, "scheduler": {"name": "cosine", "warmup_steps": 2}}
     if cp:
         tm["cp_config"] = cp
     if dp:
         tm["dp_config"] = dp
+    if tp:
+        tm["tp_config"] = tp
     return load_experiment({
         "model": {"d_model": 32, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2, "vocab_size": VOCAB,
                   "mlp_hidden_size": 64, **MODELS[model]},
@@ -112,6 +115,22 @@ def test_cp_with_fsdp_on_four_ranks():
     """dp 2 x cp 2: each dp rank reads half the batch, each cp rank half of every sequence."""
     reference = train(TrainModule(experiment("olmo3-window")))
     for rank_results in run_distributed_test(_cp_fsdp_run, world_size=4):
+        for (ref_loss, ref_norm), (loss, norm) in zip(reference, rank_results, strict=True):
+            assert loss == pytest.approx(ref_loss, rel=LOSS_RTOL)
+            assert norm == pytest.approx(ref_norm, rel=NORM_RTOL)
+
+
+def _cp_tp_run():
+    tm = TrainModule(experiment("llama-mha", world=4, cp={"degree": 2}, tp={"degree": 2}, dp={"name": "fsdp"}))
+    assert (tm.dp_world_size, tm.mesh.cp_size, tm.mesh.tp_size) == (1, 2, 2)
+    return train(tm)
+
+
+@pytest.mark.slow
+def test_cp_with_tp_on_four_ranks():
+    """tp 2 x cp 2: each cp rank's attention holds 4 heads / tp 2 / cp 2 = 1 head of every position."""
+    reference = train(TrainModule(experiment("llama-mha")))
+    for rank_results in run_distributed_test(_cp_tp_run, world_size=4):
         for (ref_loss, ref_norm), (loss, norm) in zip(reference, rank_results, strict=True):
             assert loss == pytest.approx(ref_loss, rel=LOSS_RTOL)
             assert norm == pytest.approx(ref_norm, rel=NORM_RTOL)
