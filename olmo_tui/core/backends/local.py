@@ -143,7 +143,8 @@ class LocalBackend:
             changes.update(exit_code=code, ended=exit_record.get("ended") or time.time(),
                            status=status_for_exit(code, cancelled))
             if changes["status"] == RunStatus.FAILED:
-                changes["message"] = tailing.failure_line(run_dir / LOG_FILE) or f"exited with code {code}"
+                changes["message"] = (tailing.failure_line(run_dir / LOG_FILE) or exit_record.get("message")
+                                      or f"exited with code {code}")
             elif changes["status"] == RunStatus.CANCELLED:
                 changes["message"] = "stopped on request" if cancelled else f"stopped by a signal (exit code {code})"
         elif here and (run.status == RunStatus.LOST or (

@@ -31,11 +31,14 @@ from typing import List, Optional
 
 from engine import run_lock
 from engine.atomic import write_json_atomic
+from engine.disk_errors import ADVICE, StorageError
 from engine.run_dir import ENGINE_EXIT_RECORD, EXIT_RECORD, LOG_FILE, exit_record, read_exit_record
 
 from .run_files import CANCEL_REQUEST, rank_exit_code
 
 PR_SET_CHILD_SUBREAPER = 36
+EXIT_RESERVE = ".exit-reserve"
+EXIT_RESERVE_BYTES = 64 << 10  # exit.json, its temp file and a directory block, with room to spare
 DEFAULT_GRACE_S = 60.0
 
 
@@ -108,6 +111,11 @@ class Wrapper:
 
     def run(self) -> int:
         started = time.time()
+        try:  # room for exit.json should the run fill the disk (write_exit frees it)
+            with open(self.run_dir / EXIT_RESERVE, "wb") as reserve:
+                reserve.write(bytes(EXIT_RESERVE_BYTES))
+        except OSError:
+            pass
         log = open(self.run_dir / LOG_FILE, "ab", buffering=0)
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
@@ -129,7 +137,7 @@ class Wrapper:
                                           preexec_fn=None if lock_fd is None else lambda: run_lock.take(lock_fd))
         except OSError as exc:
             print(f"[olmo-tui] could not start {self.argv[0]}: {exc}", flush=True)
-            write_json_atomic(self.run_dir / EXIT_RECORD, exit_record(127, started), commit=True)
+            self.write_exit(exit_record(127, started))
             return 127
         finally:
             if lock_fd is not None:
@@ -150,9 +158,20 @@ class Wrapper:
         engine = read_exit_record(self.run_dir, ENGINE_EXIT_RECORD) or {}
         exit_code = launcher_code if launcher_code == 0 else (
             rank_exit_code(self.run_dir / LOG_FILE) or engine.get("exit_code", launcher_code))
-        write_json_atomic(self.run_dir / EXIT_RECORD, exit_record(exit_code, started, launcher_code, self.cancelled),
-                          commit=True)
+        self.write_exit(exit_record(exit_code, started, launcher_code, self.cancelled))
         return exit_code
+
+    def write_exit(self, record: dict) -> None:
+        """exit.json, also on a full disk: the space reserved at start is given back first."""
+        try:
+            write_json_atomic(self.run_dir / EXIT_RECORD, record, commit=True)
+        except OSError as exc:
+            if exc.errno not in ADVICE:
+                raise
+            (self.run_dir / EXIT_RESERVE).unlink(missing_ok=True)
+            record["message"] = str(StorageError("", self.run_dir, exc))
+            write_json_atomic(self.run_dir / EXIT_RECORD, record, commit=True)
+        (self.run_dir / EXIT_RESERVE).unlink(missing_ok=True)
 
 
 def main(argv: List[str]) -> int:
