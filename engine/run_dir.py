@@ -47,6 +47,19 @@ CONTRACT_KEYS = frozenset({"step", "time", "total_steps", "tokens", "loss", "lr"
                            "tps_total", "mfu", "data_pct", "eta_s"})
 CONTRACT_PREFIXES = ("eval/", "gpu/", "moe/", "data/")
 
+# A record's stability alerts (engine/train/callbacks/stability_monitor.py): a list of
+# {"kind", "action", "value", "threshold", "message"}; the sweep worker sends each to the notify
+# hook as an `alert` event, the monitor shows a banner.
+ALERTS_KEY = "alerts"
+
+
+def record_alerts(record: Dict[str, Any]) -> list:
+    """The well-formed alerts of one metrics record (never raises on garbage)."""
+    alerts = record.get(ALERTS_KEY)
+    if not isinstance(alerts, list):
+        return []
+    return [a for a in alerts if isinstance(a, dict) and isinstance(a.get("kind"), str)]
+
 
 def custom_metrics(records) -> list:
     """The custom metrics (numbers under a non-contract key) of some records, sorted."""

@@ -1,4 +1,5 @@
-"""launch.notify: the optional hook called when a run ends (succeeded / failed) or stalls.
+"""launch.notify: the optional hook called when a run ends (succeeded / failed), stalls, or
+raises a stability alert (trainer.callbacks.stability_monitor: a loss spike, a NaN).
 
 The engine ignores this section; the launcher (olmo_tui) reads it. A set hook makes the launch
 a one-run sweep, so that the detached sweep worker watches the run and calls the hook
@@ -19,8 +20,8 @@ from pydantic import Field, field_validator
 from .base import Config
 
 # Every event the hook can receive; sweep_done only ever fires for a sweep (a one-run sweep too).
-NOTIFY_EVENTS = ("succeeded", "failed", "stalled", "sweep_done")
-NotifyEvent = Literal["succeeded", "failed", "stalled", "sweep_done"]
+NOTIFY_EVENTS = ("succeeded", "failed", "stalled", "alert", "sweep_done")
+NotifyEvent = Literal["succeeded", "failed", "stalled", "alert", "sweep_done"]
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 

@@ -33,6 +33,7 @@ from typing import Any, Deque, Dict, List, Optional, Tuple
 import torch
 
 from engine.config.trainer import StabilityMonitorConfig
+from engine.run_dir import ALERTS_KEY
 
 from ..callback import Callback
 
@@ -107,7 +108,7 @@ class StabilityMonitorCallback(Callback):
     def post_step(self) -> None:
         self._judge_grad_norm()
         if self._alerts:
-            self.trainer.record_metric("alerts", self._alerts, force_log=True)
+            self.trainer.record_metric(ALERTS_KEY, self._alerts, force_log=True)
             self._alerts = []
 
     def _judge_grad_norm(self) -> None:

@@ -28,6 +28,7 @@ from olmo_tui.core.runs.registry import Registry, RunRecord
 from olmo_tui.core.runs.tailing import batched
 from olmo_tui.core.runs.torchrun_report import ReportFilter
 
+from ..widgets.alert_banner import AlertBanner
 from ..widgets.log_panel import LogPanel
 from ..widgets.throughput import ThroughputPanel
 from .dialogs import help_text, show_text
@@ -80,6 +81,7 @@ class MonitorScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="run-header")
+        yield AlertBanner(id="alert-banner")
         with Horizontal(id="monitor-body"):
             yield ThroughputPanel(id="throughput")
             yield LogPanel(id="log-panel")
@@ -140,8 +142,10 @@ class MonitorScreen(Screen):
 
     def _add_metrics(self, records: list) -> None:
         panel = self.query_one(ThroughputPanel)
+        banner = self.query_one(AlertBanner)
         for record in records:
             panel.add(record)
+            banner.add(record)
 
     @work(thread=True, group="status", exit_on_error=False)
     def watch_status(self) -> None:

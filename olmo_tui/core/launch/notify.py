@@ -1,4 +1,5 @@
-"""The optional notification hook: on a run's end (succeeded / failed), a stall, or a sweep's
+"""The optional notification hook: on a run's end (succeeded / failed), a stall, a stability
+alert (`alert`: the alert record rides along as `alert`, its step as `alert_step`) or a sweep's
 end, call the user's command and/or POST to a webhook.
 
 - The command is an argv list run without a shell; the event arrives as JSON on its stdin and

@@ -1,5 +1,5 @@
 """The sweep worker: starts a sweep's queued runs, at most max_parallel at once, until every
-run of the sweep has ended; calls the notify hook on each end or stall.
+run of the sweep has ended; calls the notify hook on each end, stall or stability alert.
 
     python -m olmo_tui.core.launch.sweep_worker SWEEP_NAME
 
@@ -15,14 +15,15 @@ registry.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional, Set
+from typing import Dict, List, Optional, Set, Tuple
 
-from engine.run_dir import LOG_FILE, METRICS_FILE
+from engine.run_dir import LOG_FILE, METRICS_FILE, record_alerts
 from engine.run_marker import process_start_ticks
 
 from . import notify
@@ -48,12 +49,37 @@ def last_activity(run: RunRecord) -> Optional[float]:
     return max(times) if times else None
 
 
+def read_alerts(path: Path, offset: int) -> Tuple[List[Tuple[int, dict]], int, int]:
+    """(step, alert) of the complete records past byte `offset`, where the read began (0 once
+    the file is shorter than `offset`: a resume rewrote it) and the offset to read from next."""
+    try:
+        with open(path, "rb") as f:
+            if f.seek(0, os.SEEK_END) < offset:
+                offset = 0
+            f.seek(offset)
+            data = f.read()
+    except OSError:
+        return [], 0, 0
+    complete = data[:data.rfind(b"\n") + 1]  # a line still being written waits for the next look
+    found = []
+    for raw in complete.splitlines():
+        try:
+            record = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            found.extend((record.get("step"), alert) for alert in record_alerts(record))
+    return found, offset, offset + len(complete)
+
+
 class Worker:
     def __init__(self, name: str, registry: Optional[Registry] = None, poll_s: float = POLL_S):
         self.name = name
         self.registry = registry or Registry()
         self.poll_s = poll_s
         self.stalled: Set[str] = set()
+        # run id -> (bytes of metrics.jsonl already read, alerts found in them)
+        self.alert_offsets: Dict[str, Tuple[int, int]] = {}
 
     def _notify(self, event: str, run: Optional[RunRecord] = None, **extra) -> None:
         sweep = get_sweep(self.name, self.registry)
@@ -76,6 +102,7 @@ class Worker:
             log(f"sweep {self.name} is gone from the registry; stopping")
             return False
         runs = [refresh_run(run, self.registry) for run in self.registry.of_sweep(self.name)]
+        self._check_alerts(runs)  # before the end events: a stop alert comes first
         notified = set(sweep.spec.get("notified", []))
         ended_now = [run for run in runs if run.terminal and run.id not in notified]
         for run in ended_now:
@@ -106,6 +133,29 @@ class Worker:
                 self.stalled.add(run.id)
                 log(f"run {run.id} stalled: nothing written for {now - seen:.0f} s")
                 self._notify("stalled", run, quiet_s=round(now - seen))
+
+    def _check_alerts(self, runs: List[RunRecord]) -> None:
+        """An `alert` event for each new alert in a run's metrics.jsonl. How many each run has had
+        sent is kept in the sweep's spec, so a restarted worker sends none twice."""
+        sweep = get_sweep(self.name, self.registry)
+        sent = dict(sweep.spec.get("alerted", {}))
+        before = dict(sent)
+        for run in runs:
+            if run.waiting_in_queue or not run.run_dir:
+                continue
+            offset, seen = self.alert_offsets.get(run.id, (0, 0))
+            alerts, began, offset = read_alerts(Path(run.run_dir) / METRICS_FILE, offset)
+            if began == 0:  # the file from its start (first look, or rewritten by a resume)
+                seen = 0
+            for step, alert in alerts:
+                seen += 1
+                if seen > sent.get(run.id, 0):
+                    sent[run.id] = seen
+                    log(f"run {run.id} alert at step {step}: {alert.get('message')}")
+                    self._notify("alert", run, alert_step=step, alert=alert)
+            self.alert_offsets[run.id] = (offset, seen)
+        if sent != before:
+            update_sweep(self.name, self.registry, spec={**get_sweep(self.name, self.registry).spec, "alerted": sent})
 
     def run(self) -> int:
         update_sweep(self.name, self.registry, worker_pid=os.getpid(), worker_start=process_start_ticks(os.getpid()))

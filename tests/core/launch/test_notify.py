@@ -63,3 +63,25 @@ def test_a_single_run_with_a_hook_is_a_sweep_of_one(isolated_xdg):
     assert out.returncode == 0, out.stderr
     assert [v["run_name"] for v in json.loads(out.stdout)["variants"]] == ["tiny-cpu"]
     assert run_cli("sweep", "--preset", "tiny-cpu").returncode == 2  # no axes and no hook: nothing to do
+
+
+def test_each_alert_is_sent_once_even_by_a_restarted_worker(isolated_xdg, tmp_path):
+    events = tmp_path / "events.jsonl"
+    spec = SweepSpec(preset="tiny-cpu", grid=[parse_axis("init_seed=0")], notify=NotifySpec(command=recorder(events)))
+    [run] = queue_sweep("alerts", spec, plan(spec))
+    registry = Registry()
+    registry.update(run.id, status="running", started=time.time())
+    metrics = runs_root() / run.id / "metrics.jsonl"
+    alert = {"kind": "loss_spike", "action": "warn", "value": 9.0, "threshold": 4.5, "message": "loss 9 ..."}
+    metrics.write_text(json.dumps({"step": 1, "loss": 4.0}) + "\n" + json.dumps({"step": 2, "alerts": [alert]}) + "\n"
+                       + '{"step": 3, "alerts": [{"kind": "non_fin')  # a line still being written
+    worker = Worker("alerts", registry)
+    worker._check_alerts(registry.of_sweep("alerts"))
+    worker._check_alerts(registry.of_sweep("alerts"))
+    with open(metrics, "a") as f:
+        f.write('ite", "action": "stop"}]}\n')
+    Worker("alerts", registry)._check_alerts(registry.of_sweep("alerts"))  # a restart reads from the start
+    got = [json.loads(line) for line in events.read_text().splitlines()]
+    assert [(e["event"], e["alert_step"], e["alert"]["kind"]) for e in got] == [
+        ("alert", 2, "loss_spike"), ("alert", 3, "non_finite")]
+    assert got[0]["alert"] == alert and got[0]["run_id"] == run.id
