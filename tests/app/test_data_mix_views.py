@@ -73,3 +73,34 @@ async def test_mix_and_per_source_eval_in_monitor_compare_view_and_compare_json(
         assert drawn == [("eval/lm/code/loss", [r["eval/lm/code/loss"] for r in evals]),
                          ("eval/lm/docs/loss", [r["eval/lm/docs/loss"] for r in evals]),
                          ("eval_loss", [r["eval/lm/loss"] for r in evals])]
+
+
+async def test_the_editor_estimates_each_source_and_marks_one_too_small(isolated_xdg, tmp_path):
+    """A user preset with a mixture, opened in the editor: the estimates list each source's tokens
+    needed and epochs; raising docs' ratio past what it holds marks it, as the pre-flight would."""
+    from engine.config.presets import user_dir
+    from olmo_tui.app.screens.editor import EditorScreen
+    from pilot_helpers import open_editor, type_into
+
+    docs, code = tmp_path / "docs.npy", tmp_path / "code.npy"
+    assert main_prepare([str(REPO / "docs" / "CONTRACTS.md"), "-o", str(docs)]) == 0  # ~10K tokens
+    assert main_prepare([str(REPO / "engine" / "data" / "*.py"), "-o", str(code)]) == 0  # ~80K tokens
+    user_dir().mkdir(parents=True, exist_ok=True)
+    (user_dir() / "mix.toml").write_text(
+        'extends = "tiny-cpu"\n[dataset]\nkind = "numpy"\n[trainer]\nmax_duration = "20 steps"\n'
+        f'[dataset.sources.code]\npaths = ["{code}"]\nratio = 0.9\n'
+        f'[dataset.sources.docs]\npaths = ["{docs}"]\nratio = 0.1\n')
+    app = OlmoTuiApp()
+    async with app.run_test(size=(160, 48)) as pilot:
+        screen = await open_editor(pilot, "mix")
+        assert isinstance(screen, EditorScreen)
+        est = screen.last_estimates
+        assert [(p.name, p.tokens_needed) for p in est.sources] == [("code", 36864), ("docs", 4096)]
+        body = str(screen.query_one("#est-body").render())
+        assert "sources (needs, epochs/max)" in body and f"docs       0.1    4.1K {est.sources[1].epochs:.2f}/1" in body
+        assert all(p.problem() is None for p in est.sources)
+        await type_into(pilot, screen, "dataset.sources",
+                        f"{{code: {{paths: [{code}], ratio: 0.5}}, docs: {{paths: [{docs}], ratio: 0.5}}}}")
+        await wait_for(pilot, lambda: screen.last_estimates.sources[1].ratio == 0.5)
+        docs_plan = screen.last_estimates.sources[1]
+        assert docs_plan.tokens_needed == 20480 and docs_plan.problem() is not None  # 20K of ~9.6K

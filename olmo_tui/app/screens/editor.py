@@ -237,7 +237,9 @@ class EditorScreen(Screen):
     def _help(self, text: str) -> None:
         if text != getattr(self, "_help_text", None):
             self._help_text = text
-            self.query_one("#field-help", Static).update(text, layout=False)  # fixed height
+            # Plain text, not markup: a value shown here (a list of paths: "[/data/a.npy]") is
+            # not a closing tag. Fixed height: no layout pass.
+            self.query_one("#field-help", Static).update(Text(text), layout=False)
 
     # ---- actions -----------------------------------------------------------------------------------
     def action_launch(self) -> None:
