@@ -116,7 +116,7 @@ def cmd_cancel(argv: List[str]) -> int:
     parser.add_argument("--no-wait", action="store_true", help="return once the stop is requested")
     args = parser.parse_args(argv)
     from .follow import describe_end
-    from ..core.launch.run_manager import cancel_run
+    from ..core.launch.run_manager import cancel_run, refresh_run
 
     registry = Registry()
     if bool(args.run) == bool(args.sweep):
@@ -127,6 +127,7 @@ def cmd_cancel(argv: List[str]) -> int:
     run = lookup_run(registry, args.run)
     if isinstance(run, int):
         return run
+    run = refresh_run(run, registry)  # a run recorded as lost may be alive after all
     if run.terminal:
         _err(f"run {run.id} already ended ({run.status}); nothing to cancel")
         return exit_codes.OK

@@ -10,6 +10,7 @@ import os
 import signal
 from pathlib import Path
 
+from cli_helpers import run_cli
 from engine import run_lock
 from engine.config import resolve
 from engine.run_marker import process_start_ticks
@@ -78,5 +79,9 @@ def test_a_run_marked_lost_that_is_alive_is_adopted_again(stub, monkeypatch):
     registry.update(run.id, status=RunStatus.LOST, message="the process vanished")  # as the old code did
     run = run_manager.refresh_all(registry) and registry.get(run.id)
     assert run.status == RunStatus.RUNNING and "adopted again" in run.message
-    run = run_manager.cancel_run(run, grace_s=10, wait_s=60)
-    assert run.status == RunStatus.CANCELLED
+    registry.update(run.id, status=RunStatus.LOST)
+    # before: "already ended (lost); nothing to cancel", exit 0, while training went on
+    result = run_cli("cancel", run.id, "--grace", "10", timeout=120)
+    assert result.returncode == 0 and "nothing to cancel" not in result.stderr, result.stderr
+    assert registry.get(run.id).status == RunStatus.CANCELLED
+    assert run_lock.is_alive(Path(run.run_dir)) is False
