@@ -93,8 +93,6 @@ def test_engine_cli_loads_no_app_package():
         ["engine.config", "engine.cli_args"],
         ["olmo_tui.core"],
         ["olmo_tui.cli", "olmo_tui.core.presets.catalog", "olmo_tui.core.config.configdiff", "olmo_tui.core.presets.preset_store"],
-        ["olmo_tui.cli.main", "olmo_tui.cli.runs", "olmo_tui.cli.sweep", "olmo_tui.cli.compare", "olmo_tui.cli.follow",
-         "olmo_tui.cli.launch_args", "olmo_tui.cli.beaker_flags", "olmo_tui.cli.slurm_flags"],
     ],
 )
 def test_no_torch_or_textual(modules):
@@ -110,6 +108,19 @@ def test_core_modules_are_all_clean():
         "for info in pkgutil.walk_packages(core.__path__, 'olmo_tui.core.'): importlib.import_module(info.name)\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'textual')\n"
         "    or m.startswith(('olmo_tui.app', 'olmo_tui.cli')))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert json.loads(out.stdout) == []
+
+
+def test_cli_modules_are_all_clean():
+    """Every module of the headless front end (olmo_tui.cli), imported together, loads neither
+    torch nor textual (the app opens only from inside main(), which this does not call)."""
+    code = (
+        "import importlib, json, pkgutil, sys\n"
+        "import olmo_tui.cli as cli\n"
+        "for info in pkgutil.walk_packages(cli.__path__, 'olmo_tui.cli.'): importlib.import_module(info.name)\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'textual'))))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert json.loads(out.stdout) == []

@@ -14,7 +14,10 @@ from .slurm import SlurmConfig
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # What launch.debug sets (see LaunchConfig.debug_env).
-DEBUG_ENV = {"CUDA_LAUNCH_BLOCKING": "1", "NCCL_DEBUG": "INFO", "TORCH_DISTRIBUTED_DEBUG": "DETAIL"}
+# TORCH_DISTRIBUTED_DEBUG is INFO, not DETAIL: DETAIL wraps every process group in a checking
+# wrapper that crashes gloo (rank 0 dies with SIGSEGV at the first collective, torch 2.13), and
+# the engine always has gloo groups: the whole group on CPU, the host-side bookkeeping group on GPU.
+DEBUG_ENV = {"CUDA_LAUNCH_BLOCKING": "1", "NCCL_DEBUG": "INFO", "TORCH_DISTRIBUTED_DEBUG": "INFO"}
 # The Beaker job's own variables (resolved config, git commit, rendezvous port) use this prefix.
 RESERVED_ENV_PREFIX = "OLMO_TUI_"
 
@@ -102,7 +105,7 @@ class LaunchConfig(Config):
         None, description=f"GPU type for memory and wall-time estimates: {', '.join(BY_NAME)}; unset = CPU."
     )
     debug: bool = Field(False, description="Troubleshooting: CUDA_LAUNCH_BLOCKING=1, NCCL_DEBUG=INFO, "
-                        "TORCH_DISTRIBUTED_DEBUG=DETAIL.")
+                        "TORCH_DISTRIBUTED_DEBUG=INFO (not DETAIL: it crashes gloo).")
     beaker: Optional[BeakerConfig] = Field(None, description="Beaker settings (backend = beaker).")
     slurm: Optional[SlurmConfig] = Field(None, description="SLURM settings (backend = slurm).")
     notify: Optional[NotifyConfig] = Field(None, description="Notification hook on the run's end or stall "
@@ -147,9 +150,10 @@ class LaunchConfig(Config):
 
         CUDA_LAUNCH_BLOCKING=1 makes each kernel launch synchronous, so a CUDA error's traceback
         points at the op that failed (and steps get much slower). NCCL_DEBUG=INFO prints NCCL's
-        setup (rings, transports, versions) and its errors. TORCH_DISTRIBUTED_DEBUG=DETAIL checks
-        that ranks call collectives in the same order with matching shapes, naming the mismatch
-        instead of hanging. The local launcher and the Beaker spec both take them from here."""
+        setup (rings, transports, versions) and its errors. TORCH_DISTRIBUTED_DEBUG=INFO logs the
+        process groups' setup and a rank's collectives when it fails; DETAIL (which also checks
+        that ranks call matching collectives) is left out: it crashes gloo, which every run of the
+        engine uses (see DEBUG_ENV). The local launcher and the Beaker spec both take them from here."""
         if not self.debug:
             return {}
         return dict(DEBUG_ENV)

@@ -5,21 +5,19 @@
 
 Each flag is only a shorter spelling of a `launch.*` override (beaker_overrides), so the dotted
 form (--launch.beaker.gpus=2) works the same and the config stays the one source of truth.
-olmo_tui/cli/main.py registers add_beaker_arguments / beaker_overrides and calls beaker_preflight
-before a Beaker launch or dry run. No beaker-py import here (the CLI must start fast).
+launch_args.py registers add_beaker_arguments / beaker_overrides; --save-spec writes the spec a
+dry run prints or a launch submitted. No beaker-py import here (the CLI must start fast).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from typing import List, Optional
+from pathlib import Path
+from typing import List
 
 from engine.config.errors import ConfigError
 
-from ..core import exit_codes
-from ..core.backends.base import BackendError
 
 PRIORITIES = ("low", "normal", "high", "urgent")
 
@@ -49,7 +47,7 @@ def add_beaker_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--allow-dirty", action="store_true", default=None,
                        help="launch the last commit although the tree has uncommitted changes")
     group.add_argument("--debug", action="store_true", default=None,
-                       help="CUDA_LAUNCH_BLOCKING=1, NCCL_DEBUG=INFO, TORCH_DISTRIBUTED_DEBUG=DETAIL (launch.debug)")
+                       help="CUDA_LAUNCH_BLOCKING=1, NCCL_DEBUG=INFO, TORCH_DISTRIBUTED_DEBUG=INFO (launch.debug; any backend)")
     group.add_argument("--save-spec", metavar="PATH",
                        help="write the Beaker experiment spec (JSON) to PATH (with --dry-run, or at launch)")
 
@@ -99,40 +97,16 @@ def beaker_overrides(args: argparse.Namespace) -> List[str]:
 
 
 
-def beaker_preflight(cfg, args: argparse.Namespace) -> Optional[int]:
-    """Before a Beaker launch: check the git tree (exit 2 if dirty), and for --dry-run print the
-    exact spec (stdout; JSON) and the node command (stderr), then return the exit code. For a
-    real launch return None and let the backend write --save-spec with the submitted spec."""
-    import shlex
+def save_spec(args: argparse.Namespace, spec: dict) -> None:
+    """--save-spec PATH: the spec a dry run printed or a launch submitted (ConfigError when
+    PATH cannot be written)."""
+    from ..core.backends.beaker.spec import write_spec
 
-    from ..core.backends.base import get_backend
-    from ..core.runs.registry import new_run_id
+    if getattr(args, "save_spec", None):
+        write_spec(args.save_spec, spec)
 
-    from ..core.backends.beaker.spec import spec_warnings, write_spec
 
-    try:
-        backend = get_backend("beaker")
-        built = backend.build(new_run_id(cfg.run_name), cfg)
-        for warning in spec_warnings(cfg):
-            print(f"warning: {warning}", file=sys.stderr)
-        if not getattr(args, "dry_run", False):
-            backend.save_spec_to = getattr(args, "save_spec", None)
-            return None
-        spec = built.to_json()
-        if getattr(args, "save_spec", None):
-            write_spec(args.save_spec, spec)
-    except ConfigError as exc:
-        for line in exc.lines():
-            print(line, file=sys.stderr)
-        return exit_codes.USAGE
-    except BackendError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exit_codes.LAUNCH
-    if getattr(args, "json", False):
-        print(json.dumps({"experiment_name": built.name, "workspace": built.workspace,
-                          "command": built.command, "spec": spec}, indent=2))
-    else:
-        print(json.dumps(spec, indent=2))
-    print(f"# Beaker experiment {built.name} (the run id is assigned at launch) in workspace "
-          f"{built.workspace or '(your default)'}; each node runs:\n{shlex.join(built.command)}", file=sys.stderr)
-    return exit_codes.OK
+def save_submitted_spec(args: argparse.Namespace, run_dir: str, spec_file: str) -> None:
+    """After a launch: the spec the run submitted (its run dir keeps a copy) to --save-spec."""
+    if getattr(args, "save_spec", None):
+        save_spec(args, json.loads((Path(run_dir) / spec_file).read_text()))

@@ -10,22 +10,22 @@ succeeded, 1 it failed (or was cancelled or lost), 2 usage/config error, 3 launc
 from __future__ import annotations
 
 import json
-import signal
 import sqlite3
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Callable, Optional
 
+from engine.config.errors import ConfigError
 from engine.errors import UserError, without_controls
 from engine.run_dir import LOG_FILE, parse_metrics_line
 
 from ..core import exit_codes
-from ..core.backends.base import RUN_DIR_BACKENDS, BackendError, RunStatus, get_backend
+from ..core.backends.base import BackendError, RunStatus, get_backend, sees_local_files
 from ..core.formatting import format_eta, human_count
 from ..core.runs.registry import Registry, RegistryError, RunRecord
 from ..core.runs.torchrun_report import ReportFilter
+from .signals import Interrupts, WakeFlag
 
 
 def err(message: str) -> None:
@@ -66,12 +66,12 @@ class Follower:
     """Streams a run's log to stdout until it ends; the progress bar goes to stderr on a TTY."""
 
     def __init__(self, run: RunRecord, registry: Registry, out=None, progress: Optional[bool] = None,
-                 stop: Optional[threading.Event] = None):
+                 stop: Optional[WakeFlag] = None):
         self.run = run
         self.registry = registry
         self.out = out or sys.stdout
         self.progress = sys.stderr.isatty() if progress is None else progress
-        self.stop = stop or threading.Event()  # set: stop following at the next poll
+        self.stop = stop or WakeFlag()  # set: stop following at the next poll
         self._bar_shown = False
 
     def _clear_bar(self) -> None:
@@ -79,12 +79,24 @@ class Follower:
             sys.stderr.write("\r\033[K")
             self._bar_shown = False
 
+    def started(self) -> RunRecord:
+        """The run once its backend has it: a run queued for a notify hook's worker is launched
+        by that worker a moment later (or fails to launch, which ends it)."""
+        run = self.run
+        while run.sweep and (run.waiting_in_queue or run.status == RunStatus.STARTING) and not self.stop.is_set():
+            self.stop.wait(0.2)
+            run = self.registry.get(run.id) or run
+        return run
+
     def follow(self, follow: bool = True) -> RunRecord:
         from ..core.launch.run_manager import refresh_run
 
+        self.run = self.started() if follow else self.run
+        if self.run.terminal and self.run.started is None:  # the worker could not launch it
+            return self.run
         backend = get_backend(self.run.backend)
         # torchrun's failure report stays in the log file, off the terminal (torchrun_report.py).
-        report = ReportFilter(str(Path(self.run.run_dir) / LOG_FILE) if self.run.backend in RUN_DIR_BACKENDS else None)
+        report = ReportFilter(str(Path(self.run.run_dir) / LOG_FILE) if sees_local_files(self.run.backend) else None)
         for line in backend.follow_logs(self.run, self.stop, follow=follow):
             metrics = parse_metrics_line(line)
             self._clear_bar()
@@ -104,7 +116,7 @@ class Follower:
         deadline = time.monotonic() + 30
         run = refresh_run(self.run, self.registry)
         while not run.terminal and time.monotonic() < deadline and not self.stop.is_set():
-            time.sleep(0.2)
+            self.stop.wait(0.2)
             run = refresh_run(run, self.registry)
         return run
 
@@ -131,45 +143,12 @@ def handle_interrupt(run: RunRecord, registry: Registry, cancel_on_interrupt: bo
     return exit_codes.INTERRUPTED
 
 
-class Interrupts:
-    """Ctrl-C and SIGTERM to this command (the job itself is a separate process) while it follows a
-    run: the first one sets `stop`, so the follower ends at its next poll and the caller handles it
-    in plain code, instead of a KeyboardInterrupt landing wherever the follower happens to be (a
-    registry transaction, a file write). A second signal interrupts at once.
-
-    A signal the command was started with ignored stays ignored: bash starts `olmo-tui ... &` in
-    a script with SIGINT ignored, so that a Ctrl-C meant for the script leaves it alone."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self, stop: threading.Event):
-        self.stop = stop
-        self.received = False
-        self._previous = {}
-
-    def _on_signal(self, signum, frame) -> None:
-        if self.received:
-            raise KeyboardInterrupt
-        self.received = True
-        self.stop.set()
-
-    def __enter__(self) -> "Interrupts":
-        try:
-            for signum in self.SIGNALS:
-                if signal.getsignal(signum) is not signal.SIG_IGN:
-                    self._previous[signum] = signal.signal(signum, self._on_signal)
-        except ValueError:  # not the main thread (tests calling in-process): leave signals alone
-            pass
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for signum, previous in self._previous.items():
-            signal.signal(signum, previous)
-
-
 def report_launched(run: RunRecord, args) -> None:
     if args.detach:
         print(json.dumps(run.to_json(), indent=2) if args.json else run.id, flush=True)
+    elif run.waiting_in_queue:
+        err(f"run {run.id} queued in sweep {run.sweep}, whose worker starts it and calls the notify hook; "
+            f"in {run.run_dir}")
     else:
         err(f"run {run.id} started (pid {run.pid or '-'}) in {run.run_dir}")
 
@@ -178,7 +157,7 @@ def launch_and_follow(start: Callable[[Registry], RunRecord], args) -> int:
     """Shared by a fresh launch and a relaunch: start, then detach or follow to the end."""
     registry = Registry()
     run: Optional[RunRecord] = None
-    stop = threading.Event()
+    stop = WakeFlag()
     try:
         with Interrupts(stop) as interrupts:
             try:
@@ -186,12 +165,17 @@ def launch_and_follow(start: Callable[[Registry], RunRecord], args) -> int:
             except UserError as exc:  # found by the pre-flight: nothing was created
                 err(f"error: {exc}")
                 return exit_codes.USAGE
+            except ConfigError as exc:  # the same, from a backend's own rule (Beaker, SLURM) or the hook
+                for line in exc.lines():
+                    err(line)
+                return exit_codes.USAGE
             except (BackendError, RegistryError, OSError, sqlite3.Error) as exc:
                 err(f"error: launch failed: {exc}")
                 return exit_codes.LAUNCH
             report_launched(run, args)
-            if args.detach:
-                return exit_codes.OK
+            code = save_spec_of(run, args)
+            if args.detach or code is not None:
+                return code or exit_codes.OK
             if not interrupts.received:
                 run = Follower(run, registry, stop=stop).follow()
             if not interrupts.received:
@@ -200,11 +184,30 @@ def launch_and_follow(start: Callable[[Registry], RunRecord], args) -> int:
     except KeyboardInterrupt:  # a second signal, or one before the run existed
         if run is None:
             return exit_codes.INTERRUPTED
+    finally:
+        stop.close()
     # Interrupted: handled here, in plain code (a further Ctrl-C now ends the command: exit 130).
     return handle_interrupt(run, registry, args.cancel_on_interrupt, args.grace)
 
 
-def launch_headless(cfg, args, argv) -> int:
-    from ..core.launch.run_manager import start_run
+def save_spec_of(run: RunRecord, args) -> Optional[int]:
+    """--save-spec after a launch: the spec the backend submitted (None: done, or nothing to do)."""
+    spec_file = get_backend(run.backend).spec_file
+    if not (spec_file and getattr(args, "save_spec", None)):
+        return None
+    from .beaker_flags import save_submitted_spec
 
-    return launch_and_follow(lambda registry: start_run(cfg, preset=args.preset, registry=registry), args)
+    try:
+        save_submitted_spec(args, run.run_dir, spec_file)
+    except ConfigError as exc:
+        for line in exc.lines():
+            err(line)
+        return exit_codes.LAUNCH
+    return None
+
+
+def launch_headless(cfg, args) -> int:
+    from ..core.launch.launcher import launch
+
+    return launch_and_follow(lambda registry: launch(cfg, preset=args.preset, registry=registry,
+                                                     warn=lambda warning: err(f"warning: {warning}")), args)

@@ -37,6 +37,8 @@ def add_follow_flags(parser: argparse.ArgumentParser) -> None:
                        help="start the run and print its id (a JSON record with --json) instead of following it")
     group.add_argument("--cancel-on-interrupt", action="store_true",
                        help="Ctrl-C also cancels the run (default: the run keeps going)")
+    group.add_argument("--check", action="store_true",
+                       help="a dry run that exits 2 where a launch would (the launch's pre-flight found a problem)")
     group.add_argument("--grace", type=float, default=60.0, metavar="SECONDS",
                        help="when cancelling: time for the final checkpoint before SIGKILL (default 60)")
 

@@ -9,50 +9,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from engine.cli_args import print_config, run_parser, split_overrides  # noqa: F401  (re-exported)
 from engine.config.errors import ConfigError  # the schema itself loads only when a config is resolved
-from engine.errors import without_controls
 
 from ..core import exit_codes
 from .launch_args import (  # noqa: F401  (LAUNCH_FLAG_ADDERS etc. re-exported for backends)
     LAUNCH_FLAG_ADDERS, SHORTHAND_OVERRIDES, fail_config, launch_parser, resolve_from_args, shorthand_overrides,
 )
 
-if TYPE_CHECKING:
-    from engine.config import ExperimentConfig
-
 Subcommand = Callable[[List[str]], int]
-
-
-def _err(message: str) -> None:
-    print(without_controls(message), file=sys.stderr)
-
-
-def narrate_summary(cfg: ExperimentConfig) -> None:
-    from engine.config.parallel import mesh_text
-
-    from ..core.config import describe
-    from ..core.config.estimates import memory_estimate
-    from ..core.formatting import gib, human_count
-
-    model = cfg.model
-    _err(
-        f"# {cfg.run_name}: {human_count(model.num_params())} params "
-        f"({human_count(model.num_non_embedding_params())} non-embedding"
-        + (f", {human_count(model.num_active_params())} active" if model.moe is not None else "") + "), "
-        f"{human_count(model.num_flops_per_token(cfg.dataset.sequence_length))} FLOPs/token, "
-        f"{cfg.tokens_per_step:,} tokens/step, {describe.gpus(cfg)}, {describe.parallelism(cfg)}"
-    )
-    memory = f"; memory/rank {gib(memory_estimate(cfg).total)} on the worst rank" if cfg.launch.accelerator else ""
-    _err(f"# mesh {mesh_text(cfg)} ({cfg.launch.world_size} rank(s)){memory}")
-    if cfg.dataset.sources:  # tokens and epochs per source of a mixture
-        from engine.data.checks import mixture_lines
-
-        for line in mixture_lines(cfg):
-            _err(f"# {line}")
+SIGPIPE_EXIT = 128 + signal.SIGPIPE  # what a shell reports for a process SIGPIPE ended
 
 
 def cmd_run(argv: List[str]) -> int:
@@ -61,38 +32,13 @@ def cmd_run(argv: List[str]) -> int:
         cfg = resolve_from_args(args, extras)
     except ConfigError as exc:
         return fail_config(exc)
-    if not args.dry_run and cfg.launch.notify is not None and cfg.launch.notify.is_set:
-        # A hook in the config (launch.notify): queued as a one-run sweep, as --notify-cmd does,
-        # so the detached sweep worker watches the run and calls the hook.
-        return cmd_sweep(argv)
-    from engine.errors import UserError
+    if args.dry_run or args.check:
+        from .dry_run import dry_run
 
-    from ..core.launch.preflight import launch_paths
-
-    try:  # relative paths made absolute against this directory (Beaker: refused); --dry-run shows them so
-        cfg = launch_paths(cfg)
-    except UserError as exc:
-        _err(f"error: {exc}")
-        return exit_codes.USAGE
-    if cfg.launch.backend == "beaker":  # git checks, --save-spec; with --dry-run: the exact spec
-        from .beaker_flags import beaker_preflight
-
-        code = beaker_preflight(cfg, args)
-        if code is not None:
-            return code
-    if cfg.launch.backend == "slurm":  # shared-filesystem rule; with --dry-run: the job script
-        from .slurm_flags import slurm_preflight
-
-        code = slurm_preflight(cfg, args)
-        if code is not None:
-            return code
-    if args.dry_run:
-        narrate_summary(cfg)
-        print_config(cfg, args.json)
-        return exit_codes.OK
+        return dry_run(cfg, args)
     from .follow import launch_headless
 
-    return launch_headless(cfg, args, argv)
+    return launch_headless(cfg, args)
 
 
 def cmd_presets(argv: List[str]) -> int:
@@ -198,9 +144,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def entry() -> None:
     try:
-        sys.exit(main())
+        code = main()
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
     except KeyboardInterrupt:
-        sys.exit(exit_codes.INTERRUPTED)
+        code = exit_codes.INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`olmo-tui runs | head -1`): stop quietly, as `yes | head` does.
+        # Python ignores SIGPIPE, so the write raised instead of ending the process; point
+        # stdout at /dev/null so the interpreter's own flush at exit has nowhere to fail.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = SIGPIPE_EXIT
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import sys
 import time
 from typing import List
 
-from engine.cli_args import print_config, split_overrides
+from engine.cli_args import split_overrides
 from engine.config import ConfigError
 from engine.errors import without_controls
 
@@ -197,10 +197,12 @@ def cmd_relaunch(argv: List[str]) -> int:
     except BackendError as exc:
         _err(f"error: {exc}")
         return exit_codes.USAGE
-    if args.dry_run:
-        print_config(cfg, args.json)
-        return exit_codes.OK
-    relation = "resume" if args.resume else "relaunch"
+    if args.dry_run or args.check:
+        from .dry_run import dry_run
+
+        return dry_run(cfg, args)
+    from ..core.launch.launcher import relaunch
+
     return launch_and_follow(
-        lambda reg: run_manager.start_run(cfg, preset=parent.preset, parent_id=parent.id, relation=relation,
-                                          registry=reg), args)
+        lambda reg: relaunch(parent, resume=args.resume, registry=reg, cfg=cfg,
+                             warn=lambda warning: _err(f"warning: {warning}")), args)

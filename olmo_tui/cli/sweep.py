@@ -163,13 +163,16 @@ def cmd_sweep(argv: List[str]) -> int:
 
     registry = Registry()
     try:
-        runs = queue_sweep(name, spec, variants, registry=registry)
+        runs = queue_sweep(name, spec, variants, registry=registry, warn=lambda w: _err(f"warning: {w}"))
     except ConfigError as exc:
         _err(first_line(exc))
         return exit_codes.USAGE
-    except UserError as exc:  # a relative path a Beaker job could not see: nothing was queued
+    except UserError as exc:  # the launch pre-flight refused a variant: nothing was queued
         _err(f"error: {exc}")
         return exit_codes.USAGE
+    except BackendError as exc:
+        _err(f"error: {exc}")
+        return exit_codes.LAUNCH
     except (RegistryError, OSError, sqlite3.Error) as exc:
         _err(f"error: cannot queue the sweep: {exc}")
         return exit_codes.LAUNCH

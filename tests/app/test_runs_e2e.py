@@ -15,7 +15,7 @@ from olmo_tui.app.screens.runs import LaunchDialog, RunsScreen
 from olmo_tui.app.widgets.log_panel import LogPanel
 from olmo_tui.app.widgets.throughput import ThroughputPanel
 from olmo_tui.core.config import configdiff
-from olmo_tui.core.launch import run_manager
+from olmo_tui.core.launch import launcher, run_manager
 from olmo_tui.core.backends.local import process_start_ticks
 from olmo_tui.core.runs.registry import Registry
 from olmo_tui.core.runs.tailing import read_metrics
@@ -50,7 +50,7 @@ def user_preset(isolated_xdg, name: str, steps: int, batch: int = 512, extra: st
 def start(preset: str, *overrides: str):
     from engine.config import resolve
 
-    return run_manager.start_run(resolve(preset=preset, overrides=list(overrides)), preset=preset)
+    return launcher.launch(resolve(preset=preset, overrides=list(overrides)), preset=preset)
 
 
 async def open_monitor(pilot, run_id: str) -> MonitorScreen:

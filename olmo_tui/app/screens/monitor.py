@@ -21,11 +21,10 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
-from engine.run_dir import METRICS_PREFIX, parse_metrics_line
-from olmo_tui.core.backends.base import RUN_DIR_BACKENDS, BackendError, RunStatus, get_backend
+from engine.run_dir import LOG_FILE, METRICS_PREFIX, parse_metrics_line
+from olmo_tui.core.backends.base import BackendError, RunStatus, get_backend, sees_local_files
 from olmo_tui.core.launch import run_manager
 from olmo_tui.core.runs.registry import Registry, RunRecord
-from olmo_tui.core.runs.tailing import batched
 from olmo_tui.core.runs.torchrun_report import ReportFilter
 
 from ..widgets.alert_banner import AlertBanner
@@ -104,15 +103,11 @@ class MonitorScreen(Screen):
         panel = self.query_one(LogPanel)
         try:
             backend = get_backend(self.run.backend)
-            # Backends may offer lists of lines (local files); a plain line stream is grouped.
-            if hasattr(backend, "follow_log_batches"):
-                batches = backend.follow_log_batches(self.run, self.stop)
-            else:
-                batches = batched(backend.follow_logs(self.run, self.stop), self.stop)
+            batches = backend.follow_log_batches(self.run, self.stop)  # redrawn once per batch
             # torchrun's failure report (its traceback and ChildFailedError box) stays in the
             # file, as in a headless follow: the engine's own lines already say what happened.
-            report = ReportFilter(str(Path(self.run.run_dir) / "stdout.log")
-                                  if self.run.backend in RUN_DIR_BACKENDS else None)
+            report = ReportFilter(str(Path(self.run.run_dir) / LOG_FILE)
+                                  if sees_local_files(self.run.backend) else None)
             for raw in batches:
                 # Line by line only near a report: a busy log's batches pass untouched.
                 batch = raw
@@ -151,7 +146,7 @@ class MonitorScreen(Screen):
     def watch_status(self) -> None:
         while not self.stop.is_set():
             run = run_manager.refresh_run(self.registry.get(self.run.id) or self.run, self.registry)
-            checkpoint = run_manager.latest_checkpoint(run) if run.backend in RUN_DIR_BACKENDS else None
+            checkpoint = run_manager.latest_checkpoint(run) if sees_local_files(run.backend) else None
             if self.stop.is_set():
                 return
             self.app.call_from_thread(self._status_changed, run, checkpoint)
@@ -248,7 +243,7 @@ class MonitorScreen(Screen):
     def action_profiler_traces(self) -> None:
         """Where this run's profiler traces are: paths from its log, and any in a local run dir."""
         local = []
-        if self.run.backend in RUN_DIR_BACKENDS and self.run.run_dir:
+        if sees_local_files(self.run.backend) and self.run.run_dir:
             local = [str(p) for p in sorted(Path(self.run.run_dir).glob("profiler/*.trace.json"))]
         traces = list(dict.fromkeys([*self.profiler_traces, *local]))
         if not traces:

@@ -12,7 +12,8 @@ from textual.screen import Screen
 
 from engine.errors import UserError
 from olmo_tui.core.launch import run_manager
-from olmo_tui.core.backends.base import RUN_DIR_BACKENDS, BackendError
+from olmo_tui.core.backends.base import BackendError, sees_local_files
+from olmo_tui.core.launch.launcher import relaunch
 from olmo_tui.core.runs.registry import Registry, RunRecord
 
 from .dialogs import ConfirmDialog
@@ -31,15 +32,16 @@ def open_relaunch_editor(app, run: RunRecord) -> None:
 
 
 def resume_run(screen: Screen, run: RunRecord) -> None:
-    checkpoint = run_manager.latest_checkpoint(run) if run.backend in RUN_DIR_BACKENDS else None
-    if run.backend in RUN_DIR_BACKENDS and checkpoint is None:
+    local = sees_local_files(run.backend)
+    checkpoint = run_manager.latest_checkpoint(run) if local else None
+    if local and checkpoint is None:
         screen.notify(f"{run.id} has no checkpoint to resume from", severity="warning")
         return
     where = f" from {checkpoint.name}" if checkpoint else ""
 
     def answered(yes: Optional[bool]) -> None:
         if yes:
-            start_in_app(screen.app, lambda registry: run_manager.relaunch(run, resume=True, registry=registry))
+            start_in_app(screen.app, lambda registry: relaunch(run, resume=True, registry=registry))
 
     screen.app.push_screen(ConfirmDialog(f"Resume {run.id}{where} as a new run?"), answered)
 

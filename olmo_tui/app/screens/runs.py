@@ -346,7 +346,7 @@ def confirm_launch(app, request) -> None:
     import shlex
 
     from olmo_tui.core.launch.command_preview import headless_command
-    from olmo_tui.core.launch.hooked_launch import start_hooked_run, wants_hook
+    from olmo_tui.core.launch.launcher import hook_of, launch
     from olmo_tui.core.runs.registry import runs_root
 
     parent = request.parent_run_id
@@ -364,7 +364,7 @@ def confirm_launch(app, request) -> None:
             + "\n\nwhich starts:\n\n" + engine_command)
     if parent:
         body += f"\n\nparent run: {parent}"
-    if wants_hook(cfg):
+    if hook_of(cfg) is not None:
         body += ("\n\nlaunch.notify is set: queued as a one-run sweep, whose worker calls the hook on "
                  + ", ".join(cfg.launch.notify.events))
 
@@ -373,11 +373,9 @@ def confirm_launch(app, request) -> None:
         if parent and preset is None:
             found = registry.get(parent)
             preset = found.preset if found else None
-        if wants_hook(cfg):  # launch.notify: a one-run sweep, whose worker calls the hook
-            return start_hooked_run(cfg, preset=preset, parent_id=parent, relation="relaunch" if parent else None,
-                                    registry=registry)
-        return run_manager.start_run(cfg, preset=preset, parent_id=parent,
-                                     relation="relaunch" if parent else None, registry=registry)
+        # launch.notify set: queued as a one-run sweep, whose worker calls the hook
+        return launch(cfg, preset=preset, parent_id=parent, relation="relaunch" if parent else None,
+                      registry=registry)
 
     def answered(yes: Optional[bool]) -> None:
         if yes:

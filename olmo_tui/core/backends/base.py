@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import importlib
 import threading
-from typing import TYPE_CHECKING, Dict, Iterator, List, Mapping, Optional, Protocol, runtime_checkable
+from pathlib import Path
+from typing import TYPE_CHECKING, Dict, Iterator, List, Mapping, Optional, Protocol, Tuple, runtime_checkable
 
 from ..runs.run_status import RunStatus  # noqa: F401  (re-exported: backends and screens import it from here)
 
@@ -31,7 +32,37 @@ class BackendError(Exception):
 
 @runtime_checkable
 class Backend(Protocol):
+    """What a backend does, and what it can do: callers ask these, never the backend's name."""
+
     name: str  # "local", "beaker" or "slurm": the value stored in RunRecord.backend
+    description: str  # one line for help and the docs
+    # The job reads and writes this machine's files (local; SLURM: a shared filesystem): relative
+    # paths mean this directory, and the run dir (log, metrics, checkpoints) is readable here.
+    sees_local_files: bool
+    # The run-dir file holding what was submitted as JSON (Beaker's experiment spec), which
+    # `--save-spec` copies; None where the backend submits nothing of the kind.
+    spec_file: Optional[str]
+    # A run recorded as lost is looked at again on refresh (the local backend judges life by the
+    # run-dir lock, so a run it lost track of may be alive after all).
+    rechecks_lost: bool
+
+    def preflight(self, cfg: "ExperimentConfig", run_dir: Path) -> List[str]:
+        """The backend's own checks before anything exists (the engine's data and path checks
+        where this machine sees the job's files; Beaker: the git tree; SLURM: the shared
+        filesystem rule). Raises engine.errors.UserError or ConfigError (exit 2) for a user
+        mistake, BackendError (exit 3) when the backend cannot tell; returns warnings."""
+
+    def dry_run(self, cfg: "ExperimentConfig", run_id: str, run_dir: Path,
+                as_json: bool) -> Optional[Tuple[str, str]]:
+        """What `--dry-run` prints for this backend: (stdout, a note for stderr), e.g. the exact
+        Beaker spec or SLURM job script; None prints the resolved config. Nothing is contacted."""
+
+    def table_cell(self, run: "RunRecord") -> str:
+        """The runs table's Backend cell: the name, plus where the job runs when that helps."""
+
+    def follow_log_batches(self, run: "RunRecord", stop: threading.Event,
+                           follow: bool = True) -> Iterator[List[str]]:
+        """follow_logs in batches (whatever arrived together), for a view that redraws per batch."""
 
     def command(self, run: "RunRecord", cfg: "ExperimentConfig") -> List[str]:
         """The exact command the job will run (shown in the monitor header and --dry-run)."""
@@ -66,10 +97,6 @@ BACKENDS: Dict[str, str] = {
     "beaker": "olmo_tui.core.backends.beaker:BeakerBackend",
     "slurm": "olmo_tui.core.backends.slurm:SlurmBackend",
 }
-# Backends whose run dir (logs, metrics, checkpoints) is readable from this machine: local runs,
-# and SLURM runs (their run dir is on a shared filesystem).
-RUN_DIR_BACKENDS = frozenset({"local", "slurm"})
-
 _instances: Dict[str, Backend] = {}
 _lock = threading.Lock()
 
@@ -99,3 +126,12 @@ def set_backend(name: str, backend: Optional[Backend]) -> None:
             _instances.pop(name, None)
         else:
             _instances[name] = backend
+
+
+def sees_local_files(name: str) -> bool:
+    """Whether runs of backend `name` have their run dir on a filesystem this machine reads
+    (False for an unknown or unavailable backend)."""
+    try:
+        return bool(get_backend(name).sees_local_files)
+    except BackendError:
+        return False

@@ -47,6 +47,9 @@ class LocalBackend:
     # Its runs are judged from the run dir (the lock, exit records), so one recorded as lost
     # is looked at again: it may be alive after all (run_manager.refresh_run).
     rechecks_lost = True
+    description = "torchrun on this machine, detached (survives the app and the terminal)"
+    sees_local_files = True
+    spec_file = None
 
     def __init__(self, python: Optional[str] = None, engine_module: str = "engine"):
         self.python = python or sys.executable
@@ -90,6 +93,20 @@ class LocalBackend:
             run, status=RunStatus.RUNNING, pid=pid, pgid=proc.pid, pid_start=process_start_ticks(pid),
             argv=argv, started=time.time(), host=socket.gethostname(), message=None,
         )
+
+    def preflight(self, cfg, run_dir: Path) -> List[str]:
+        """The engine's own checks (data, paths, writable folders, W&B key): the job sees these
+        very files. Creating the run dir is the launcher's job."""
+        from engine.preflight import preflight_checks
+
+        preflight_checks(cfg, run_dir, check_run_dir=False)
+        return []
+
+    def dry_run(self, cfg, run_id: str, run_dir: Path, as_json: bool) -> None:
+        return None  # the resolved config says it all
+
+    def table_cell(self, run: RunRecord) -> str:
+        return self.name
 
     def _alive(self, run: RunRecord) -> bool:
         """The run's processes live: any holder of its run-dir lock (engine/run_lock.py), else,

@@ -1,82 +1,23 @@
-"""Run lifecycle shared by the app and the headless CLI: start, refresh, cancel, relaunch,
-resume, forget. Backends do the work (backends/), the registry keeps the rows (registry.py);
-this module is the only place that combines the two.
+"""A run after it started, for the app and the headless CLI: refresh, cancel, forget, its config
+and checkpoints, what relaunch and resume change. Backends do the work (backends/), the registry
+keeps the rows (registry.py). Starting a run is launcher.launch().
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import List, Mapping, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
-from engine import run_lock
-from engine.atomic import write_atomic
-from engine.config import ExperimentConfig, resolve, to_toml
-from engine.config.extensions.loader import prepare_snapshot
+from engine.config import ExperimentConfig, resolve
 from engine.run_dir import CHECKPOINTS_DIR, CONFIG_FILE
-from engine.run_marker import process_start_ticks
 
-from ..backends.base import RUN_DIR_BACKENDS, BackendError, RunStatus, get_backend
-from ..runs.registry import Registry, RunRecord, new_run_id, runs_root
-from .preflight import check_before_launch, launch_paths
+from ..backends.base import BackendError, RunStatus, get_backend, sees_local_files
+from ..runs.registry import Registry, RunRecord, runs_root
 
 DEFAULT_GRACE_S = 60.0
-
-
-def planned_steps(cfg: ExperimentConfig) -> Optional[int]:
-    """The step where training stops: the hard stop if set, else max_duration (None when
-    the duration is in tokens/epochs the config cannot turn into steps)."""
-    try:
-        return cfg.steps_for(cfg.trainer.hard_stop or cfg.trainer.max_duration)
-    except Exception:  # a duration the schema cannot convert: unknown until the engine says
-        return None
-
-
-def start_run(cfg: ExperimentConfig, preset: Optional[str] = None, parent_id: Optional[str] = None,
-              relation: Optional[str] = None, secrets: Optional[Mapping[str, str]] = None,
-              registry: Optional[Registry] = None) -> RunRecord:
-    """Pre-flight (relative paths made absolute against this process's current directory, then
-    checked), then create the run dir (config.toml), add the registry row, launch. A user
-    mistake found by the pre-flight raises engine.errors.UserError before anything exists; on
-    BackendError nothing is left behind (no row, no folder) and the error propagates."""
-    registry = registry or Registry()
-    backend = get_backend(cfg.launch.backend)
-    cfg = launch_paths(cfg)
-    run_id = new_run_id(cfg.run_name)
-    run_dir = runs_root() / run_id
-    check_before_launch(cfg, run_dir)
-    run_dir.mkdir(parents=True, exist_ok=False)
-    # This process holds the run-dir lock until the run's own processes hold theirs: a launch
-    # killed half-way leaves a dir whose lock nobody holds, which the next look reconciles
-    # (runs/reconcile.py), while one in progress is left alone.
-    lock = run_lock.hold(run_dir)
-    # The launcher's own pid: a record left `starting` by a launcher that died is reconciled.
-    me = {"pid": os.getpid(), "pid_start": process_start_ticks(os.getpid())}
-    run = RunRecord(id=run_id, name=cfg.run_name, backend=backend.name, run_dir=str(run_dir),
-                    status=RunStatus.STARTING, preset=preset, parent_id=parent_id, relation=relation,
-                    total_steps=planned_steps(cfg), extra={"launcher": me})
-    try:
-        write_atomic(run_dir / CONFIG_FILE, to_toml(cfg))
-        parent = registry.get(parent_id) if parent_id else None
-        # The extensions' code the run will run: its parent's for a relaunch or resume.
-        prepare_snapshot(cfg, run_dir, Path(parent.run_dir) if parent else None)
-        registry.add(run)
-        launched = backend.launch(run, cfg, dict(secrets or {}))
-    except BaseException:
-        try:
-            registry.remove(run_id)
-        except Exception:  # the registry itself may be what failed; the folder goes regardless
-            pass
-        run_lock.release(lock)
-        shutil.rmtree(run_dir, ignore_errors=True)
-        raise
-    try:
-        return registry.save_changes(run, launched)
-    finally:
-        run_lock.release(lock)
 
 
 def refresh_run(run: RunRecord, registry: Optional[Registry] = None) -> RunRecord:
@@ -85,7 +26,7 @@ def refresh_run(run: RunRecord, registry: Optional[Registry] = None) -> RunRecor
     if run.waiting_in_queue:
         return run
     backend = get_backend(run.backend)
-    if run.terminal and not (run.status == RunStatus.LOST and getattr(backend, "rechecks_lost", False)):
+    if run.terminal and not (run.status == RunStatus.LOST and backend.rechecks_lost):
         return run
     registry = registry or Registry()
     try:
@@ -128,12 +69,26 @@ def cancel_run(run: RunRecord, grace_s: float = DEFAULT_GRACE_S, registry: Optio
     return run
 
 
+# config.toml -> its resolved config, keyed by the file's identity (path, size, mtime): the
+# monitor asks for a run's latest checkpoint every half second and must not validate the whole
+# schema each time. A rewritten file has a new key. Bounded: the oldest entries go first.
+_CONFIGS: Dict[Tuple[str, int, int], ExperimentConfig] = {}
+_CONFIGS_KEPT = 64
+
+
 def run_config(run: RunRecord) -> ExperimentConfig:
     """The resolved config the run was launched with (its run dir's config.toml)."""
     path = Path(run.run_dir) / CONFIG_FILE
-    if not path.exists():
-        raise BackendError(f"{path} is missing: the run's config cannot be recovered")
-    return resolve(config_file=str(path))
+    try:
+        stat = path.stat()
+    except OSError:
+        raise BackendError(f"{path} is missing: the run's config cannot be recovered") from None
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _CONFIGS:
+        _CONFIGS[key] = resolve(config_file=str(path))
+        while len(_CONFIGS) > _CONFIGS_KEPT:
+            del _CONFIGS[next(iter(_CONFIGS))]
+    return _CONFIGS[key].model_copy(deep=True)  # callers may change their copy
 
 
 def relaunch_config(run: RunRecord, overrides: Sequence[str] = ()) -> ExperimentConfig:
@@ -162,7 +117,7 @@ def resume_overrides(run: RunRecord) -> list:
     cfg = run_config(run)
     if cfg.trainer.save_folder:
         return []
-    if run.backend not in RUN_DIR_BACKENDS:
+    if not sees_local_files(run.backend):
         # The default folder was inside the job's container: nothing there to continue from.
         raise BackendError(f"run {run.id} saved its checkpoints inside the {run.backend} job; set "
                            "trainer.save_folder to a shared path (e.g. a Weka mount) to resume such runs")
@@ -171,15 +126,6 @@ def resume_overrides(run: RunRecord) -> list:
 
 def resume_config(run: RunRecord, overrides: Sequence[str] = ()) -> ExperimentConfig:
     return relaunch_config(run, [*resume_overrides(run), *overrides])
-
-
-def relaunch(run: RunRecord, overrides: Sequence[str] = (), resume: bool = False,
-             secrets: Optional[Mapping[str, str]] = None, registry: Optional[Registry] = None) -> RunRecord:
-    """A child run of `run`: its config with `overrides` (relaunch), or also continuing from
-    its latest checkpoint (resume)."""
-    cfg = resume_config(run, overrides) if resume else relaunch_config(run, overrides)
-    return start_run(cfg, preset=run.preset, parent_id=run.id, relation="resume" if resume else "relaunch",
-                     secrets=secrets, registry=registry)
 
 
 def forget_run(run: RunRecord, delete_files: bool = False, registry: Optional[Registry] = None) -> None:

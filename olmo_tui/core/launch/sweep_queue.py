@@ -27,17 +27,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from engine.atomic import write_atomic
-from engine.config import ConfigError, to_toml
-from engine.config.extensions.loader import prepare_snapshot
-from engine.run_dir import CONFIG_FILE
+from engine.config import ConfigError
 
-from ..backends.base import BackendError, RunStatus, get_backend
+from ..backends.base import BackendError, RunStatus
 from ..backends.run_files import REPO_ROOT
-from .preflight import launch_paths
-from ..runs.registry import Registry, RegistryError, RunRecord, new_run_id, runs_root, state_dir
-from .run_manager import planned_steps, run_config
+from ..runs.registry import Registry, RegistryError, RunRecord, state_dir
 from ..sweeps.sweep import SWEEP_NAME, NotifySpec, SweepSpec, Variant
+from .prepare import Warn, preflight, prepare, start_prepared
+from .run_manager import run_config
 
 
 
@@ -115,31 +112,26 @@ def spec_record(spec: SweepSpec, variants: Sequence[Variant]) -> Dict[str, Any]:
 
 def queue_sweep(name: str, spec: SweepSpec, variants: Sequence[Variant], preset: Optional[str] = None,
                 registry: Optional[Registry] = None, parent_id: Optional[str] = None,
-                relation: Optional[str] = None) -> List[RunRecord]:
+                relation: Optional[str] = None, warn: Optional[Warn] = None) -> List[RunRecord]:
     """Write the run dirs and the whole queue (all or nothing). ConfigError if the name is taken;
-    UserError (before anything is written) for a relative path a Beaker job could not see. Relative
-    paths become absolute against this process's current directory (preflight.launch_paths): the
-    worker that starts the runs later lives elsewhere."""
+    every variant passes the launch pre-flight first (prepare.preflight: UserError / ConfigError
+    before anything is written). Relative paths become absolute against this process's current
+    directory: the worker that starts the runs later lives elsewhere."""
     registry = registry or Registry()
     if not SWEEP_NAME.match(name):
         raise ConfigError.one("name", f"{name!r} is not a valid sweep name: letters, digits, '.', '_', '-'")
     if get_sweep(name, registry) is not None:
         raise ConfigError.one("name", f"a sweep named {name!r} exists already; pick another --name")
-    configs = [launch_paths(variant.cfg) for variant in variants]
+    checked = [preflight(variant.cfg, warn) for variant in variants]
+    parent = registry.get(parent_id) if parent_id else None
     runs: List[RunRecord] = []
     now = time.time()
     try:
-        for variant, cfg in zip(variants, configs, strict=True):
-            run_id = new_run_id(variant.run_name)
-            run_dir = runs_root() / run_id
-            run_dir.mkdir(parents=True, exist_ok=False)
-            runs.append(RunRecord(id=run_id, name=variant.run_name, backend=variant.cfg.launch.backend,
-                                  run_dir=str(run_dir), status=RunStatus.QUEUED, preset=preset or spec.preset,
-                                  total_steps=planned_steps(cfg), created=now + variant.index * 1e-3,
-                                  sweep=name, sweep_index=variant.index, message="queued",
-                                  parent_id=parent_id, relation=relation))
-            write_atomic(run_dir / CONFIG_FILE, to_toml(cfg))
-            prepare_snapshot(cfg, run_dir)  # the extensions' code as queued (engine/config/extensions)
+        for variant, ready in zip(variants, checked, strict=True):
+            # prepare also snapshots the extensions' code as queued (engine/config/extensions)
+            runs.append(prepare(ready, Path(parent.run_dir) if parent else None, status=RunStatus.QUEUED,
+                                preset=preset or spec.preset, created=now + variant.index * 1e-3, sweep=name, sweep_index=variant.index,
+                                message="queued", parent_id=parent_id, relation=relation))
         record = spec_record(spec, variants)
         registry.add_all(runs, also=("INSERT INTO sweeps (name, created, max_parallel, spec) VALUES (?, ?, ?, ?)",
                                      (name, now, spec.max_parallel, json.dumps(record))))
@@ -156,11 +148,13 @@ def start_queued(run: RunRecord, registry: Registry) -> RunRecord:
         return registry.get(run.id) or run
     run = replace(run, status=RunStatus.STARTING, message="starting")
     try:
-        launched = get_backend(run.backend).launch(run, run_config(run), {})
+        cfg = run_config(run)
     except (BackendError, ConfigError, OSError) as exc:
         failed = replace(run, status=RunStatus.FAILED, ended=time.time(), message=f"launch failed: {exc}")
         return registry.save_changes(run, failed)
-    run = registry.save_changes(run, launched)
+    run = start_prepared(run, cfg, registry)
+    if run.terminal:
+        return run
     latest = registry.get(run.id)
     if latest is not None and latest.cancel_requested and not latest.terminal:
         # Cancelled while it was being started: pass the cancel on now that it has a process.

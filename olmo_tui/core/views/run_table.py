@@ -4,27 +4,29 @@ from __future__ import annotations
 
 from typing import List
 
+from ..backends.base import BackendError, get_backend
 from ..formatting import age, human_count
 from ..runs.registry import RunRecord
 
 
-# SLURM states the registry status already says (FAILED after a graceful stop would mislead).
-PLAIN_SLURM_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "RUNNING"})
+# Scheduler states the registry status already says (SLURM's FAILED after a graceful stop would mislead).
+PLAIN_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "RUNNING"})
 
 
 def backend_cell(run: RunRecord) -> str:
-    """The backend, and for SLURM runs where: `slurm 42 debug n[1-2]` (job id, partition, nodes)."""
-    if run.backend == "slurm":
-        from ..backends.slurm.status import label
-
-        return label(run)
-    return run.backend
+    """The backend's own cell (SLURM: `slurm 42 debug n[1-2]`, job id, partition, nodes); the
+    stored name where the backend is not available here."""
+    try:
+        return get_backend(run.backend).table_cell(run)
+    except BackendError:
+        return run.backend
 
 
 def status_cell(run: RunRecord) -> str:
-    """The status, with SLURM's own word when it says more (`queued REQUEUED`, `failed TIMEOUT`)."""
-    state = (run.extra or {}).get("state") if run.backend == "slurm" else None
-    if not state or state in PLAIN_SLURM_STATES or state.lower() == run.status:
+    """The status, with the scheduler's own word (extra["state"], which only a backend with a
+    scheduler keeps) when it says more (`queued REQUEUED`, `failed TIMEOUT`)."""
+    state = (run.extra or {}).get("state")
+    if not state or state in PLAIN_STATES or state.lower() == run.status:
         return run.status
     return f"{run.status} {state}"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from engine.config import resolve
-from olmo_tui.core.launch import run_manager
+from olmo_tui.core.launch import launcher, run_manager
 from olmo_tui.core.backends.base import RunStatus, get_backend, set_backend
 from olmo_tui.core.backends.local import LocalBackend, process_start_ticks
 from olmo_tui.core.runs.registry import Registry
@@ -32,7 +32,7 @@ def stub(monkeypatch):
 def launch(monkeypatch, **env):
     for key, value in env.items():
         monkeypatch.setenv(key, str(value))
-    return run_manager.start_run(resolve(preset="tiny-cpu"), preset="tiny-cpu")
+    return launcher.launch(resolve(preset="tiny-cpu"), preset="tiny-cpu")
 
 
 def finish(run, timeout=60):
@@ -79,7 +79,7 @@ def test_cancel_is_graceful_then_resume_continues(stub, monkeypatch):
     assert ckpt is not None and ckpt.name.startswith("step")
     stopped_at = int(ckpt.name[4:])
     monkeypatch.setenv("STUB_STEPS", str(stopped_at + 3))
-    child = run_manager.relaunch(run, resume=True)
+    child = launcher.relaunch(run, resume=True)
     child = finish(child)
     assert child.parent_id == run.id and child.relation == "resume" and child.status == "succeeded"
     assert f"resuming from step {stopped_at}" in Path(child.run_dir, "stdout.log").read_text()
@@ -112,7 +112,7 @@ def test_vanished_process_is_lost(stub, monkeypatch):
 def test_secrets_reach_the_job_by_environment_only(stub, monkeypatch, isolated_xdg):
     secret = "s3cr3t-value-do-not-log-1234"
     monkeypatch.setenv("STUB_PRINT_ENV", "MY_")
-    run = run_manager.start_run(resolve(preset="tiny-cpu"), preset="tiny-cpu", secrets={"MY_TOKEN": secret})
+    run = launcher.launch(resolve(preset="tiny-cpu"), preset="tiny-cpu", secrets={"MY_TOKEN": secret})
     run = finish(run)
     log = Path(run.run_dir, "stdout.log").read_text()
     assert "MY_TOKEN" in log  # the job saw it
@@ -132,7 +132,7 @@ def test_launch_error_leaves_nothing_behind(monkeypatch, isolated_xdg):
     set_backend("local", LocalBackend(python="/nonexistent/python"))
     try:
         with pytest.raises(Exception):
-            run_manager.start_run(resolve(preset="tiny-cpu"), preset="tiny-cpu")
+            launcher.launch(resolve(preset="tiny-cpu"), preset="tiny-cpu")
     finally:
         set_backend("local", None)
     assert Registry().count() == 0

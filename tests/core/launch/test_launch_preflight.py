@@ -21,7 +21,7 @@ import pytest
 
 from engine.config import resolve
 from engine.errors import UserError
-from olmo_tui.core.launch import run_manager
+from olmo_tui.core.launch import launcher, run_manager
 from olmo_tui.core.backends.base import set_backend
 from olmo_tui.core.backends.local import LocalBackend
 from olmo_tui.cli.follow import Follower
@@ -101,7 +101,7 @@ def stub_engine(monkeypatch):
 def test_torchrun_report_stays_in_the_log_not_on_the_terminal(stub_engine, monkeypatch, failure, shown):
     monkeypatch.setenv(failure, "2")
     registry = Registry()
-    run = run_manager.start_run(resolve(preset="tiny-cpu"), preset="tiny-cpu", registry=registry)
+    run = launcher.launch(resolve(preset="tiny-cpu"), preset="tiny-cpu", registry=registry)
     assert wait_for(lambda: run_manager.refresh_run(registry.get(run.id), registry).terminal, 60)
     terminal = io.StringIO()
     Follower(registry.get(run.id), registry, out=terminal, progress=False).follow()

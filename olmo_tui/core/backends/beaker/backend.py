@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Mapping, Optional
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from engine.atomic import write_json_atomic
 from engine.config import ConfigError
@@ -44,6 +44,10 @@ DEFAULT_TIMEOUT_S = 15.0  # one Beaker call; beaker-py itself would wait forever
 
 class BeakerBackend:
     name = "beaker"
+    description = "a Beaker experiment (one job per node); its files live in the job's container"
+    sees_local_files = False
+    rechecks_lost = False
+    spec_file = SPEC_FILE
 
     def __init__(self, client: Optional[BeakerClient] = None, repo: Path = REPO_ROOT,
                  refresh_timeout_s: Optional[float] = None, launch_timeout_s: Optional[float] = None,
@@ -61,7 +65,6 @@ class BeakerBackend:
         self.retry_s = retry_s  # follow_logs: pause before trying an unreachable Beaker again
         self.min_refresh_s = min_refresh_s
         self._last_look: Dict[str, float] = {}  # run id -> monotonic time of its last refresh
-        self.save_spec_to: Optional[str] = None  # --save-spec: also write the submitted spec there
 
     # ---- spec ---------------------------------------------------------------------------
 
@@ -74,6 +77,35 @@ class BeakerBackend:
             git = read_git_state(self.repo, bk.git_ref)
             require_clean(git, bk.allow_dirty)
         return build_spec(cfg, run_id, git)
+
+    def preflight(self, cfg, run_dir: Path) -> List[str]:
+        """The spec builds (a dirty tree or a checkout without a remote: ConfigError); the
+        warnings are settings a Beaker job would silently ignore or lose."""
+        from .spec import spec_warnings
+
+        self.build(run_dir.name, cfg)
+        return spec_warnings(cfg)
+
+    def dry_run(self, cfg, run_id: str, run_dir: Path, as_json: bool) -> Tuple[str, str]:
+        """The exact spec a launch would submit (JSON), and each node's command."""
+        import json
+        import shlex
+
+        built = self.build(run_id, cfg)
+        spec = built.to_json()
+        out = {"experiment_name": built.name, "workspace": built.workspace, "command": built.command,
+               "spec": spec} if as_json else spec
+        return json.dumps(out, indent=2) + "\n", (
+            f"# Beaker experiment {built.name} (the run id is assigned at launch) in workspace "
+            f"{built.workspace or '(your default)'}; each node runs:\n{shlex.join(built.command)}")
+
+    def table_cell(self, run) -> str:
+        return self.name
+
+    def follow_log_batches(self, run, stop: threading.Event, follow: bool = True) -> Iterator[List[str]]:
+        from ...runs.tailing import batched
+
+        return batched(self.follow_logs(run, stop, follow), stop)
 
     def command(self, run, cfg) -> List[str]:
         from .spec import node_command
@@ -96,13 +128,6 @@ class BeakerBackend:
         run_dir.mkdir(parents=True, exist_ok=True)
         spec_json = built.to_json()
         write_json_atomic(run_dir / SPEC_FILE, spec_json)
-        if self.save_spec_to:
-            from .spec import write_spec
-
-            try:
-                write_spec(self.save_spec_to, spec_json)
-            except ConfigError as exc:
-                raise BackendError(str(exc)) from None
         env = {e["name"]: e["value"] for e in spec_json["tasks"][0]["envVars"] if "value" in e}
         record = launch_record(self.name, run, built.command, env, experiment_name=built.name, workspace=bk.workspace,
                                secret_names={s.env_var: s.secret for s in bk.secrets}, git=self._git_json(cfg),

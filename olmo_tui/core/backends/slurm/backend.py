@@ -15,6 +15,7 @@ loses nothing but that hard stop.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
@@ -22,7 +23,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Dict, Iterator, List, Mapping, Optional
+from typing import Dict, Iterator, List, Mapping, Optional, Tuple
 
 from engine.run_dir import LOG_FILE, read_exit_record
 
@@ -32,8 +33,8 @@ from ..base import BackendError, RunStatus
 from ..run_files import REPO_ROOT, local_launch_record, rank_exit_code, write_launch_record
 from . import commands
 from .script import STOP_SIGNAL, build_script, torchrun_argv
-from .shared import unshared_paths
-from .status import active_status, ended_status, is_active
+from .shared import files_seen_here, shared_paths_error, unshared_paths
+from .status import active_status, ended_status, is_active, label
 
 SCRIPT_NAME = "job.sbatch"
 LOOK_EVERY_S = 2.0  # follow_logs asks SLURM whether the job is still there at most this often
@@ -41,10 +42,37 @@ LOOK_EVERY_S = 2.0  # follow_logs asks SLURM whether the job is still there at m
 
 class SlurmBackend:
     name = "slurm"
+    description = "a SLURM job script submitted with sbatch; the run dir on a filesystem the nodes share"
+    sees_local_files = True
+    rechecks_lost = False
+    spec_file = None  # the job script is kept as job.sbatch; --dry-run prints it
 
     def __init__(self, python: Optional[str] = None, engine_module: str = "engine"):
         self.python = python or sys.executable
         self.engine_module = engine_module
+
+    def preflight(self, cfg, run_dir: Path) -> List[str]:
+        """The shared-filesystem rule (a config error), then the engine's own checks when this
+        machine sees the job's files as the nodes will; node-local or ${VAR} paths are the
+        nodes' to check (the engine's pre-flight runs there too)."""
+        problem = shared_paths_error(cfg, run_dir)
+        if problem is not None:
+            raise problem
+        if files_seen_here(cfg):
+            from engine.preflight import preflight_checks
+
+            preflight_checks(cfg, run_dir, check_run_dir=False)
+        return []
+
+    def dry_run(self, cfg, run_id: str, run_dir: Path, as_json: bool) -> Tuple[str, str]:
+        script = self.script(run_id, run_dir, cfg)
+        out = json.dumps({"script": script, "config": cfg.model_dump(mode="json")}, indent=2) + "\n" if as_json \
+            else script
+        return out, (f"# SLURM job script for {cfg.launch.slurm.nodes} node(s) x {cfg.launch.nproc_per_node} rank(s) "
+                     f"(the run id is assigned at launch); submitted with: sbatch --parsable {run_dir}/{SCRIPT_NAME}")
+
+    def table_cell(self, run: RunRecord) -> str:
+        return label(run)
 
     def _python(self, cfg) -> str:
         return cfg.launch.slurm.python or self.python

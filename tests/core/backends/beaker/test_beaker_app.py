@@ -21,7 +21,8 @@ from olmo_tui.core.backends.base import RunStatus, set_backend
 from olmo_tui.core.backends.beaker import BeakerBackend
 from olmo_tui.core.backends.beaker.client import BeakerClient
 from olmo_tui.core.runs.registry import Registry
-from olmo_tui.core.launch.run_manager import refresh_run, start_run
+from olmo_tui.core.launch.run_manager import refresh_run
+from olmo_tui.core.launch.launcher import launch as start_run
 
 pytestmark = pytest.mark.timeout(90)
 LIMIT_S = 1.5

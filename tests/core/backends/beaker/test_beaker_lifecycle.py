@@ -17,7 +17,8 @@ from olmo_tui.core.backends.beaker import BeakerBackend
 from olmo_tui.core.backends.beaker.client import BeakerClient
 from olmo_tui.core.backends.beaker.spec import experiment_name, node_command
 from olmo_tui.core.runs.registry import Registry
-from olmo_tui.core.launch.run_manager import cancel_run, refresh_run, start_run
+from olmo_tui.core.launch.run_manager import cancel_run, refresh_run
+from olmo_tui.core.launch.launcher import launch as start_run
 from engine.run_dir import parse_metrics_line
 
 pytestmark = pytest.mark.timeout(60)
@@ -163,7 +164,7 @@ def test_cancel_sends_the_workload_id(backend, fake_beaker):  # noqa: F811
 
 
 def test_relaunch_submits_a_new_experiment_with_the_edit(backend, fake_beaker):  # noqa: F811
-    from olmo_tui.core.launch.run_manager import relaunch
+    from olmo_tui.core.launch.launcher import relaunch
 
     registry = Registry()
     parent = start_run(beaker_cfg(), registry=registry)

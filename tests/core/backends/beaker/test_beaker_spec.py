@@ -87,7 +87,7 @@ def test_secrets_by_name_mounts_and_debug():
     ]
     env = env_of(task)
     assert env["CUDA_LAUNCH_BLOCKING"] == "1" and env["NCCL_DEBUG"] == "INFO"
-    assert env["TORCH_DISTRIBUTED_DEBUG"] == "DETAIL"
+    assert env["TORCH_DISTRIBUTED_DEBUG"] == "INFO"  # DETAIL crashes gloo
 
 
 def test_code_in_image_needs_no_git():

@@ -26,7 +26,7 @@ import pytest
 from slurm_cluster import slurm_cluster  # noqa: F401  (fixture)
 
 from engine.config import resolve
-from olmo_tui.core.launch import run_manager
+from olmo_tui.core.launch import launcher, run_manager
 from olmo_tui.core.backends.base import RunStatus
 from olmo_tui.core.runs.registry import Registry, RunRecord
 
@@ -82,7 +82,7 @@ def jobs(slurm_cluster, tmp_path_factory):  # noqa: F811
 
         def start(*overrides: str, secrets=None) -> RunRecord:
             cfg = resolve(preset="tiny-cpu", overrides=[*base, *overrides])
-            return run_manager.start_run(cfg, preset="tiny-cpu", registry=registry, secrets=secrets)
+            return launcher.launch(cfg, preset="tiny-cpu", registry=registry, secrets=secrets)
 
         runs = {
             "reference": start(steps(STEPS), "--launch.nproc_per_node=2", secrets={"TEST_TOKEN": SECRET}),
@@ -178,7 +178,7 @@ def test_resume_continues_a_cancelled_slurm_run_in_a_new_job(jobs, monkeypatch):
     monkeypatch.setenv("OLMO_TUI_RUNS_DIR", str(shared / "runs"))  # the child's run dir: shared too
     monkeypatch.setenv("XDG_CACHE_HOME", str(shared / "cache"))
     last = checkpoint_steps(parent)[-1]
-    child = run_manager.relaunch(parent, overrides=[f"--trainer.hard_stop={{value: {last + 2}, unit: steps}}"],
+    child = launcher.relaunch(parent, overrides=[f"--trainer.hard_stop={{value: {last + 2}, unit: steps}}"],
                                  resume=True, registry=registry)
     assert child.workload_id != parent.workload_id and child.parent_id == parent.id
     child = wait_for(registry, child, ended)

@@ -18,7 +18,7 @@ from slurm_cluster import slurm_cluster  # noqa: F401  (fixture)
 from test_slurm_cluster import FAST, ended, steps, wait_for
 
 from engine.config import resolve
-from olmo_tui.core.launch import run_manager
+from olmo_tui.core.launch import launcher, run_manager
 from olmo_tui.core.backends.base import RunStatus
 from olmo_tui.core.runs.registry import Registry
 
@@ -60,7 +60,7 @@ def start_on_node(shared: Path, registry: Registry, *overrides: str):
     cfg = resolve(preset="tiny-cpu", overrides=[*FAST, f"--launch.slurm.shared_paths=[{shared}]",
                                                  f"--launch.slurm.extra_sbatch=['--exclude={OTHER}']",
                                                  steps(100_000), *overrides])
-    return run_manager.start_run(cfg, preset="tiny-cpu", registry=registry)
+    return launcher.launch(cfg, preset="tiny-cpu", registry=registry)
 
 
 def fail_node_under(run, registry: Registry):

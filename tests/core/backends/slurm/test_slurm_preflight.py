@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from engine.config import resolve
-from olmo_tui.core.launch.preflight import UserError, check_before_launch, slurm_files_seen_here
+from olmo_tui.core.backends.slurm.shared import files_seen_here as slurm_files_seen_here
+from olmo_tui.core.launch.preflight import UserError, check_before_launch
 
 REPO = Path(__file__).resolve().parents[4]
 
