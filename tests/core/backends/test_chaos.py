@@ -35,7 +35,7 @@ import sys
 from engine.config import resolve
 from olmo_tui.core.backends.base import set_backend
 from olmo_tui.core.backends.local import LocalBackend
-from olmo_tui.core.launch.run_manager import start_run
+from olmo_tui.core.launch.launcher import launch as start_run
 set_backend("local", LocalBackend(engine_module="stub_engine"))
 start_run(resolve(preset="tiny-cpu", overrides=[f"--run_name={sys.argv[1]}"]), preset="tiny-cpu")
 """

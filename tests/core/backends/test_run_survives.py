@@ -16,7 +16,7 @@ from engine.config import resolve
 from engine.run_marker import process_start_ticks
 from olmo_tui.core.backends.base import RunStatus, set_backend
 from olmo_tui.core.backends.local import LocalBackend
-from olmo_tui.core.launch import run_manager
+from olmo_tui.core.launch import launcher, run_manager
 from olmo_tui.core.runs.registry import Registry
 from olmo_tui.core.runs.tailing import wait_for
 
@@ -36,7 +36,7 @@ def stub(monkeypatch):
 def start(monkeypatch, **env):
     for key, value in env.items():
         monkeypatch.setenv(key, str(value))
-    run = run_manager.start_run(resolve(preset="tiny-cpu"), preset="tiny-cpu")
+    run = launcher.launch(resolve(preset="tiny-cpu"), preset="tiny-cpu")
     assert wait_for(lambda: (Path(run.run_dir) / "metrics.jsonl").exists(), 60)
     return run
 
