@@ -105,13 +105,17 @@ def cmd_compare(argv: List[str]) -> int:
         return exit_codes.OK
     # An extension's metrics get a column each (their final values), after the built-in ones.
     custom = [m for m in custom_metrics([{k: 0.0 for k in row["final"]} for row in rows]) if m not in compare.METRICS]
-    header = ["RUN", "STATUS", "STEP", "LOSS", "BEST LOSS", "EVAL LOSS", "TOK/S", "MFU",
+    # Each named held-out set (a mixture's sources, dataset.eval_sets) gets its eval-loss column.
+    domains = sorted({m for row in rows for m in row["final"] if compare.DOMAIN_EVAL.match(m)})
+    header = ["RUN", "STATUS", "STEP", "LOSS", "BEST LOSS", "EVAL LOSS",
+              *[compare.metric_label(m).upper() for m in domains], "TOK/S", "MFU",
               *[name.upper() for name in custom], "VS BASELINE"]
     table = [header]
     for i, row in enumerate(rows):
         final, best = row["final"], row["best"]
         table.append([row["id"], row["status"], str(final.get("step", "-")), _fmt(final.get("loss")),
-                      _fmt(best.get("loss")), _fmt(final.get("eval_loss")), _fmt(final.get("tps"), ".3g"),
+                      _fmt(best.get("loss")), _fmt(final.get("eval_loss")), *[_fmt(final.get(m)) for m in domains],
+                      _fmt(final.get("tps"), ".3g"),
                       _fmt(final.get("mfu"), ".1f"), *[_fmt(final.get(name)) for name in custom],
                       "(baseline)" if i == 0 else " ".join(row["overrides_vs_baseline"]) or "(same config)"])
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]

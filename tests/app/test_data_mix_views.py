@@ -53,6 +53,10 @@ async def test_mix_and_per_source_eval_in_monitor_compare_view_and_compare_json(
     final = json.loads(out.stdout)[0]["final"]
     for name in ("docs", "code"):
         assert final[f"eval/lm/{name}/loss"] == {"value": last[f"eval/lm/{name}/loss"], "step": 4}
+    table = run_cli("compare", run.id).stdout.splitlines()
+    header, values = table[0].split(), table[1].split()
+    assert header[:11] == ["RUN", "STATUS", "STEP", "LOSS", "BEST", "LOSS", "EVAL", "LOSS", "EVAL", "LOSS", "CODE"]
+    assert f"{last['eval/lm/code/loss']:.4g}" in values and f"{last['eval/lm/docs/loss']:.4g}" in values
 
     app = OlmoTuiApp()
     async with app.run_test(size=(150, 40)) as pilot:
