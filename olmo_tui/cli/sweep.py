@@ -26,9 +26,10 @@ from engine.errors import UserError, without_controls
 
 from ..core import exit_codes
 from ..core.backends.base import BackendError, get_backend
+from ..core.launch.command_preview import launch_command
 from ..core.runs.registry import Registry, RegistryError, RunRecord, runs_root
 from ..core.sweeps.sweep import SweepSpec, Variant, check_webhook_env, config_notify, default_name, first_line, \
-    headless_command, load_spec_file, parse_axis, parse_notify, plan
+    load_spec_file, parse_axis, parse_notify, plan
 
 FOLLOW_POLL_S = 1.0
 
@@ -103,7 +104,7 @@ def engine_command(variant: Variant) -> List[str]:
 
 def print_dry_run(spec: SweepSpec, variants: List[Variant], name: str, as_json: bool) -> None:
     rows = [{"index": v.index, "run_name": v.run_name, "changes": dict(v.changes),
-             "command": headless_command(spec, v), "engine_command": engine_command(v)} for v in variants]
+             "command": launch_command(spec.preset, spec.config, [*spec.overrides, *v.overrides]), "engine_command": engine_command(v)} for v in variants]
     if as_json:
         print(json.dumps({"sweep": name, "max_parallel": spec.max_parallel, "variants": rows}, indent=2))
         return

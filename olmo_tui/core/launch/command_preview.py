@@ -7,7 +7,7 @@ config (`olmo-tui --preset NAME --a.b=v ...`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, List, Optional
+from typing import TYPE_CHECKING, List, Optional, Sequence
 
 if TYPE_CHECKING:  # annotations only: the app's first screen imports this without the schema
     from engine.config import ExperimentConfig
@@ -28,7 +28,15 @@ def headless_command(request: LaunchRequest) -> List[str]:
     alone (which would start from the defaults)."""
     if request.parent_run_id:
         return ["olmo-tui", "relaunch", request.parent_run_id, *request.overrides]
+    return launch_command(request.preset_name, None, request.overrides)
+
+
+def launch_command(preset: Optional[str], config: Optional[str], overrides: Sequence[str]) -> List[str]:
+    """`olmo-tui --preset P | --config FILE` and the overrides: the one spelling of a launch
+    command (the editor's preview, a sweep variant's line in `sweep --dry-run`)."""
     argv = ["olmo-tui"]
-    if request.preset_name:
-        argv += ["--preset", request.preset_name]
-    return argv + list(request.overrides)
+    if preset:
+        argv += ["--preset", preset]
+    elif config:
+        argv += ["--config", config]
+    return argv + list(overrides)

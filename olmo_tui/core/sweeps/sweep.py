@@ -352,13 +352,3 @@ def default_name(variants: Sequence[Variant], now: Optional[float] = None) -> st
     base = variants[0].base_name if variants else "sweep"
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now or time.time()))
     return f"{_short(base)[:40]}-sweep-{stamp}"
-
-
-def headless_command(spec: SweepSpec, variant: Variant) -> List[str]:
-    """The single-run command that reproduces one variant (what --dry-run lists)."""
-    argv = ["olmo-tui"]
-    if spec.preset:
-        argv += ["--preset", spec.preset]
-    elif spec.config:
-        argv += ["--config", spec.config]
-    return argv + list(spec.overrides) + variant.overrides
