@@ -11,6 +11,7 @@
                         launcher's wrapper, which writes exit.json, was killed)
       run.lock          held (flock) by every live process of the run (engine/run_lock.py)
       checkpoints/stepN the default save folder
+      stalled.json      while the run is stalled (hang watch); stacks/rank<R>.txt its stack dumps
       extensions/       a copy of the config's extensions and manifest.json (their sha256s)
 
 Writers and readers import these names and the two functions below; nobody spells a file
@@ -35,6 +36,11 @@ ENGINE_EXIT_RECORD = "engine_exit.json"
 RUN_LOCK = "run.lock"
 CHECKPOINTS_DIR = "checkpoints"
 EXTENSIONS_DIR = "extensions"  # engine/config/extensions/snapshot.py
+# Hang detection (engine/train/callbacks/hang_watch.py): present while no step has finished for
+# longer than the watch's bound (removed when steps resume); each rank's Python stacks, appended
+# at each stall (faulthandler), in stacks/rank<R>.txt.
+STALL_MARKER = "stalled.json"
+STACKS_DIR = "stacks"
 
 # A metrics record inside a log stream: the prefix, then the record as compact JSON on one line.
 # A Beaker job's log carries these, so a log alone feeds the same panels metrics.jsonl does.

@@ -121,6 +121,16 @@ class StabilityMonitorConfig(CallbackConfig):
         "model is written; the last healthy one stays).")
 
 
+class HangWatchConfig(CallbackConfig):
+    """Hang detection: a watchdog thread on every rank; no finished step for `multiple` x the
+    median step time (and at least `min_s`) marks the run stalled and dumps every thread's
+    Python stack to <run dir>/stacks/rank<R>.txt."""
+
+    multiple: float = Field(10.0, gt=1, description="A stall is no finished step for this many median step times.")
+    min_s: float = Field(120.0, gt=0, description="Seconds without a finished step that never count as a stall "
+                         "(checkpoint saves, evals, compilation).")
+
+
 class CallbacksConfig(Config):
     """Callbacks by name; each can be switched off with `enabled = false`. The fields are the
     registered callbacks (engine/extensions/registry.py): the built-ins below, then extensions'."""
@@ -141,6 +151,7 @@ _BUILTIN_CALLBACKS = (
     ("gpu_monitor", GPUMonitorConfig, "gpu_monitor:GPUMonitorCallback", "GPU memory use."),
     ("wandb", WandBConfig, "wandb_logger:WandBCallback", "Weights & Biases logging."),
     ("config_saver", ConfigSaverConfig, "config_saver:ConfigSaverCallback", "Config copy in each checkpoint."),
+    ("hang_watch", HangWatchConfig, "hang_watch:HangWatchCallback", "Stall detection and stack dumps."),
     ("stability_monitor", StabilityMonitorConfig, "stability_monitor:StabilityMonitorCallback",
      "Loss / grad-norm spike and NaN alerts."),
 )

@@ -12,7 +12,7 @@ from engine.run_dir import METRICS_PREFIX, exit_record, format_metrics_line, par
 
 REPO = Path(__file__).resolve().parents[2]
 NAMES = [run_dir.CONFIG_FILE, run_dir.LAUNCH_RECORD, run_dir.LOG_FILE, run_dir.METRICS_FILE, run_dir.START_MARKER,
-         run_dir.EXIT_RECORD, run_dir.CHECKPOINTS_DIR]
+         run_dir.EXIT_RECORD, run_dir.CHECKPOINTS_DIR, run_dir.STALL_MARKER, run_dir.STACKS_DIR]
 
 
 def test_a_metrics_line_round_trips_behind_a_timestamp_or_rank_tag():

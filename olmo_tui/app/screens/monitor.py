@@ -24,6 +24,7 @@ from textual.widgets import Footer, Header, Static
 from engine.run_dir import LOG_FILE, METRICS_PREFIX, parse_metrics_line
 from olmo_tui.core.backends.base import BackendError, RunStatus, get_backend, sees_local_files
 from olmo_tui.core.launch import run_manager
+from olmo_tui.core.runs.health import stack_files, stall_info
 from olmo_tui.core.runs.registry import Registry, RunRecord
 from olmo_tui.core.runs.torchrun_report import ReportFilter
 
@@ -63,6 +64,7 @@ class MonitorScreen(Screen):
         Binding("w", "wide_log", "Wide log"),
         Binding("i", "details", "Details", show=False),
         Binding("p", "profiler_traces", "Profiler trace", show=False),
+        Binding("k", "stack_dumps", "Stacks", show=False),  # the ranks' Python stacks at a stall
         Binding("m", "next_metric", "Next metric", show=False),  # a callback's custom metrics
         Binding("question_mark,f1", "help", "Help"),
         Binding("escape,q", "back", "Back", show=False),
@@ -164,6 +166,9 @@ class MonitorScreen(Screen):
         run = self.run
         style = STATUS_STYLE.get(run.status, "")
         status = f"[{style}]{run.status}[/]" if style else run.status
+        stall = stall_info(run)
+        if stall is not None:  # the engine's hang watch: no step for a multiple of the median
+            status = f"[bold red]stalled[/] after step {stall.get('step')} (k: the ranks' stacks)"
         first = f"[b]{run.id}[/b]  {status}"
         if run.exit_code is not None:
             first += f"  exit code {run.exit_code}"
@@ -227,6 +232,7 @@ class MonitorScreen(Screen):
                 ("f", "follow the log on/off"), ("/", "filter the log; esc clears"),
                 ("e / E", "next / previous error or warning"), ("G", "end of the log, following"),
                 ("p", "where the profiler traces are"), ("m", "next custom metric (a callback's)"),
+                ("k", "the ranks' Python stacks, dumped when the run stalled"),
                 ("ctrl+p", "command palette"),
                 ("esc, q", "back")]
         show_text(self.app, "Help: run monitor", help_text("monitor", MONITOR_HELP, keys), "help")
@@ -239,6 +245,17 @@ class MonitorScreen(Screen):
         yield ("Run details", "Whole command, run dir, checkpoint (i)", self.action_details)
         yield ("Profiler traces", "Where this run's traces are (p)", self.action_profiler_traces)
         yield ("Help: run monitor", "Keys of this screen (?)", self.action_help)
+
+    def action_stack_dumps(self) -> None:
+        """The Python stacks the ranks dumped at a stall (or on SIGUSR2)."""
+        files = stack_files(self.run)
+        if not files:
+            self.notify("no stack dump yet: the hang watch writes one when steps stop (docs/GUIDE.md, Run health)",
+                        title="Stacks", severity="warning")
+            return
+        # Each rank's newest dumps (the file grows at each stall).
+        body = "\n".join(f"===== {name} =====\n{text[-100_000:]}" for name, text in files.items())
+        show_text(self.app, f"Python stacks of {self.run.id}", body, "stack-dumps")
 
     def action_profiler_traces(self) -> None:
         """Where this run's profiler traces are: paths from its log, and any in a local run dir."""

@@ -27,6 +27,7 @@ from engine.run_dir import LOG_FILE, METRICS_FILE, record_alerts
 from engine.run_marker import process_start_ticks
 
 from . import notify
+from ..runs.health import stall_info
 from ..runs.registry import Registry, RunRecord
 from .run_manager import refresh_run
 from .sweep_queue import get_sweep, log_path, start_queued, try_lock, update_sweep
@@ -127,6 +128,12 @@ class Worker:
         now = time.time()
         for run in runs:
             if run.terminal or run.waiting_in_queue or run.id in self.stalled:
+                continue
+            marked = stall_info(run)  # the engine's hang watch: no step for a multiple of the median
+            if marked is not None:
+                self.stalled.add(run.id)
+                log(f"run {run.id} stalled after step {marked.get('step')}: stacks in its run dir")
+                self._notify("stalled", run, quiet_s=round(now - marked.get("since", now)), stall=marked)
                 continue
             seen = last_activity(run) or run.started
             if seen and now - seen > stall_after_s:

@@ -6,6 +6,7 @@ from typing import List
 
 from ..backends.base import BackendError, get_backend
 from ..formatting import age, human_count
+from ..runs.health import stall_info
 from ..runs.registry import RunRecord
 
 
@@ -24,7 +25,10 @@ def backend_cell(run: RunRecord) -> str:
 
 def status_cell(run: RunRecord) -> str:
     """The status, with the scheduler's own word (extra["state"], which only a backend with a
-    scheduler keeps) when it says more (`queued REQUEUED`, `failed TIMEOUT`)."""
+    scheduler keeps) when it says more (`queued REQUEUED`, `failed TIMEOUT`); `stalled` for a
+    running run whose steps stopped (the engine's hang watch)."""
+    if stall_info(run) is not None:
+        return "stalled"
     state = (run.extra or {}).get("state")
     if not state or state in PLAIN_STATES or state.lower() == run.status:
         return run.status
