@@ -27,8 +27,10 @@ def test_edit_launch_monitor_cancel_relaunch_compare(isolated_xdg):
     try:
         # Browse and filter: the user preset is found by name.
         term.wait_for("layers x width", what="the preset browser")
-        term.wait_stable()
+        # Keys sent before the first screen has its keys (its footer shows them all) are lost.
+        term.wait_for("q Quit", what="the presets' keys in the footer")
         term.press("/")
+        term.settle()  # the filter box takes the focus a frame later (Textual focuses after a refresh)
         term.type(preset)
         term.wait_for("shortened for the journeys")
         term.press("Enter")  # the filter keeps its text; focus goes back to the list

@@ -149,7 +149,8 @@ class PresetBrowser(Screen):
 
     @on(Input.Changed, "#preset-filter")
     def _filter_changed(self, event: Input.Changed) -> None:
-        self._fill(event.value)
+        # Typing highlights the best match; emptying the filter (esc) keeps the highlighted one.
+        self._fill(event.value, keep=not event.value)
 
     @on(Input.Submitted, "#preset-filter")
     def _filter_done(self) -> None:
