@@ -42,9 +42,9 @@ class CountingConfig(Config):
     modulus: int = Field(200, gt=1, description="Ids cycle through 0 .. modulus - 1.")
 
 
-register_mlp("relu2", ReLU2Config, build="{name}.modules:ReLU2MLP")
-register_callback("param_stats", ParamStatsConfig, build="{name}.modules:ParamStats")
-register_data_source("counting", CountingConfig, build="{name}.data:counting_source")
+register_mlp("relu2{suffix}", ReLU2Config, build="{name}.modules:ReLU2MLP")
+register_callback("param_stats{suffix}", ParamStatsConfig, build="{name}.modules:ParamStats")
+register_data_source("counting{suffix}", CountingConfig, build="{name}.data:counting_source")
 '''
 
 MODULES = '''
@@ -97,11 +97,13 @@ def counting_source(cfg, experiment):
 '''
 
 
-def write_extension(folder: Path, name: str = "my_ext", version: int = 1) -> Path:
-    """The package folder `folder/name` (give its path to `extensions`)."""
+def write_extension(folder: Path, name: str = "my_ext", version: int = 1, suffix: str = "") -> Path:
+    """The package folder `folder/name` (give its path to `extensions`). Its components are named
+    relu2, param_stats and counting, plus `suffix`: registries are per process, so two extensions
+    loaded by tests of one process need names of their own."""
     package = folder / name
     package.mkdir(parents=True, exist_ok=True)
-    (package / "__init__.py").write_text(textwrap.dedent(INIT).format(name=name, version=version).lstrip())
+    (package / "__init__.py").write_text(textwrap.dedent(INIT).format(name=name, version=version, suffix=suffix).lstrip())
     (package / "modules.py").write_text(textwrap.dedent(MODULES).lstrip())
     (package / "data.py").write_text(textwrap.dedent(DATA).lstrip())
     return package

@@ -7,8 +7,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from textual.widgets import TextArea
+
 from extension_helpers import write_extension
-from pilot_helpers import app, field_error, open_editor, quiet_terminal, type_into  # noqa: F401 (fixtures)
+from pilot_helpers import app, field_error, open_editor, quiet_terminal, type_into, wait_for  # noqa: F401 (fixtures)
 
 
 def write_user_preset(name: str, package: Path) -> None:
@@ -43,3 +45,25 @@ async def test_the_form_edits_an_extension_mlp_field(app, tmp_path_factory):
         # the estimates count the ReLU^2 MLP's two projections, not the gated three
         assert launched.cfg.model.num_params() < launched.cfg.model.model_copy(
             update={"mlp": type(launched.cfg.model.mlp)()}).num_params()
+
+
+async def test_an_extension_listed_in_the_editor_brings_its_fields_into_the_form(app, tmp_path_factory):
+    package = write_extension(tmp_path_factory.mktemp("outside_repo"), name="toml_ext", suffix="_b")
+    async with app.run_test(size=(100, 32)) as pilot:
+        editor = await open_editor(pilot, "tiny-cpu")
+        assert "model.mlp.relu2_b.hidden_multiplier" not in editor.widget_paths
+        await pilot.press("ctrl+t")  # raw TOML: name the extension and pick its MLP
+        await pilot.pause()
+        area = editor.query_one("#toml", TextArea)
+        assert "extensions = []" in area.text
+        area.text = area.text.replace("extensions = []", f'extensions = ["{package}"]').replace(
+            'kind = "gated"', 'kind = "relu2_b"')
+        await pilot.pause()
+        await pilot.press("ctrl+t")
+        await wait_for(pilot, lambda: "model.mlp.relu2_b.hidden_multiplier" in editor.widget_paths
+                       and editor.query("#form") and editor.validation.ok)
+        await type_into(pilot, editor, "model.mlp.relu2_b.hidden_multiplier", "2", keys=True)
+        assert field_error(editor, "model.mlp.relu2_b.hidden_multiplier") == ""
+        await pilot.press("ctrl+l")
+        await pilot.pause()
+        assert app.last_launch is not None and app.last_launch.cfg.model.mlp.relu2_b.hidden_multiplier == 2.0

@@ -38,11 +38,15 @@ else:  # pragma: no cover
 _TREE: Dict[int, fm.FieldSpec] = {}
 
 
-def schema_tree() -> fm.FieldSpec:
-    """The form's tree, built once per shape of the schema (an extension loaded adds fields)."""
+def schema_generation() -> int:
     from engine.config.extensions.registry import generation
 
-    key = generation()
+    return generation()
+
+
+def schema_tree() -> fm.FieldSpec:
+    """The form's tree, built once per shape of the schema (an extension loaded adds fields)."""
+    key = schema_generation()
     if key not in _TREE:
         _TREE.clear()
         _TREE[key] = fm.schema_tree()
@@ -81,9 +85,7 @@ class EditorScreen(Screen):
         self.baseline_cfg = cfg
         self.baseline: Dict[str, Any] = fm.config_data(cfg)
         self.data: Dict[str, Any] = copy.deepcopy(self.baseline)
-        self.schema = schema_tree()
-        self.specs = [s for s in self.schema.walk() if s.path]
-        self.widget_paths = [s.path for s in self.specs]
+        self._use_schema()
         self.validation = fm.validate_form(self.data, self.widget_paths)
         self.last_estimates: Optional[estimates.Estimates] = None
         self.focused_path: Optional[str] = None
@@ -133,8 +135,30 @@ class EditorScreen(Screen):
             return ""
         return f"{self.sub_title}: {len(changed)} changed field{'s' if len(changed) > 1 else ''}"
 
+    def _use_schema(self) -> None:
+        self.schema_key = schema_generation()
+        self.schema = schema_tree()
+        self.specs = [s for s in self.schema.walk() if s.path]
+        self.widget_paths = [s.path for s in self.specs]
+
+    async def _rebuild_form(self) -> None:
+        """An extension listed since the form was built brought fields of its own (validating
+        imported it): build the form again from the schema that now has them."""
+        self._use_schema()
+        self.data = fm.fill_defaults(self.data, self.schema)
+        switcher = self.query_one(ContentSwitcher)
+        current = switcher.current
+        await self.form.remove()
+        await switcher.mount(ConfigForm(self.schema, lambda: self.data, id="form"))
+        switcher.current = current
+        self.revalidate()
+
     def revalidate(self) -> None:
         self.validation = fm.validate_form(self.data, self.widget_paths)
+        if self.schema_key != schema_generation():
+            self.schema_key = schema_generation()  # once: the rebuild below takes the new schema
+            self.call_later(self._rebuild_form)
+            return
         self.form.show_state(self.validation, self.changed(), self.data)
         panel = self.query_one(EstimatesPanel)
         if self.validation.ok:
