@@ -24,8 +24,10 @@ the new one is committed; the layout and the start-up recovery are engine/checkp
 A save that fails removes its `stepN-tmp` (the previous checkpoint stays as it was); a failure
 of the storage (disk full, read-only) is raised as engine.disk_errors.StorageError, one line.
 
-Retention (rank 0, after each commit): the newest `keep` permanent checkpoints stay (0 = all);
-of the ephemeral ones only the newest stays, and only while it is the newest checkpoint.
+Retention (rank 0, after each commit): the newest `keep` permanent checkpoints stay (0 = all),
+and so does every permanent one whose step is a multiple of `keep_every` (milestones); of the
+ephemeral ones only the newest stays, and only while it is the newest checkpoint. The newest
+checkpoint, the one a resume takes, is never removed.
 
 Async save (GPU): `dcp.async_save` copies the state to host memory during the call and writes
 the shards in a background thread while training continues. The commit (marker + rename) needs
@@ -121,11 +123,12 @@ class Checkpointer:
     """Saves to and prunes one save folder. Every rank calls save()/finalize() at the same step."""
 
     def __init__(self, folder: Path, *, rank: int = 0, world_size: int = 1, keep: int = 0,
-                 async_save: bool = False, process_group=None):
+                 async_save: bool = False, process_group=None, keep_every: Optional[int] = None):
         self.folder = Path(folder)
         self.rank = rank
         self.world_size = world_size
         self.keep = keep
+        self.keep_every = keep_every
         self.async_save = async_save
         self.process_group = process_group
         self._pending: Optional[_PendingSave] = None
@@ -248,4 +251,5 @@ class Checkpointer:
         permanent = [info for info in checkpoints if not info.ephemeral]
         if self.keep > 0:
             for info in permanent[:-self.keep]:
-                remove_checkpoint(info.path)
+                if not (self.keep_every and info.step % self.keep_every == 0):
+                    remove_checkpoint(info.path)

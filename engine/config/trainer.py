@@ -36,6 +36,8 @@ class CheckpointerConfig(CallbackConfig):
         None, gt=0, description="Steps between ephemeral checkpoints (only the newest is kept); unset = none."
     )
     keep: int = Field(3, ge=0, description="Permanent checkpoints to keep (newest first); 0 = keep all.")
+    keep_every: Optional[int] = Field(None, gt=0, description="Also keep every permanent checkpoint whose step "
+                                      "is a multiple of this (milestones that `keep` never removes); unset = none.")
     save_async: bool = Field(True, description="Write checkpoints in the background on GPU.")
 
 

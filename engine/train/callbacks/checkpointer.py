@@ -1,6 +1,7 @@
 """Saves checkpoints on schedule and a final one at the end (also after SIGTERM/SIGINT).
 
-Permanent checkpoints every `save_interval` steps (the newest `keep` stay), ephemeral ones every
+Permanent checkpoints every `save_interval` steps (the newest `keep` stay, and every one at a
+multiple of `keep_every`), ephemeral ones every
 `ephemeral_save_interval` steps (only the newest stays: cheap insurance against preemption).
 The mechanics (temp dir, marker, atomic rename, pruning, async writes) are engine.checkpoint's.
 """
@@ -31,7 +32,8 @@ class CheckpointerCallback(Callback):
         # compete with training for the same cores.
         use_async = self.config.save_async and trainer.device.type == "cuda"
         self.saver = Checkpointer(trainer.save_folder, rank=trainer.rank, world_size=trainer.world_size,
-                                  keep=self.config.keep, async_save=use_async,
+                                  keep=self.config.keep, keep_every=self.config.keep_every,
+                                  async_save=use_async,
                                   process_group=trainer.cpu_group if use_async else None)
         self.saver.remove_stale_staging()
         if trainer.loaded_from is not None and trainer.loaded_from.name == f"step{trainer.global_step}":
