@@ -27,7 +27,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from engine import run_lock
 from engine.config import ConfigError
+from engine.run_marker import process_start_ticks
 
 from ..backends.base import BackendError, RunStatus
 from ..backends.run_files import REPO_ROOT
@@ -144,15 +146,22 @@ def queue_sweep(name: str, spec: SweepSpec, variants: Sequence[Variant], preset:
 
 def start_queued(run: RunRecord, registry: Registry) -> RunRecord:
     """Launch one queued variant, if nobody else took it first (returns the fresh record)."""
-    if not registry.transition(run.id, RunStatus.QUEUED, status=RunStatus.STARTING, message="starting"):
-        return registry.get(run.id) or run
-    run = replace(run, status=RunStatus.STARTING, message="starting")
+    # As start_now: the run-dir lock and this process's pid for the whole start, so a look at the
+    # runs meanwhile leaves it `starting`, and a worker killed half-way is reconciled.
+    lock = run_lock.hold(Path(run.run_dir))
+    me = {**run.extra, "launcher": {"pid": os.getpid(), "pid_start": process_start_ticks(os.getpid())}}
     try:
-        cfg = run_config(run)
-    except (BackendError, ConfigError, OSError) as exc:
-        failed = replace(run, status=RunStatus.FAILED, ended=time.time(), message=f"launch failed: {exc}")
-        return registry.save_changes(run, failed)
-    run = start_prepared(run, cfg, registry)
+        if not registry.transition(run.id, RunStatus.QUEUED, status=RunStatus.STARTING, message="starting", extra=me):
+            return registry.get(run.id) or run
+        run = replace(run, status=RunStatus.STARTING, message="starting", extra=me)
+        try:
+            cfg = run_config(run)
+        except (BackendError, ConfigError, OSError) as exc:
+            failed = replace(run, status=RunStatus.FAILED, ended=time.time(), message=f"launch failed: {exc}")
+            return registry.save_changes(run, failed)
+        run = start_prepared(run, cfg, registry)
+    finally:
+        run_lock.release(lock)
     if run.terminal:
         return run
     latest = registry.get(run.id)

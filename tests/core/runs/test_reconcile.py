@@ -135,3 +135,29 @@ def test_a_lost_registry_is_rebuilt_from_the_run_dirs(damage, stub, isolated_xdg
     assert cancelled.returncode == 0, cancelled.stderr
     assert Registry().get(running.id).status == RunStatus.CANCELLED
     assert wait_for(lambda: process_start_ticks(running.pid) is None, 30)
+
+
+def test_a_look_at_the_runs_while_a_queued_run_starts_leaves_it_starting(stub, isolated_xdg):
+    """A sweep worker starting a queued run holds its lock and names itself, as a launcher does:
+    a look meanwhile (another window, `olmo-tui runs`) used to settle it as interrupted."""
+    from olmo_tui.core.launch.prepare import preflight, prepare
+    from olmo_tui.core.launch.sweep_queue import start_queued
+
+    seen = []
+
+    class Peeking(LocalBackend):
+        def launch(self, run, cfg, secrets):
+            seen.append(listed()[run.id].status)  # someone else looks at the runs mid-start
+            return super().launch(run, cfg, secrets)
+
+    set_backend("local", Peeking(engine_module="stub_engine"))
+    registry = Registry()
+    run = prepare(preflight(resolve(preset="tiny-cpu")), status=RunStatus.QUEUED, sweep="s", sweep_index=0)
+    registry.add(run)
+    os.environ["STUB_STEPS"] = "5"
+    try:
+        run = start_queued(run, registry)
+    finally:
+        del os.environ["STUB_STEPS"]
+    assert seen == [RunStatus.STARTING] and run.status == RunStatus.RUNNING
+    assert wait_for(lambda: run_manager.refresh_run(registry.get(run.id), registry).status == RunStatus.SUCCEEDED, 60)
