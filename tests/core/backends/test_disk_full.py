@@ -14,7 +14,7 @@ from engine import checkpoint as ckpt
 from engine.config import resolve
 from olmo_tui.core.backends.base import RunStatus, set_backend
 from olmo_tui.core.backends.local import LocalBackend
-from olmo_tui.core.launch import run_manager
+from olmo_tui.core.launch import launcher, run_manager
 from olmo_tui.core.runs.registry import Registry
 from olmo_tui.core.runs.tailing import wait_for
 
@@ -57,7 +57,7 @@ def test_a_launched_run_whose_checkpoint_fills_the_disk_names_it(small_disk):
                                                 "--trainer.no_checkpoints=false",
                                                 "--trainer.callbacks.checkpointer.save_interval=2",
                                                 "--trainer.callbacks.checkpointer.ephemeral_save_interval=null"])
-    run = finish(run_manager.start_run(cfg, preset="tiny-cpu"))
+    run = finish(launcher.launch(cfg, preset="tiny-cpu"))
     folder = Path(run.run_dir) / "checkpoints"
     # before: `lost`, "the process vanished without recording an exit code", step4-tmp left
     assert (run.status, run.exit_code) == (RunStatus.FAILED, 1), run
@@ -73,7 +73,7 @@ def test_exit_json_is_written_even_when_the_run_filled_the_disk(small_disk, monk
     monkeypatch.setenv("STUB_STEPS", "100000")
     set_backend("local", LocalBackend(engine_module="stub_engine"))
     try:
-        run = run_manager.start_run(resolve(preset="tiny-cpu"), preset="tiny-cpu")
+        run = launcher.launch(resolve(preset="tiny-cpu"), preset="tiny-cpu")
         assert wait_for(lambda: (Path(run.run_dir) / "metrics.jsonl").exists(), 60)
         with open(root / "filler", "wb") as filler:  # whatever else fills the disk
             try:

@@ -19,7 +19,7 @@ from engine.config import resolve, to_toml
 from engine.run_marker import process_start_ticks
 from olmo_tui.core.backends.base import RunStatus, set_backend
 from olmo_tui.core.backends.local import LocalBackend
-from olmo_tui.core.launch import run_manager
+from olmo_tui.core.launch import launcher, run_manager
 from olmo_tui.core.runs.registry import Registry, RunRecord, new_run_id, runs_root
 from olmo_tui.core.runs.tailing import wait_for
 
@@ -97,7 +97,7 @@ def _launched(stub_env: dict) -> list:
     runs = []
     for steps in ("5", "100000"):
         os.environ.update(stub_env, STUB_STEPS=steps)
-        runs.append(run_manager.start_run(resolve(preset="tiny-cpu"), preset="tiny-cpu"))
+        runs.append(launcher.launch(resolve(preset="tiny-cpu"), preset="tiny-cpu"))
     for key in [*stub_env, "STUB_STEPS"]:
         os.environ.pop(key, None)
     assert wait_for(lambda: (Path(runs[1].run_dir) / "metrics.jsonl").exists(), 60)
