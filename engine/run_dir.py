@@ -51,7 +51,7 @@ METRICS_PREFIX = "[metrics] "
 # is a custom metric, one a callback recorded (an extension's): the monitor and compare show it.
 CONTRACT_KEYS = frozenset({"step", "time", "total_steps", "tokens", "loss", "lr", "grad_norm", "z_loss", "tps",
                            "tps_total", "mfu", "data_pct", "eta_s"})
-CONTRACT_PREFIXES = ("eval/", "gpu/", "moe/", "data/")
+CONTRACT_PREFIXES = ("eval/", "gpu/", "moe/", "data/", "sys/")
 
 # A record's stability alerts (engine/train/callbacks/stability_monitor.py): a list of
 # {"kind", "action", "value", "threshold", "message"}; the sweep worker sends each to the notify

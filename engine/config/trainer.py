@@ -133,6 +133,13 @@ class HangWatchConfig(CallbackConfig):
                          "(checkpoint saves, evals, compilation).")
 
 
+class TelemetryConfig(CallbackConfig):
+    """Per-GPU utilisation, memory, power and temperature (NVML: the `telemetry` extra) and the
+    rank's CPU and memory, sampled in the background into the metrics (sys/* keys)."""
+
+    interval_s: float = Field(10.0, gt=0, description="Seconds between samples.")
+
+
 class CallbacksConfig(Config):
     """Callbacks by name; each can be switched off with `enabled = false`. The fields are the
     registered callbacks (engine/extensions/registry.py): the built-ins below, then extensions'."""
@@ -153,6 +160,7 @@ _BUILTIN_CALLBACKS = (
     ("gpu_monitor", GPUMonitorConfig, "gpu_monitor:GPUMonitorCallback", "GPU memory use."),
     ("wandb", WandBConfig, "wandb_logger:WandBCallback", "Weights & Biases logging."),
     ("config_saver", ConfigSaverConfig, "config_saver:ConfigSaverCallback", "Config copy in each checkpoint."),
+    ("telemetry", TelemetryConfig, "telemetry:TelemetryCallback", "GPU / CPU telemetry (sys/* metrics)."),
     ("hang_watch", HangWatchConfig, "hang_watch:HangWatchCallback", "Stall detection and stack dumps."),
     ("stability_monitor", StabilityMonitorConfig, "stability_monitor:StabilityMonitorCallback",
      "Loss / grad-norm spike and NaN alerts."),

@@ -1,6 +1,6 @@
 """An injected loss spike (OLMO_TUI_TEST_LOSS_SPIKE) in a run launched by olmo-tui with a notify
 hook: the alert reaches metrics.jsonl, the hook (an `alert` event, from the sweep worker) and the
-run monitor's banner (Pilot)."""
+run monitor's banner (Pilot); the monitor's telemetry line shows the CPU run's CPU and memory."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from cli_helpers import run_cli
 from olmo_tui.app.app import OlmoTuiApp
 from olmo_tui.app.screens.monitor import MonitorScreen
 from olmo_tui.app.widgets.alert_banner import AlertBanner
+from olmo_tui.app.widgets.telemetry import TelemetryLine
 from olmo_tui.core.launch.sweep_queue import get_sweep
 from olmo_tui.core.runs.registry import Registry
 from pilot_helpers import wait_for
@@ -59,3 +60,5 @@ async def test_spike_alert_reaches_metrics_hook_and_monitor(isolated_xdg, tmp_pa
         await wait_for(pilot, lambda: banner.alerts)
         text = str(banner.render())
         assert banner.display and "1 stability alert" in text and "step 10 loss_spike (stop)" in text
+        telemetry = app.screen.query_one(TelemetryLine)  # a CPU run: the rank's CPU and memory
+        assert telemetry.display and str(telemetry.render()).startswith("CPU ") and " GiB" in str(telemetry.render())

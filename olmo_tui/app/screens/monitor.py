@@ -30,6 +30,7 @@ from olmo_tui.core.runs.torchrun_report import ReportFilter
 
 from ..widgets.alert_banner import AlertBanner
 from ..widgets.log_panel import LogPanel
+from ..widgets.telemetry import TelemetryLine
 from ..widgets.throughput import ThroughputPanel
 from .dialogs import help_text, show_text
 from .run_actions import confirm_cancel, open_relaunch_editor, resume_run
@@ -83,6 +84,7 @@ class MonitorScreen(Screen):
         yield Header()
         yield Static("", id="run-header")
         yield AlertBanner(id="alert-banner")
+        yield TelemetryLine(id="telemetry")
         with Horizontal(id="monitor-body"):
             yield ThroughputPanel(id="throughput")
             yield LogPanel(id="log-panel")
@@ -139,10 +141,11 @@ class MonitorScreen(Screen):
 
     def _add_metrics(self, records: list) -> None:
         panel = self.query_one(ThroughputPanel)
-        banner = self.query_one(AlertBanner)
+        banner, telemetry = self.query_one(AlertBanner), self.query_one(TelemetryLine)
         for record in records:
             panel.add(record)
             banner.add(record)
+            telemetry.add(record)
 
     @work(thread=True, group="status", exit_on_error=False)
     def watch_status(self) -> None:
