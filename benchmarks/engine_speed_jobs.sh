@@ -3,6 +3,7 @@
 #   bash benchmarks/engine_speed_jobs.sh tune     # step-tuning candidates, float8, live monitor + trace
 #   bash benchmarks/engine_speed_jobs.sh peer     # ours vs ai2-olmo-core, 4 cases, + float8 vs bf16
 #   bash benchmarks/engine_speed_jobs.sh moe      # OLMoE shape (4 layers): grouped vs loop, ours vs the peer's
+#   bash benchmarks/engine_speed_jobs.sh round3   # issues 25-27 in one call: telemetry, CP overhead, MoE (+ peer)
 # Needs .peer/whl (the peer's wheels) and .peer/ours (pydantic, tomlkit, torchao for a GPU image
 # without them); results: one JSON line per run in $OUT (default /tmp/olmo_bench).
 set -u
@@ -45,5 +46,17 @@ case "${1:-tune}" in
     python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/peer .peer/whl/*.whl 2>&1 | tail -1
     one moe_peer env PYTHONPATH=/tmp/peer:/tmp/ours python3 benchmarks/peer_olmo_core.py --model olmoe_1B_7B \
       --n-layers 4 --seq-len 4096 --micro-batch 4 --global-batch-tokens 16384 --steps 12 --skip-steps 4
+    ;;
+  round3)  # one device call, each part under its own deadline (the session's device time is short)
+    nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+    one telemetry timeout 90 python3 benchmarks/telemetry_check.py --steps 300
+    one cp_overhead timeout 170 python3 benchmarks/cp_overhead.py --preset llama2-271m --seq-len 8192 \
+      --micro-batch 1 --global-batch-tokens 65536 --steps 15 --skip-steps 5 --repeats 1
+    echo "=== moe_ours: python3 benchmarks/moe_gpu.py --layers 4 --seq 4096 --micro 4 --steps 12 --budget-s 120"
+    timeout 200 python3 benchmarks/moe_gpu.py --layers 4 --seq 4096 --micro 4 --steps 12 --budget-s 120 2>&1 \
+      | tee "$OUT/moe_ours.log" | grep '^{' | tee -a "$OUT/results.jsonl"
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/peer .peer/whl/*.whl 2>&1 | tail -1
+    one moe_peer env PYTHONPATH=/tmp/peer:/tmp/ours timeout 110 python3 benchmarks/peer_olmo_core.py \
+      --model olmoe_1B_7B --n-layers 4 --seq-len 4096 --micro-batch 4 --global-batch-tokens 16384 --steps 12 --skip-steps 4
     ;;
 esac
