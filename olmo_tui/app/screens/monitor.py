@@ -24,7 +24,8 @@ from textual.widgets import Footer, Header, Static
 from engine.run_dir import LOG_FILE, METRICS_PREFIX, parse_metrics_line
 from olmo_tui.core.backends.base import BackendError, RunStatus, get_backend, sees_local_files
 from olmo_tui.core.launch import run_manager
-from olmo_tui.core.runs.health import stack_files, stall_info
+from olmo_tui.core.formatting import age
+from olmo_tui.core.runs.health import checkpoint_rows, stack_files, stall_info
 from olmo_tui.core.runs.registry import Registry, RunRecord
 from olmo_tui.core.runs.torchrun_report import ReportFilter
 
@@ -66,6 +67,7 @@ class MonitorScreen(Screen):
         Binding("i", "details", "Details", show=False),
         Binding("p", "profiler_traces", "Profiler trace", show=False),
         Binding("k", "stack_dumps", "Stacks", show=False),  # the ranks' Python stacks at a stall
+        Binding("K", "checkpoint_list", "Checkpoints", show=False),
         Binding("m", "next_metric", "Next metric", show=False),  # a callback's custom metrics
         Binding("question_mark,f1", "help", "Help"),
         Binding("escape,q", "back", "Back", show=False),
@@ -236,6 +238,7 @@ class MonitorScreen(Screen):
                 ("e / E", "next / previous error or warning"), ("G", "end of the log, following"),
                 ("p", "where the profiler traces are"), ("m", "next custom metric (a callback's)"),
                 ("k", "the ranks' Python stacks, dumped when the run stalled"),
+                ("K", "the run's checkpoints: step, size, age, and the export command"),
                 ("ctrl+p", "command palette"),
                 ("esc, q", "back")]
         show_text(self.app, "Help: run monitor", help_text("monitor", MONITOR_HELP, keys), "help")
@@ -248,6 +251,29 @@ class MonitorScreen(Screen):
         yield ("Run details", "Whole command, run dir, checkpoint (i)", self.action_details)
         yield ("Profiler traces", "Where this run's traces are (p)", self.action_profiler_traces)
         yield ("Help: run monitor", "Keys of this screen (?)", self.action_help)
+
+    def action_checkpoint_list(self) -> None:
+        """The run's complete checkpoints (newest first) and how to export one to HF."""
+        import time
+
+        try:
+            folder = run_manager.checkpoint_folder(self.run)
+        except (OSError, BackendError, ValueError) as exc:
+            self.notify(f"checkpoints: {exc}", title="Checkpoints", severity="error")
+            return
+        rows = checkpoint_rows(folder)
+        if not rows:
+            self.notify(f"no complete checkpoint in {folder}", title="Checkpoints", severity="warning")
+            return
+        now = time.time()
+        lines = [f"{'step':>8}  {'size':>10}  {'age':>6}  kind       path"]
+        for row in reversed(rows):
+            lines.append(f"{row.step:>8}  {row.size_bytes / 2**20:>8.1f}MB  "
+                         f"{age(now - row.saved) if row.saved else '-':>6}  "
+                         f"{'ephemeral' if row.ephemeral else 'permanent'}  {row.path}")
+        lines += ["", "export one to HuggingFace:",
+                  f"  olmo-train convert to-hf {shlex.quote(str(rows[-1].path))} DEST_DIR"]
+        show_text(self.app, f"Checkpoints of {self.run.id}", "\n".join(lines), "checkpoint-list")
 
     def action_stack_dumps(self) -> None:
         """The Python stacks the ranks dumped at a stall (or on SIGUSR2)."""
