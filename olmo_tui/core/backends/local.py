@@ -146,7 +146,7 @@ class LocalBackend:
                         changes.update(status=RunStatus.FAILED, ended=time.time(),
                                        message="the launch was interrupted before the run started (nothing "
                                                "ran); launch it again")
-                    elif not (run_dir / METRICS_FILE).exists():  # gone before a single step
+                    elif (run_dir / LOG_FILE).exists() and not (run_dir / METRICS_FILE).exists():  # no step ran
                         changes.update(status=RunStatus.FAILED, ended=time.time(),
                                        message="the run's processes were killed before training started "
                                                "(nothing ran); launch it again")
