@@ -65,7 +65,9 @@ class Terminal:
         base_env.setdefault("LANG", "C.UTF-8")
         base_env["TEXTUAL_ANIMATIONS"] = "none"  # screens settle at once: fewer in-between frames
         argv = argv or [sys.executable, "-m", "olmo_tui"]
-        command = ("env " + " ".join(shlex.quote(f"{k}={v}") for k, v in sorted(base_env.items()))
+        # COLUMNS / LINES would override the pane's real size (Python's shutil, so Textual, read
+        # them first): the tmux server passes on whatever its first client's environment held.
+        command = ("env -u COLUMNS -u LINES " + " ".join(shlex.quote(f"{k}={v}") for k, v in sorted(base_env.items()))
                    + " " + shlex.join(argv))
         self._tmux("-f", "/dev/null", "new-session", "-d", "-s", self.target, "-x", str(width), "-y", str(height),
                    "-c", str(cwd or REPO), command)
@@ -100,7 +102,8 @@ class Terminal:
                     print(f"[journey] {time.monotonic() - start:5.1f} s  {what or want!r}", file=sys.stderr)
                 return text
             if time.monotonic() > deadline:
-                raise AssertionError(f"waited {timeout:g} s for {what or want!r}; the screen:\n{text}")
+                size = self._tmux("display-message", "-p", "-t", self.target, "#{window_width}x#{window_height}")
+                raise AssertionError(f"waited {timeout:g} s for {what or want!r}; the screen ({size.strip()}):\n{text}")
             time.sleep(POLL_S)
 
     def wait_gone(self, text: str, timeout: float = DEFAULT_TIMEOUT_S) -> str:

@@ -41,13 +41,14 @@ class SweepDialog(Dialog):
             yield Label(f"Sweep over {self.cfg.run_name}", classes="dialog-title")
             yield Label("grid axes, ';' between them: train_module.optim.lr=1e-3,3e-3; init_seed=0,1",
                         classes="sweep-label")
-            yield Input(id="sweep-grid", placeholder="a.b=v1,v2; c.d=v1,v2")
+            # Compact inputs: at 80x24 the preview and the hint below them must stay on screen.
+            yield Input(id="sweep-grid", placeholder="a.b=v1,v2; c.d=v1,v2", compact=True)
             yield Label("paired axes (step together, same number of values)", classes="sweep-label")
-            yield Input(id="sweep-zip", placeholder="model.d_model=128,256; model.n_heads=4,8")
+            yield Input(id="sweep-zip", placeholder="model.d_model=128,256; model.n_heads=4,8", compact=True)
             yield Label("runs at once", classes="sweep-label")
-            yield Input("1", id="sweep-parallel", type="integer")
+            yield Input("1", id="sweep-parallel", type="integer", compact=True)
             yield Label("sweep name (empty: from the run name and the time)", classes="sweep-label")
-            yield Input(id="sweep-name")
+            yield Input(id="sweep-name", compact=True)
             with VerticalScroll(id="sweep-preview"):
                 yield Static("", id="sweep-variants", markup=False)
             yield Label("ctrl+l queues the sweep and starts it · esc goes back", classes="dialog-hint")
