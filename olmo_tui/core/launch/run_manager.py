@@ -23,15 +23,17 @@ DEFAULT_GRACE_S = 60.0
 def refresh_run(run: RunRecord, registry: Optional[Registry] = None) -> RunRecord:
     """Look at an active run now and record what changed (ended, vanished, new step). A run
     recorded as lost is looked at again where its backend can tell (it may be alive after all)."""
-    if run.waiting_in_queue:
-        return run
-    backend = get_backend(run.backend)
-    if run.terminal and not (run.status == RunStatus.LOST and backend.rechecks_lost):
+    if run.waiting_in_queue or (run.terminal and run.status != RunStatus.LOST):
         return run
     registry = registry or Registry()
     try:
+        backend = get_backend(run.backend)
+        if run.terminal and not backend.rechecks_lost:
+            return run
         fresh = backend.refresh(run)
     except BackendError as exc:
+        if run.terminal:  # a lost run of a backend not installed here: nothing to recheck
+            return run
         fresh = replace(run, message=str(exc))
     return registry.save_changes(run, fresh)
 
