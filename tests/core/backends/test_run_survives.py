@@ -17,7 +17,7 @@ from engine.run_marker import process_start_ticks
 from olmo_tui.core.backends.base import RunStatus, set_backend
 from olmo_tui.core.backends.local import LocalBackend
 from olmo_tui.core.launch import launcher, run_manager
-from olmo_tui.core.runs.registry import Registry
+from olmo_tui.core.runs.registry import Registry, runs_root
 from olmo_tui.core.runs.tailing import wait_for
 
 import pytest
@@ -31,6 +31,9 @@ def stub(monkeypatch):
     set_backend("local", LocalBackend(engine_module="stub_engine"))
     yield
     set_backend("local", None)
+    for run_dir in runs_root().glob("*"):  # a failed assertion must not leave a long run going
+        for pid in set(run_lock.holders(run_dir)) - {os.getpid()}:
+            os.kill(pid, signal.SIGKILL)
 
 
 def start(monkeypatch, **env):

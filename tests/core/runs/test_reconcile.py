@@ -32,6 +32,9 @@ def stub(monkeypatch):
     set_backend("local", LocalBackend(engine_module="stub_engine"))
     yield
     set_backend("local", None)
+    for run_dir in runs_root().glob("*"):  # a failed assertion must not leave a long run going
+        for pid in set(run_lock.holders(run_dir)) - {os.getpid()}:
+            os.kill(pid, signal.SIGKILL)
 
 
 def half_made_dir(with_config: bool = True) -> Path:
