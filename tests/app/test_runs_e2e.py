@@ -174,7 +174,8 @@ async def test_cancel_keeps_a_checkpoint_resume_continues_and_relaunch_changes_o
             await pilot.press("y")
             await wait_until(pilot, lambda: monitor.run.status == "cancelled", 60, "the cancel")
             header = str(monitor.query_one("#run-header").render())
-            assert "exit code 143" in header and "checkpoints/step" in header
+            assert "exit code 143" in header and "checkpoint: step" in header  # the name; `i` shows the path
+            assert "checkpoints/step" in monitor.details_text()
             checkpoint = run_manager.latest_checkpoint(monitor.run)
             stopped_at = int(checkpoint.name[4:])
             assert stopped_at >= 3
