@@ -12,6 +12,7 @@ only makes a journey slower, not flaky. Every capture is checked for a traceback
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import shlex
@@ -73,6 +74,8 @@ class Terminal:
                    "-c", str(cwd or REPO), command)
         # Keep a crashed app's last output on screen, so the test shows its traceback.
         self._tmux("set-option", "-t", self.target, "remain-on-exit", "on")
+        # A test process that dies without its `finally` (a timeout) must not leave the server.
+        atexit.register(self.close)
         self.last = ""
 
     def _tmux(self, *args: str) -> str:
@@ -166,7 +169,7 @@ class Terminal:
 
     def save(self, name: str, text: Optional[str] = None) -> None:
         """With $JOURNEY_SCREENS set (a folder), keep this screen as NAME.txt: the plain-text
-        captures in docs/screens/ are written this way (`make screens`)."""
+        captures in docs/screens/ come from `JOURNEY_SCREENS=docs/screens pytest tests/journeys`."""
         folder = os.environ.get("JOURNEY_SCREENS")
         if folder:
             lines = (text if text is not None else self.screen()).rstrip("\n").splitlines()
