@@ -102,6 +102,12 @@ def cmd_compare(argv: List[str]) -> int:
     return run(argv)
 
 
+def cmd_annotate(argv: List[str]) -> int:
+    from .runs import cmd_annotate as run
+
+    return run(argv)
+
+
 def cmd_serve(argv: List[str]) -> int:
     from .serve import cmd_serve as run
 
@@ -126,6 +132,7 @@ SUBCOMMANDS: Dict[str, Subcommand] = {
     "diff": cmd_diff,
     "compare": cmd_compare,
     "serve": cmd_serve,
+    "annotate": cmd_annotate,
 }
 
 

@@ -1,4 +1,5 @@
-"""Headless run subcommands: `olmo-tui runs [--sweep NAME] [--json]`, `logs RUN [-f]`, `cancel RUN`,
+"""Headless run subcommands: `olmo-tui runs [--sweep NAME] [--tag T] [--all] [--json]`,
+`annotate RUN [--note TEXT] [--tag T] [--untag T] [--archive]`, `logs RUN [-f]`, `cancel RUN`,
 `relaunch RUN [--resume] [overrides]`. RUN is a run id, a unique id prefix, or a run name (its
 newest run). An unknown RUN is a usage error (exit 2).
 """
@@ -50,6 +51,9 @@ def cmd_runs(argv: List[str]) -> int:
     parser = argparse.ArgumentParser(prog="olmo-tui runs", description="List runs (newest first).")
     parser.add_argument("--json", action="store_true", help="one JSON array of run records")
     parser.add_argument("--sweep", metavar="NAME", help="only the runs of this sweep, in queue order")
+    parser.add_argument("--tag", action="append", default=[], metavar="TAG",
+                        help="only runs with this tag (repeat: all of them)")
+    parser.add_argument("--all", action="store_true", help="archived runs too (hidden by default)")
     args = parser.parse_args(argv)
     from ..core.launch.run_manager import refresh_all, refresh_run
     from ..core.launch.sweep_queue import ensure_workers, get_sweep
@@ -67,6 +71,7 @@ def cmd_runs(argv: List[str]) -> int:
     except (RegistryError, sqlite3.Error) as exc:
         _err(f"error: run registry: {exc}")
         return exit_codes.LAUNCH
+    runs = [run for run in runs if (args.all or not run.archived) and set(args.tag) <= set(run.tags)]
     if args.json:
         print(json.dumps([run.to_json() for run in runs], indent=2))
         return exit_codes.OK
@@ -206,3 +211,36 @@ def cmd_relaunch(argv: List[str]) -> int:
     return launch_and_follow(
         lambda reg: relaunch(parent, resume=args.resume, registry=reg, cfg=cfg,
                              warn=lambda warning: _err(f"warning: {warning}")), args)
+
+
+def cmd_annotate(argv: List[str]) -> int:
+    """`olmo-tui annotate RUN [--note TEXT] [--tag T] [--untag T] [--archive | --unarchive]`:
+    the run's notes, tags and archived flag in the registry; prints the run's record (JSON)."""
+    parser = argparse.ArgumentParser(prog="olmo-tui annotate", description="Set a run's notes, tags or archive flag.")
+    parser.add_argument("run", help="run id, unique id prefix, or run name")
+    parser.add_argument("--note", metavar="TEXT", help="replace the run's notes ('' clears them)")
+    parser.add_argument("--tag", action="append", default=[], metavar="TAG", help="add a tag (repeatable)")
+    parser.add_argument("--untag", action="append", default=[], metavar="TAG", help="remove a tag (repeatable)")
+    flag = parser.add_mutually_exclusive_group()
+    flag.add_argument("--archive", action="store_true", help="hide it from `runs` and the runs table")
+    flag.add_argument("--unarchive", action="store_true", help="show it again")
+    args = parser.parse_args(argv)
+    bad = [t for t in args.tag if not t.strip() or "," in t or len(t) > 64]
+    if bad:
+        _err(f"error: --tag: {bad[0]!r} is not a tag (1-64 characters, no comma)")
+        return exit_codes.USAGE
+    registry = Registry()
+    run = lookup_run(registry, args.run)
+    if isinstance(run, int):
+        return run
+    changes = {}
+    if args.note is not None:
+        changes["notes"] = args.note or None
+    if args.tag or args.untag:
+        tags = [t for t in run.tags if t not in args.untag]
+        changes["tags"] = tags + [t.strip() for t in args.tag if t.strip() not in tags]
+    if args.archive or args.unarchive:
+        changes["archived"] = bool(args.archive)
+    registry.update(run.id, **changes)
+    print(json.dumps(registry.get(run.id).to_json(), indent=2))
+    return exit_codes.OK

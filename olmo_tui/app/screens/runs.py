@@ -152,8 +152,9 @@ class RunsScreen(Screen):
 
     def visible_runs(self) -> List[RunRecord]:
         term = self.term.lower()
-        runs = [r for r in self.runs
-                if not term or any(term in (v or "").lower() for v in (r.id, r.preset, r.status, r.backend, r.sweep))]
+        # Archived runs stay hidden (`olmo-tui runs --all` lists them); the filter matches tags too.
+        runs = [r for r in self.runs if not r.archived and (not term or any(
+            term in (v or "").lower() for v in (r.id, r.preset, r.status, r.backend, r.sweep, *r.tags)))]
         return sorted(runs, key=SORT_KEYS[self.sort_column], reverse=self.sort_reverse)
 
     def show_runs(self, runs: List[RunRecord]) -> None:

@@ -70,6 +70,9 @@ class RunRecord:
     extra: Dict[str, Any] = field(default_factory=dict)  # backend-specific (Beaker URL, job ids)
     sweep: Optional[str] = None  # the sweep this run is a variant of (sweep.py)
     sweep_index: Optional[int] = None  # its place in the sweep's queue
+    notes: Optional[str] = None  # the researcher's free text (olmo-tui annotate)
+    tags: List[str] = field(default_factory=list)
+    archived: bool = False  # hidden from `olmo-tui runs` and the runs table unless asked for
 
     @property
     def waiting_in_queue(self) -> bool:
@@ -85,7 +88,7 @@ class RunRecord:
 
 
 COLUMNS = [f.name for f in fields(RunRecord)]
-JSON_COLUMNS = {"argv", "summary", "extra"}
+JSON_COLUMNS = {"argv", "summary", "extra", "tags"}
 
 def _add_sweeps(db: sqlite3.Connection) -> None:
     """Sweeps (sweep.py): each variant is a runs row tagged with its sweep and queue index;
@@ -117,6 +120,9 @@ MIGRATIONS: List[Callable[[sqlite3.Connection], None]] = [
     ),
     lambda db: db.execute("CREATE INDEX runs_created ON runs (created)"),
     _add_sweeps,
+    lambda db: [db.execute(sql) for sql in ("ALTER TABLE runs ADD COLUMN notes TEXT",
+                                            "ALTER TABLE runs ADD COLUMN tags TEXT NOT NULL DEFAULT '[]'",
+                                            "ALTER TABLE runs ADD COLUMN archived INTEGER NOT NULL DEFAULT 0")],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -253,7 +259,10 @@ class Registry:
     def _decode(row: sqlite3.Row) -> RunRecord:
         data = {key: row[key] for key in row.keys() if key in COLUMNS}
         for key in JSON_COLUMNS:
-            data[key] = json.loads(data[key] or ("[]" if key == "argv" else "{}"))
+            if key in data:
+                data[key] = json.loads(data[key] or ("[]" if key in ("argv", "tags") else "{}"))
+        if "archived" in data:
+            data["archived"] = bool(data["archived"])
         return RunRecord(**data)
 
     def query(self, sql: str, params: tuple = ()) -> List[sqlite3.Row]:
