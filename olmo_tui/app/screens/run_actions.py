@@ -46,17 +46,22 @@ def resume_run(screen: Screen, run: RunRecord) -> None:
     screen.app.push_screen(ConfirmDialog(f"Resume {run.id}{where} as a new run?"), answered)
 
 
-def confirm_cancel(screen: Screen, run: RunRecord) -> None:
-    if run.terminal:
-        screen.notify(f"{run.id} already ended ({run.status})")
+def confirm_cancel(screen: Screen, *runs: RunRecord) -> None:
+    """One question, then each run that is still active is cancelled (several: marked runs)."""
+    active = [run for run in runs if not run.terminal]
+    if not active:
+        screen.notify(f"{runs[0].id} already ended ({runs[0].status})" if len(runs) == 1
+                      else f"the {len(runs)} marked runs have all ended")
         return
 
     def answered(yes: Optional[bool]) -> None:
         if yes:
-            cancel_in_background(screen, run)
+            for run in active:
+                cancel_in_background(screen, run)
 
+    what = active[0].id if len(active) == 1 else f"{len(active)} marked runs\n" + "\n".join(r.id for r in active)
     screen.app.push_screen(ConfirmDialog(
-        f"Cancel {run.id}?\nSIGTERM now (the engine writes a final checkpoint), SIGKILL after "
+        f"Cancel {what}?\nSIGTERM now (the engine writes a final checkpoint), SIGKILL after "
         f"{CANCEL_GRACE_S:g} s."), answered)
 
 

@@ -249,6 +249,12 @@ class RunsScreen(Screen):
             resume_run(self, run)
 
     def action_cancel(self) -> None:
+        """The marked runs (one question for all), else the selected run."""
+        by_id = {run.id: run for run in self.runs}
+        marked = [by_id[run_id] for run_id in self.marked if run_id in by_id]
+        if marked:
+            confirm_cancel(self, *marked)
+            return
         run = self.selected_run()
         if run:
             confirm_cancel(self, run)
