@@ -3,7 +3,8 @@ second (a thread worker: refreshing notices runs that ended or vanished and reco
 
 Keys: enter or l: monitor (the run's log and plots) · r relaunch (editor prefilled with the run's resolved config; the new
 run records its parent) · R resume (same config, continuing from the latest checkpoint) ·
-c cancel (asks; SIGTERM, grace period, SIGKILL) · d forget (asks; then asks separately
+c cancel (asks; SIGTERM, grace period, SIGKILL; the marked runs if any) · a archive (the
+marked runs, else the selected one; hidden, `olmo-tui runs --all` lists them) · d forget (asks; then asks separately
 whether to delete the run's files) · / filter · s sort column · S reverse sort · space marks a
 run (● in the Run column) · C compares the marked runs (screens/compare.py) · home / end first
 / last run · esc back. Narrow terminals drop Backend, Preset, Age, then MFU (fit_columns).
@@ -107,6 +108,7 @@ class RunsScreen(Screen):
         Binding("R", "resume", "Resume"),
         Binding("c", "cancel", "Cancel"),
         Binding("d", "forget", "Forget", show=False),
+        Binding("a", "archive", "Archive", show=False),
         Binding("space", "mark", "Mark", show=False),
         Binding("C", "compare", "Compare"),
         Binding("slash", "filter", "Filter"),
@@ -259,6 +261,20 @@ class RunsScreen(Screen):
         if run:
             confirm_cancel(self, run)
 
+    def action_archive(self) -> None:
+        """Archive the marked runs (else the selected one): hidden here and from `olmo-tui runs`
+        (`olmo-tui runs --all` lists them, `olmo-tui annotate RUN --unarchive` brings one back)."""
+        by_id = {run.id: run for run in self.runs}
+        chosen = [by_id[run_id] for run_id in self.marked if run_id in by_id] or [
+            run for run in [self.selected_run()] if run]
+        for run in chosen:
+            self.registry.update(run.id, archived=True)
+            run.archived = True
+        self.marked = [run_id for run_id in self.marked if run_id not in {run.id for run in chosen}]
+        if chosen:
+            self.notify(f"archived {len(chosen)} run(s): olmo-tui runs --all lists them")
+            self.show_runs(self.runs)
+
     def action_forget(self) -> None:
         run = self.selected_run()
         if not run:
@@ -327,6 +343,7 @@ class RunsScreen(Screen):
         yield ("Resume the selected run", "From its latest checkpoint, as a new run (R)", self.action_resume)
         yield ("Cancel the selected run", "SIGTERM, final checkpoint, SIGKILL after 60 s (c)", self.action_cancel)
         yield ("Forget the selected run", "Drop it from the registry, optionally its files (d)", self.action_forget)
+        yield ("Archive the marked runs", "Or the selected one: hidden from the table (a)", self.action_archive)
         yield ("Mark the selected run", "For comparing (space)", self.action_mark)
         yield ("Compare the marked runs", "Plots and config diffs (C)", self.action_compare)
         yield ("Filter runs", "By id, preset, status, backend, sweep (/)", self.action_filter)
