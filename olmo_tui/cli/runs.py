@@ -19,7 +19,7 @@ from engine.errors import without_controls
 
 from ..core import exit_codes
 from ..core.backends.base import BackendError
-from ..core.runs.registry import Registry, RegistryError, RunRecord, UnknownRun
+from ..core.runs.registry import Registry, RegistryError, RunRecord, UnknownRun, tag_problem
 from ..core.views.run_table import table_row
 from .launch_args import fail_config, launch_parser, shorthand_overrides
 
@@ -225,9 +225,9 @@ def cmd_annotate(argv: List[str]) -> int:
     flag.add_argument("--archive", action="store_true", help="hide it from `runs` and the runs table")
     flag.add_argument("--unarchive", action="store_true", help="show it again")
     args = parser.parse_args(argv)
-    bad = [t for t in args.tag if not t.strip() or "," in t or len(t) > 64]
-    if bad:
-        _err(f"error: --tag: {bad[0]!r} is not a tag (1-64 characters, no comma)")
+    problem = next((tag_problem(t) for t in args.tag if tag_problem(t)), None)
+    if problem:
+        _err(f"error: --tag: {problem}")
         return exit_codes.USAGE
     registry = Registry()
     run = lookup_run(registry, args.run)

@@ -106,5 +106,38 @@ class SaveDialog(Dialog):
         self.dismiss((name, description))
 
 
+class AnnotateDialog(Dialog):
+    """A run's notes and tags (comma-separated); dismisses (notes or None, tags) or None."""
+
+    def __init__(self, run_id: str, notes: Optional[str], tags: List[str]) -> None:
+        super().__init__(id="annotate-dialog")
+        self.run_id, self.notes, self.tags = run_id, notes or "", tags
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(f"Notes and tags of {self.run_id}", classes="dialog-title", markup=False)
+            yield Label("notes")
+            yield Input(self.notes, id="annotate-notes", compact=True)
+            yield Label("tags, comma-separated (the runs filter / matches them)")
+            yield Input(", ".join(self.tags), id="annotate-tags", compact=True)
+            yield Static("", id="annotate-error", classes="field-error", markup=False)
+            yield Label("enter saves, esc cancels", classes="dialog-hint")
+
+    @on(Input.Submitted)
+    def _submit(self, event: Input.Submitted) -> None:
+        from olmo_tui.core.runs.registry import tag_problem
+
+        event.stop()
+        tags: List[str] = []
+        for tag in (t.strip() for t in self.query_one("#annotate-tags", Input).value.split(",")):
+            if tag and tag not in tags:
+                tags.append(tag)
+        problem = next((tag_problem(t) for t in tags if tag_problem(t)), None)
+        if problem:
+            self.query_one("#annotate-error", Static).update(f"✗ {problem}")
+            return
+        self.dismiss((self.query_one("#annotate-notes", Input).value.strip() or None, tags))
+
+
 def show_text(app, title: str, body: str, dialog_id: str, callback: Optional[callable] = None) -> None:
     app.push_screen(TextDialog(title, body, dialog_id), callback)

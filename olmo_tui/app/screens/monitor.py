@@ -223,6 +223,8 @@ class MonitorScreen(Screen):
             "command:\n" + (shlex.join(run.argv) if run.argv else "-"),
             f"run dir:\n{run.run_dir}", f"latest checkpoint:\n{self.latest_checkpoint or '-'}",
             *([f"parent: {run.parent_id} ({run.relation})"] if run.parent_id else []),
+            *([f"tags: {', '.join(run.tags)}"] if run.tags else []),
+            *([f"notes:\n{run.notes}"] if run.notes else []),
             *([f"message:\n{run.message}"] if run.message else [])])
 
     def action_details(self) -> None:

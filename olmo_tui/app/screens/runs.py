@@ -3,7 +3,8 @@ second (a thread worker: refreshing notices runs that ended or vanished and reco
 
 Keys: enter or l: monitor (the run's log and plots) · r relaunch (editor prefilled with the run's resolved config; the new
 run records its parent) · R resume (same config, continuing from the latest checkpoint) ·
-c cancel (asks; SIGTERM, grace period, SIGKILL; the marked runs if any) · a archive (the
+c cancel (asks; SIGTERM, grace period, SIGKILL; the marked runs if any) · n notes and tags ·
+a archive (the
 marked runs, else the selected one; hidden, `olmo-tui runs --all` lists them) · d forget (asks; then asks separately
 whether to delete the run's files) · / filter · s sort column · S reverse sort · space marks a
 run (● in the Run column) · C compares the marked runs (screens/compare.py) · home / end first
@@ -26,11 +27,11 @@ from olmo_tui.core.backends.base import BackendError
 from olmo_tui.core.runs.registry import Registry, RunRecord
 from olmo_tui.core.views.run_table import table_row
 
-from .dialogs import ConfirmDialog, TextDialog, help_text, show_text
+from .dialogs import AnnotateDialog, ConfirmDialog, TextDialog, help_text, show_text
 from .monitor import STATUS_STYLE
 from .run_actions import confirm_cancel, open_relaunch_editor, resume_run, start_in_app
 
-COLUMNS = ["Run", "Preset", "Backend", "Status", "Step", "Loss", "Tok/s", "MFU", "Age"]
+COLUMNS = ["Run", "Preset", "Backend", "Status", "Step", "Loss", "Tok/s", "MFU", "Age", "Tags"]
 SORT_KEYS: Dict[str, Callable[[RunRecord], object]] = {
     "Age": lambda r: -r.created,
     "Run": lambda r: r.id,
@@ -41,13 +42,15 @@ SORT_KEYS: Dict[str, Callable[[RunRecord], object]] = {
     "Loss": lambda r: r.summary.get("loss", float("inf")),
     "Tok/s": lambda r: r.summary.get("tps_total") or r.summary.get("tps") or 0.0,
     "MFU": lambda r: r.summary.get("mfu") or 0.0,
+    "Tags": lambda r: ", ".join(r.tags),
 }
 
 
-# Which columns give way first when the terminal is narrow: Backend, then Preset, Age, MFU.
+# Which columns give way first when the terminal is narrow: Tags (shown only when a run has one),
+# then Backend, Preset, Age, MFU.
 # The Run column keeps at least RUN_MIN_WIDTH; a longer id is shortened in the middle, keeping
 # its distinctive end (the date and the random suffix).
-PRIORITY = ["Run", "Status", "Step", "Loss", "Tok/s", "MFU", "Age", "Preset", "Backend"]
+PRIORITY = ["Run", "Status", "Step", "Loss", "Tok/s", "MFU", "Age", "Preset", "Backend", "Tags"]
 RUN_MIN_WIDTH = 24
 CELL_PADDING = 2  # DataTable's cell padding, one column each side
 
@@ -56,11 +59,13 @@ def fit_columns(rows: List[List[str]], width: int) -> "tuple[List[str], int]":
     """The columns to show in `width` cells (in COLUMNS order) and the Run column's width."""
     natural = {name: max([len(name)] + [len(row[COLUMNS.index(name)]) for row in rows]) + CELL_PADDING
                for name in COLUMNS}
-    shown = list(PRIORITY)
+    tagged = any(row[COLUMNS.index("Tags")] for row in rows)
+    shown = [name for name in PRIORITY if tagged or name != "Tags"]
     while True:
         others = sum(natural[name] for name in shown if name != "Run")
         run_width = min(natural["Run"], width - others)
-        if run_width >= RUN_MIN_WIDTH + CELL_PADDING or len(shown) == 1:
+        # (a short id needs no more than its own width: `olmo-train my-run` names runs so)
+        if run_width >= min(natural["Run"], RUN_MIN_WIDTH + CELL_PADDING) or len(shown) == 1:
             break
         shown.pop()
     return [name for name in COLUMNS if name in shown], max(run_width - CELL_PADDING, RUN_MIN_WIDTH)
@@ -109,6 +114,7 @@ class RunsScreen(Screen):
         Binding("c", "cancel", "Cancel"),
         Binding("d", "forget", "Forget", show=False),
         Binding("a", "archive", "Archive", show=False),
+        Binding("n", "annotate", "Notes/tags", show=False),
         Binding("space", "mark", "Mark", show=False),
         Binding("C", "compare", "Compare"),
         Binding("slash", "filter", "Filter"),
@@ -156,7 +162,7 @@ class RunsScreen(Screen):
         term = self.term.lower()
         # Archived runs stay hidden (`olmo-tui runs --all` lists them); the filter matches tags too.
         runs = [r for r in self.runs if not r.archived and (not term or any(
-            term in (v or "").lower() for v in (r.id, r.preset, r.status, r.backend, r.sweep, *r.tags)))]
+            term in (v or "").lower() for v in (r.id, r.preset, r.status, r.backend, r.sweep, r.notes, *r.tags)))]
         return sorted(runs, key=SORT_KEYS[self.sort_column], reverse=self.sort_reverse)
 
     def show_runs(self, runs: List[RunRecord]) -> None:
@@ -167,7 +173,7 @@ class RunsScreen(Screen):
         now = time.time()
         rows = []
         for run in visible:
-            cells = table_row(run, now)
+            cells = table_row(run, now) + [", ".join(run.tags)]
             cells[0] = ("● " if run.id in self.marked else "  ") + cells[0]
             rows.append(cells)
         columns, run_width = fit_columns(rows, self.size.width or 80)
@@ -275,6 +281,22 @@ class RunsScreen(Screen):
             self.notify(f"archived {len(chosen)} run(s): olmo-tui runs --all lists them")
             self.show_runs(self.runs)
 
+    def action_annotate(self) -> None:
+        """Edit the selected run's notes and tags (the registry's; `olmo-tui annotate` too)."""
+        run = self.selected_run()
+        if not run:
+            return
+
+        def save(result) -> None:
+            if result is None:
+                return
+            run.notes, run.tags = result
+            self.registry.update(run.id, notes=run.notes, tags=run.tags)
+            self.notify(f"{run.id}: " + (", ".join(run.tags) or "no tags") + ("; note saved" if run.notes else ""))
+            self.show_runs(self.runs)
+
+        self.app.push_screen(AnnotateDialog(run.id, run.notes, run.tags), save)
+
     def action_forget(self) -> None:
         run = self.selected_run()
         if not run:
@@ -344,9 +366,10 @@ class RunsScreen(Screen):
         yield ("Cancel the selected run", "SIGTERM, final checkpoint, SIGKILL after 60 s (c)", self.action_cancel)
         yield ("Forget the selected run", "Drop it from the registry, optionally its files (d)", self.action_forget)
         yield ("Archive the marked runs", "Or the selected one: hidden from the table (a)", self.action_archive)
+        yield ("Notes and tags of the selected run", "Free text and tags, filterable with / (n)", self.action_annotate)
         yield ("Mark the selected run", "For comparing (space)", self.action_mark)
         yield ("Compare the marked runs", "Plots and config diffs (C)", self.action_compare)
-        yield ("Filter runs", "By id, preset, status, backend, sweep (/)", self.action_filter)
+        yield ("Filter runs", "By id, preset, status, backend, sweep, tags, notes (/)", self.action_filter)
         yield ("Sort by the next column", "s; S reverses", self.action_sort)
         yield ("Help: runs", "Keys of this screen (?)", self.action_help)
 

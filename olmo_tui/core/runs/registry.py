@@ -372,5 +372,15 @@ class Registry:
         raise UnknownRun(f"no run {ref!r}; see `olmo-tui runs` for ids")
 
 
+TAG_MAX = 64
+
+
+def tag_problem(tag: str) -> Optional[str]:
+    """Why `tag` cannot be a run's tag (None when it can): the CLI and the app share the rule."""
+    if not tag.strip() or "," in tag or len(tag) > TAG_MAX:
+        return f"{tag!r} is not a tag (1-{TAG_MAX} characters, no comma)"
+    return None
+
+
 def updated(run: RunRecord, **changes: Any) -> RunRecord:
     return replace(run, **changes)
