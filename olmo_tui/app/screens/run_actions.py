@@ -6,7 +6,7 @@ Kept apart from both screens so neither imports the other for these.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from textual.screen import Screen
 
@@ -63,6 +63,32 @@ def confirm_cancel(screen: Screen, *runs: RunRecord) -> None:
     screen.app.push_screen(ConfirmDialog(
         f"Cancel {what}?\nSIGTERM now (the engine writes a final checkpoint), SIGKILL after "
         f"{CANCEL_GRACE_S:g} s."), answered)
+
+
+def relaunch_marked(screen: Screen, runs: Sequence[RunRecord]) -> None:
+    """One question, then each marked run relaunched unchanged as a child run (its own config,
+    hook and extensions: the one launch path), in a worker; the runs table shows them."""
+    app = screen.app
+
+    def work_() -> None:
+        registry, started, failed = Registry(), [], []
+        for run in runs:
+            try:
+                started.append(relaunch(run, resume=False, registry=registry).id)
+            except Exception as exc:  # UserError, ConfigError, BackendError: name it, go on
+                failed.append(f"{run.id}: {exc}")
+        if started:
+            app.call_from_thread(app.notify, f"relaunched {len(started)} run(s): " + ", ".join(started))
+        for line in failed:
+            app.call_from_thread(app.notify, f"cannot relaunch {line}", severity="error", timeout=10)
+
+    def answered(yes: Optional[bool]) -> None:
+        if yes:
+            app.run_worker(work_, thread=True, group="relaunch", exit_on_error=False)
+
+    screen.app.push_screen(ConfirmDialog(
+        f"Relaunch {len(runs)} marked runs, each with its own config, as new child runs?\n"
+        + "\n".join(run.id for run in runs)), answered)
 
 
 def cancel_in_background(screen: Screen, run: RunRecord) -> None:

@@ -1,14 +1,15 @@
 """The runs screen: every run in the registry with its latest numbers, refreshed once a
 second (a thread worker: refreshing notices runs that ended or vanished and records it).
 
-Keys: enter or l: monitor (the run's log and plots) · r relaunch (editor prefilled with the run's resolved config; the new
-run records its parent) · R resume (same config, continuing from the latest checkpoint) ·
+Keys: enter or l: monitor (the run's log and plots) · r relaunch (editor prefilled with the
+run's resolved config; the new run records its parent; with runs marked: each relaunched
+unchanged, after one question) · R resume (same config, continuing from the latest checkpoint) ·
 c cancel (asks; SIGTERM, grace period, SIGKILL; the marked runs if any) · n notes and tags ·
-a archive (the
-marked runs, else the selected one; hidden, `olmo-tui runs --all` lists them) · d forget (asks; then asks separately
-whether to delete the run's files) · / filter · s sort column · S reverse sort · space marks a
-run (● in the Run column) · C compares the marked runs (screens/compare.py) · home / end first
-/ last run · esc back. Narrow terminals drop Backend, Preset, Age, then MFU (fit_columns).
+a archive (the marked runs, else the selected one; hidden, `olmo-tui runs --all` lists them) ·
+d forget (asks; then asks separately whether to delete the run's files) · / filter · s sort
+column · S reverse sort · space marks a run (● in the Run column) · C compares the marked runs
+(screens/compare.py) · home / end first / last run · esc back. Narrow terminals drop Tags,
+Backend, Preset, Age, then MFU (fit_columns).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from olmo_tui.core.views.run_table import table_row
 
 from .dialogs import AnnotateDialog, ConfirmDialog, TextDialog, help_text, show_text
 from .monitor import STATUS_STYLE
-from .run_actions import confirm_cancel, open_relaunch_editor, resume_run, start_in_app
+from .run_actions import confirm_cancel, open_relaunch_editor, relaunch_marked, resume_run, start_in_app
 
 COLUMNS = ["Run", "Preset", "Backend", "Status", "Step", "Loss", "Tok/s", "MFU", "Age", "Tags"]
 SORT_KEYS: Dict[str, Callable[[RunRecord], object]] = {
@@ -247,6 +248,12 @@ class RunsScreen(Screen):
         self.app.open_compare(chosen)
 
     def action_relaunch(self) -> None:
+        """The marked runs: each relaunched unchanged (one question); else the editor for one."""
+        by_id = {run.id: run for run in self.runs}
+        marked = [by_id[run_id] for run_id in self.marked if run_id in by_id]
+        if marked:
+            relaunch_marked(self, marked)
+            return
         run = self.selected_run()
         if run:
             open_relaunch_editor(self.app, run)
