@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Label, ProgressBar, Sparkline, Static
 
-from engine.run_dir import custom_metrics
+from engine.run_dir import custom_metrics, record_alerts
 from olmo_tui.core.formatting import custom_metric_line, data_mix, eval_losses, format_eta, human_count, router_health
 
 SERIES = (  # key in the record, label, how to show the current value
@@ -29,6 +29,7 @@ class ThroughputPanel(Vertical):
     ThroughputPanel Label { width: 1fr; height: 1; }
     ThroughputPanel .series-label { margin-top: 1; }
     ThroughputPanel Sparkline { height: 3; }
+    ThroughputPanel #tp-loss-marks { height: 1; width: 1fr; color: $warning; display: none; }
     ThroughputPanel #tp-progress-label { margin-top: 1; }
     ThroughputPanel #tp-extra { margin-top: 1; height: 7; width: 1fr; color: $text-muted; }
     """
@@ -44,6 +45,10 @@ class ThroughputPanel(Vertical):
         self.records_seen = 0
         self._dirty = False
         self._last_step: Optional[int] = None
+        # Stability alerts on the loss plot: the loss points (counted from the first, so the
+        # bounded deque's shifting does not move them) whose record carried an alert.
+        self.loss_count = 0
+        self.alert_points: Deque[int] = deque(maxlen=256)
 
     def compose(self) -> ComposeResult:
         yield Label("waiting for the first metrics...", id="tp-progress-label")
@@ -51,6 +56,8 @@ class ThroughputPanel(Vertical):
         for key, label, _ in SERIES:
             yield Label(label, id=f"tp-{key}-label", classes="series-label")
             yield Sparkline([], summary_function=max, id=f"tp-{key}")
+            if key == "loss":
+                yield Static("", id="tp-loss-marks", markup=False)
         yield Static("", id="tp-extra")
 
     def on_mount(self) -> None:
@@ -63,6 +70,7 @@ class ThroughputPanel(Vertical):
             # A resumed run restarts below the last step: start the plots over.
             for series in self.points.values():
                 series.clear()
+            self.alert_points.clear()
         self._last_step = step
         for key, _, _ in SERIES:
             value = record.get(key)
@@ -70,11 +78,29 @@ class ThroughputPanel(Vertical):
                 value = record.get("tps_total", value)
             if isinstance(value, (int, float)):
                 self.points[key].append(float(value))
+                if key == "loss":
+                    self.loss_count += 1
+        if record_alerts(record) and self.points["loss"]:
+            self.alert_points.append(self.loss_count - 1)
         for name in custom_metrics([record]):
             self.custom.setdefault(name, deque(maxlen=MAX_POINTS)).append(float(record[name]))
         self.latest.update({k: v for k, v in record.items() if v is not None})
         self.records_seen += 1
         self._dirty = True
+
+    def alert_marks(self) -> str:
+        """A row under the loss plot: ▲ under the columns where a stability alert fired (the
+        sparkline spreads the points over its width, so a point's column is its share of them)."""
+        shown = len(self.points["loss"])
+        first = self.loss_count - shown  # the loss point the plot starts with
+        width = self.query_one("#tp-loss", Sparkline).size.width
+        inside = [p - first for p in self.alert_points if p >= first]
+        if not inside or not width or not shown:
+            return ""
+        row = [" "] * width
+        for index in inside:
+            row[min(index * width // shown, width - 1)] = "▲"
+        return "".join(row)
 
     def custom_line(self) -> Optional[str]:
         names = sorted(self.custom)
@@ -98,6 +124,10 @@ class ThroughputPanel(Vertical):
             # Fixed-size widgets (CSS): update without a layout pass.
             self.query_one(f"#tp-{key}-label", Label).update(text, layout=False)
             self.query_one(f"#tp-{key}", Sparkline).data = list(self.points[key])
+        marks, row = self.alert_marks(), self.query_one("#tp-loss-marks", Static)
+        if row.display != bool(marks):  # a row only once an alert came (80x24 has none to spare)
+            row.display = bool(marks)
+        row.update(marks, layout=False)
         step, total = latest.get("step"), latest.get("total_steps")
         bar = self.query_one("#tp-progress", ProgressBar)
         if total:
