@@ -4,40 +4,28 @@ contract's stand-in, tests/launcher_stub)."""
 
 from __future__ import annotations
 
-import os
-import signal
 from pathlib import Path
 
 import pytest
 
-from engine import run_lock
 from engine.config import resolve
 from olmo_tui.app.app import OlmoTuiApp
 from olmo_tui.app.screens.dialogs import ConfirmDialog
 from olmo_tui.app.screens.runs import RunsScreen
-from olmo_tui.core.backends.base import set_backend
-from olmo_tui.core.backends.local import LocalBackend
 from olmo_tui.core.launch import launcher
-from olmo_tui.core.runs.registry import Registry, runs_root
+from olmo_tui.core.runs.registry import Registry
 from olmo_tui.core.runs.tailing import wait_for as wait_until
 from pilot_helpers import wait_for
 
-STUB_DIR = Path(__file__).resolve().parents[1] / "launcher_stub"
+from stub_backend import stub  # noqa: F401  (the fixture)
 
 
 @pytest.fixture
-def stub(monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", str(STUB_DIR))
+def quick(monkeypatch, stub):
     monkeypatch.setenv("STUB_STEPS", "3")
-    set_backend("local", LocalBackend(engine_module="stub_engine"))
-    yield
-    set_backend("local", None)
-    for run_dir in runs_root().glob("*"):  # a failed assertion must not leave a run going
-        for pid in set(run_lock.holders(run_dir)) - {os.getpid()}:
-            os.kill(pid, signal.SIGKILL)
 
 
-async def test_r_with_two_marked_runs_relaunches_both_unchanged(stub):
+async def test_r_with_two_marked_runs_relaunches_both_unchanged(quick):
     parents = [launcher.launch(resolve(preset="tiny-cpu", overrides=[f"--init_seed={seed}"]), preset="tiny-cpu")
                for seed in (1, 2)]
     other = launcher.launch(resolve(preset="tiny-cpu"), preset="tiny-cpu")

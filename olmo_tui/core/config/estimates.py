@@ -318,16 +318,7 @@ def _context_parallel(cfg: ExperimentConfig, limit: float) -> Optional[Remedy]:
     smaller micro-batch has nothing left to give."""
     if cfg.train_module.rank_microbatch_size > cfg.dataset.sequence_length:
         return None
-    best = None
-    degree = cfg.cp_degree * 2
-    while degree <= cfg.launch.world_size:
-        remedy = _remedy(cfg, f"CP degree {degree}", {"train_module.cp_config": {"degree": degree}}, limit)
-        if remedy is not None:
-            best = remedy
-            if remedy.fits:
-                break
-        degree *= 2
-    return best
+    return _doubled_degree(cfg, "CP", "train_module.cp_config", cfg.cp_degree, limit)
 
 
 def _sharding(cfg: ExperimentConfig, limit: float) -> Optional[Remedy]:
@@ -341,10 +332,16 @@ def _sharding(cfg: ExperimentConfig, limit: float) -> Optional[Remedy]:
 
 
 def _tensor_parallel(cfg: ExperimentConfig, limit: float) -> Optional[Remedy]:
+    return _doubled_degree(cfg, "TP", "train_module.tp_config", cfg.tp_degree, limit)
+
+
+def _doubled_degree(cfg: ExperimentConfig, name: str, section: str, current: int, limit: float) -> Optional[Remedy]:
+    """The smallest doubling of a parallel degree (up to the world size) that fits, else the
+    largest that applies."""
     best = None
-    degree = cfg.tp_degree * 2
+    degree = current * 2
     while degree <= cfg.launch.world_size:
-        remedy = _remedy(cfg, f"TP degree {degree}", {"train_module.tp_config": {"degree": degree}}, limit)
+        remedy = _remedy(cfg, f"{name} degree {degree}", {section: {"degree": degree}}, limit)
         if remedy is not None:
             best = remedy
             if remedy.fits:

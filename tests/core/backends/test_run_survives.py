@@ -14,26 +14,14 @@ from cli_helpers import run_cli
 from engine import run_lock
 from engine.config import resolve
 from engine.run_marker import process_start_ticks
-from olmo_tui.core.backends.base import RunStatus, set_backend
-from olmo_tui.core.backends.local import LocalBackend
+from olmo_tui.core.backends.base import RunStatus
 from olmo_tui.core.launch import launcher, run_manager
-from olmo_tui.core.runs.registry import Registry, runs_root
+from olmo_tui.core.runs.registry import Registry
 from olmo_tui.core.runs.tailing import wait_for
 
-import pytest
-
-STUB_DIR = Path(__file__).resolve().parents[2] / "launcher_stub"
+from stub_backend import stub  # noqa: F401  (the fixture)
 
 
-@pytest.fixture
-def stub(monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", str(STUB_DIR))
-    set_backend("local", LocalBackend(engine_module="stub_engine"))
-    yield
-    set_backend("local", None)
-    for run_dir in runs_root().glob("*"):  # a failed assertion must not leave a long run going
-        for pid in set(run_lock.holders(run_dir)) - {os.getpid()}:
-            os.kill(pid, signal.SIGKILL)
 
 
 def start(monkeypatch, **env):

@@ -8,7 +8,6 @@ from __future__ import annotations
 import gc
 import json
 import os
-import signal
 from pathlib import Path
 
 import pytest
@@ -23,18 +22,9 @@ from olmo_tui.core.launch import launcher, run_manager
 from olmo_tui.core.runs.registry import Registry, RunRecord, new_run_id, runs_root
 from olmo_tui.core.runs.tailing import wait_for
 
-STUB_DIR = Path(__file__).resolve().parents[2] / "launcher_stub"
+from stub_backend import stub  # noqa: F401  (the fixture)
 
 
-@pytest.fixture
-def stub(monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", str(STUB_DIR))
-    set_backend("local", LocalBackend(engine_module="stub_engine"))
-    yield
-    set_backend("local", None)
-    for run_dir in runs_root().glob("*"):  # a failed assertion must not leave a long run going
-        for pid in set(run_lock.holders(run_dir)) - {os.getpid()}:
-            os.kill(pid, signal.SIGKILL)
 
 
 def half_made_dir(with_config: bool = True) -> Path:
