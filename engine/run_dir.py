@@ -40,6 +40,8 @@ EXTENSIONS_DIR = "extensions"  # engine/config/extensions/snapshot.py
 # longer than the watch's bound (removed when steps resume); each rank's Python stacks, appended
 # at each stall (faulthandler), in stacks/rank<R>.txt.
 STALL_MARKER = "stalled.json"
+# `olmo-tui` forgot this run (forget without deleting its files): never re-recorded from the dir.
+FORGOTTEN_MARKER = "forgotten"
 STACKS_DIR = "stacks"
 
 # A metrics record inside a log stream: the prefix, then the record as compact JSON on one line.

@@ -208,7 +208,7 @@ def test_two_processes_see_the_same_global_batches_as_one(tmp_path):
     cfg = _cfg(tmp_path)
     one = _take(build_train_loader(cfg, 0, 1), 12)
     ranks = run_distributed_test(_gathered_global_batches, world_size=2,
-                                 args=(cfg.model_dump(mode="json"), 12))
+                                 args=(cfg.model_dump(mode="json", exclude_none=True), 12))
     for gathered in ranks:
         assert all(torch.equal(a, b) for a, b in zip(one, gathered, strict=True))
 
@@ -218,10 +218,10 @@ def test_a_source_of_another_registered_kind_joins_the_mixture(tmp_path):
     ids 0..199 from a Python generator) mixed with token files at 0.25 / 0.75."""
     from extension_helpers import write_extension
 
-    package = write_extension(tmp_path / "ext", name="mix_ext")
+    package = write_extension(tmp_path / "ext", name="mix_ext", suffix="_mix")  # registries are per process
     sources = _sources(tmp_path)
     mixture = {"code": {**sources["code"], "ratio": 0.75},  # ids 2400..4399: never the generator's
-               "count": {"kind": "counting", "ratio": 0.25, "max_repetition": 8}}
+               "count": {"kind": "counting_mix", "ratio": 0.25, "max_repetition": 8}}
     cfg = config(tmp_path, extensions=[str(package)], dataset={"sources": mixture},
                  data_loader={"global_batch_size": ROWS * T}, trainer={"max_duration": "20 steps"})
     check_data(cfg)
@@ -229,6 +229,6 @@ def test_a_source_of_another_registered_kind_joins_the_mixture(tmp_path):
     for batch in batches:
         code_rows = batch[:, 0] >= FIRST_ID[1]
         assert int(code_rows.sum()) == 15 and int(batch[~code_rows].max()) < 200  # 20 rows at 0.75 / 0.25
-    with pytest.raises(ConfigErrorType, match="dataset.sources.count.kind: unknown data source 'countin'"):
+    with pytest.raises(ConfigErrorType, match="dataset.sources.count.kind: unknown data source 'countin_mix'"):
         config(tmp_path, extensions=[str(package)],
-               dataset={"sources": {**mixture, "count": {**mixture["count"], "kind": "countin"}}})
+               dataset={"sources": {**mixture, "count": {**mixture["count"], "kind": "countin_mix"}}})

@@ -10,7 +10,9 @@ from olmo_tui.app.widgets.telemetry import sparkline, telemetry_text
 
 
 def test_cpu_run_records_cpu_and_memory(tmp_path):
-    cfg = tiny_run.small_config("--trainer.callbacks.telemetry.interval_s=0.05", "--trainer.metrics_collect_interval=2",
+    # A long interval: the first sample (CPU since the process started, never a ~0 s span's 0%)
+    # is the only one of this short run (CI saw 0.0 when the first sample measured from itself).
+    cfg = tiny_run.small_config("--trainer.callbacks.telemetry.interval_s=60", "--trainer.metrics_collect_interval=2",
                                 steps=6)
     assert tiny_run.run(cfg, tmp_path / "run") == 0
     records = tiny_run.metrics(tmp_path / "run")

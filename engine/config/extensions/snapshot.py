@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
@@ -55,7 +56,9 @@ def write_snapshot(extensions: Iterable, run_dir: Path) -> Optional[Path]:
     folder = Path(run_dir) / SNAPSHOT_DIR
     if not extensions or (folder / MANIFEST).is_file():
         return folder if extensions else None
-    staging = Path(run_dir) / f".{SNAPSHOT_DIR}.tmp"
+    # One staging folder per process: the ranks of a run all write at start, and a shared one was
+    # removed or re-made under another rank's copy (FileExistsError on one rank, 1 run in 3).
+    staging = Path(run_dir) / f".{SNAPSHOT_DIR}.tmp-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     manifest = []

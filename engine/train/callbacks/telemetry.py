@@ -68,11 +68,24 @@ def rss_gib() -> Optional[float]:
     return round(pages * os.sysconf("SC_PAGE_SIZE") / GIB, 3)
 
 
+def process_age_s() -> float:
+    """Seconds since this process started (Linux /proc; 0 where unknown)."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return max(uptime - start_ticks / os.sysconf("SC_CLK_TCK"), 0.0)
+
+
 class CpuMeter:
-    """This process's CPU time over wall time between calls, in percent of one core."""
+    """This process's CPU time over wall time between calls, in percent of one core. The first
+    call measures from the process's start (a span of ~0 s would read 0%)."""
 
     def __init__(self) -> None:
-        self._cpu, self._wall = self._now()
+        self._cpu, self._wall = 0.0, time.monotonic() - process_age_s()
 
     @staticmethod
     def _now():

@@ -92,6 +92,9 @@ class MonitorScreen(Screen):
             yield LogPanel(id="log-panel")
         yield Footer()
 
+    def on_resize(self) -> None:
+        self.query_one(TelemetryLine).fit_display()
+
     def on_mount(self) -> None:
         self.title = "olmo-tui"
         self.sub_title = f"run {self.run.id}"

@@ -1,7 +1,7 @@
 """The monitor's telemetry line: per GPU its utilisation (now, and a short history as a
 sparkline), memory, power and temperature; on a CPU run the rank's CPU use and resident memory.
 Fed by the sys/* keys of the metrics records (engine/train/callbacks/telemetry.py); hidden
-until the first one arrives."""
+until the first one arrives (a CPU run's: also below ROOMY_ROWS rows)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from typing import Any, Deque, Dict
 from textual.widgets import Static
 
 HISTORY = 16
+# A CPU run's line (the rank's CPU and memory) shows only from this many rows up: at 80x24 the
+# monitor keeps its 3-row header for the plots and the log. GPU lines always show.
+ROOMY_ROWS = 30
 BARS = "▁▂▃▄▅▆▇█"
 GPU_KEY = re.compile(r"^sys/gpu(\d+)/(\w+)$")
 
@@ -64,4 +67,9 @@ class TelemetryLine(Static):
             if name and isinstance(value, (int, float)):
                 self.history.setdefault(name, deque(maxlen=HISTORY)).append(float(value))
         self.update(telemetry_text(self.latest, self.history))
-        self.display = True
+        self.fit_display()
+
+    def fit_display(self) -> None:
+        """Shown once a sample came: a GPU's always, a CPU run's when the terminal has room."""
+        gpu = any(GPU_KEY.match(key) for key in self.latest)
+        self.display = bool(self.latest) and (gpu or self.app.size.height >= ROOMY_ROWS)

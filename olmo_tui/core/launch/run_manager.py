@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from engine.config import ExperimentConfig, resolve
-from engine.run_dir import CHECKPOINTS_DIR, CONFIG_FILE
+from engine.run_dir import CHECKPOINTS_DIR, CONFIG_FILE, FORGOTTEN_MARKER
 
 from ..backends.base import BackendError, RunStatus, get_backend, sees_local_files
 from ..runs.registry import Registry, RunRecord, runs_root
@@ -137,6 +137,12 @@ def forget_run(run: RunRecord, delete_files: bool = False, registry: Optional[Re
     run = refresh_run(run, registry)
     if not run.terminal:
         raise BackendError(f"run {run.id} is {run.status}; cancel it before forgetting it")
+    # The mark first: the runs table's refresh (every second) re-records run dirs no record
+    # points at (reconcile.py, discovery.py), so a forgotten run came back, deleted files or not.
+    try:
+        (Path(run.run_dir) / FORGOTTEN_MARKER).touch()
+    except OSError:  # gone, or not on this filesystem (a remote backend's dir): nothing to re-find
+        pass
     registry.remove(run.id)
     if delete_files:
         run_dir = Path(run.run_dir).resolve()

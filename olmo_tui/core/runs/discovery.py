@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from engine.run_dir import START_MARKER
+from engine.run_dir import FORGOTTEN_MARKER, START_MARKER
 
 from .registry import Registry, RunRecord, runs_root
 from .run_status import RunStatus
@@ -53,7 +53,8 @@ def discover_engine_runs(registry: Registry, root: Optional[Path] = None) -> Lis
 
 def _discover(registry: Registry, root: Path) -> List[RunRecord]:
     try:
-        candidates = [child for child in root.iterdir() if (child / START_MARKER).is_file()]
+        candidates = [child for child in root.iterdir()
+                      if (child / START_MARKER).is_file() and not (child / FORGOTTEN_MARKER).exists()]
     except OSError:  # no runs root yet
         return []
     if not candidates:

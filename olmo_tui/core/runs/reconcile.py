@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import List, Optional
 
 from engine import run_lock
-from engine.run_dir import CONFIG_FILE, EXIT_RECORD, LAUNCH_RECORD, RUN_LOCK, START_MARKER, read_exit_record
+from engine.run_dir import (CONFIG_FILE, EXIT_RECORD, FORGOTTEN_MARKER, LAUNCH_RECORD, RUN_LOCK, START_MARKER,
+                            read_exit_record)
 
 from .registry import Registry, RunRecord, runs_root
 from .run_status import RunStatus, status_for_exit
@@ -105,7 +106,7 @@ def reconcile_run_dirs(registry: Registry, root: Optional[Path] = None) -> List[
     known = {str(Path(run.run_dir)) for run in registry.all()}
     added = []
     for run_dir in sorted(children):
-        if str(run_dir) in known or (run_dir / START_MARKER).exists():
+        if str(run_dir) in known or (run_dir / START_MARKER).exists() or (run_dir / FORGOTTEN_MARKER).exists():
             continue
         record = _record(run_dir)
         if record is None:

@@ -154,3 +154,14 @@ def test_a_look_at_the_runs_while_a_queued_run_starts_leaves_it_starting(stub, i
         del os.environ["STUB_STEPS"]
     assert seen == [RunStatus.STARTING] and run.status == RunStatus.RUNNING
     assert wait_for(lambda: run_manager.refresh_run(registry.get(run.id), registry).status == RunStatus.SUCCEEDED, 60)
+
+
+def test_a_forgotten_run_stays_forgotten(isolated_xdg):
+    """Forget drops the record; the next look (every second in the runs table) must not record
+    the dir again, with its files kept, or while they are being deleted (it came back: the
+    runs-table journey's forget waited 120 s in CI)."""
+    run_dir = half_made_dir()
+    run = listed()[run_dir.name]
+    run_manager.forget_run(run, delete_files=False)
+    assert run_dir.is_dir() and run_dir.name not in listed()
+    assert Registry().get(run_dir.name) is None
